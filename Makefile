@@ -1,0 +1,59 @@
+# The README's two commands come first: `make run` and `make test`.
+# Both install what they need into .venv; the control plane is built once into
+# ~/.cache/imagepuller (see hack/build-control-plane.sh).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+NODES  ?= 3
+
+.PHONY: run test unit lint control-plane cluster-up cluster-down sleep image bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test,lint]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+## run: the controller in the foreground; without KUBECONFIG, against a local cluster of 5 simulated nodes
+run: $(STAMP) control-plane
+	$(PY) -m localcluster.run_local
+
+## test: every test, unit and cluster (builds the control plane first when it is not cached)
+test: $(STAMP) sleep
+	@bash hack/build-control-plane.sh >/dev/null || \
+	  echo "make test: building the control plane failed; the cluster tests will report it" >&2
+	$(PY) -m pytest
+
+## unit: only the tests that need no cluster
+unit: $(STAMP)
+	$(PY) -m pytest -m "not cluster"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check imagepuller localcluster tests benchmarks
+
+control-plane:
+	@bash hack/build-control-plane.sh >/dev/null
+
+## cluster-up / cluster-down: a local cluster with NODES simulated nodes; kubeconfig in .cluster/kubeconfig
+cluster-up: $(STAMP) control-plane
+	$(PY) -m localcluster up --nodes $(NODES) --dir .cluster
+
+cluster-down: $(STAMP)
+	$(PY) -m localcluster down --dir .cluster
+
+## sleep: the static sleep binary that the init container copies (build/sleep)
+sleep:
+	@bash hack/build-sleep.sh build/sleep
+
+## image: the puller's container image (needs podman or docker with a running engine)
+image:
+	@bash hack/build-image.sh
+
+## bench: controller start-up, memory over refresh cycles, readiness latency (prints figures)
+bench: $(STAMP) control-plane
+	$(PY) benchmarks/bench_controller.py
+
+clean:
+	rm -rf $(VENV) build .cluster
