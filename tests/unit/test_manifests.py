@@ -1,0 +1,401 @@
+"""The install manifests, checked without a cluster.
+
+OpenShift templates (manifests/openshift/) are processed with tests.templates.process_template,
+the `oc process` emulation; the plain-Kubernetes install (manifests/kubernetes/) is rendered with
+`kubectl kustomize` and must match the templates' defaults.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # tests/unit has no __init__.py; make `tests.templates` importable
+    sys.path.insert(0, str(ROOT))
+
+from tests.templates import (  # noqa: E402
+    TemplateError,
+    load_template,
+    parameter_defaults,
+    process_template,
+)
+
+OPENSHIFT = ROOT / "manifests" / "openshift"
+KUBERNETES = ROOT / "manifests" / "kubernetes"
+APP = OPENSHIFT / "app.yaml"
+CONFIGMAP = OPENSHIFT / "configmap.yaml"
+SERVICEACCOUNT = OPENSHIFT / "serviceaccount.yaml"
+
+# Product documentation, section 3.6.1, tables 3.37-3.39: parameter -> documented default.
+DOC_TABLES = {
+    APP: {  # table 3.37
+        "DEPLOYMENT_NAME": "kubernetes-image-puller",
+        "IMAGE": "registry.redhat.io/devspaces/imagepuller-rhel8",
+        "IMAGE_TAG": "latest",
+        "SERVICEACCOUNT_NAME": "kubernetes-image-puller",
+    },
+    CONFIGMAP: {  # table 3.38 (IMAGES: the documented `{}` is no `name=image;` list; see below)
+        "CACHING_CPU_LIMIT": ".2",
+        "CACHING_CPU_REQUEST": ".05",
+        "CACHING_INTERVAL_HOURS": "1",
+        "CACHING_MEMORY_LIMIT": "20Mi",
+        "CACHING_MEMORY_REQUEST": "10Mi",
+        "DAEMONSET_NAME": "kubernetes-image-puller",
+        "DEPLOYMENT_NAME": "kubernetes-image-puller",
+        "IMAGES": None,
+        "NAMESPACE": "k8s-image-puller",
+        "NODE_SELECTOR": "{}",
+    },
+    SERVICEACCOUNT: {  # table 3.39
+        "SERVICEACCOUNT_NAME": "kubernetes-image-puller",
+        "KIP_IMAGE": "registry.redhat.io/devspaces/imagepuller-rhel8:latest",
+    },
+}
+
+# Settings of the original puller beyond the documented tables.
+EXTRAS = {
+    APP: {
+        "CONFIGMAP_NAME": "kubernetes-image-puller",
+        "DEPLOYMENT_CPU_REQUEST": "100m",
+        "DEPLOYMENT_MEMORY_REQUEST": "50Mi",
+        "DEPLOYMENT_CPU_LIMIT": "500m",
+        "DEPLOYMENT_MEMORY_LIMIT": "256Mi",
+    },
+    CONFIGMAP: {
+        "CONFIGMAP_NAME": "kubernetes-image-puller",
+        "IMAGE_PULL_SECRETS": "",
+        "AFFINITY": "{}",
+        "TOLERATIONS": "[]",
+        "KIP_IMAGE": "registry.redhat.io/devspaces/imagepuller-rhel8:latest",
+        "DAEMONSET_ANNOTATIONS": "{}",
+    },
+    SERVICEACCOUNT: {},
+}
+
+EXPECTED_RULES = [
+    {"apiGroups": ["apps"], "resources": ["daemonsets"],
+     "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+]  # fmt: skip
+
+CONFIG_KEYS = {
+    "IMAGES", "DAEMONSET_NAME", "DEPLOYMENT_NAME", "NAMESPACE", "CACHING_INTERVAL_HOURS",
+    "CACHING_MEMORY_REQUEST", "CACHING_MEMORY_LIMIT", "CACHING_CPU_REQUEST", "CACHING_CPU_LIMIT",
+    "NODE_SELECTOR", "AFFINITY", "TOLERATIONS", "IMAGE_PULL_SECRETS", "KIP_IMAGE",
+    "DAEMONSET_ANNOTATIONS",
+}  # fmt: skip
+
+TEMPLATES = [APP, CONFIGMAP, SERVICEACCOUNT]
+
+
+def _by_kind(objects: list[dict]) -> dict[str, dict]:
+    kinds = [o["kind"] for o in objects]
+    assert len(kinds) == len(set(kinds)), kinds
+    return {o["kind"]: o for o in objects}
+
+
+def _all_objects(params: dict[str, dict[str, str]] | None = None) -> dict[str, dict]:
+    params = params or {}
+    objects: list[dict] = []
+    for path in TEMPLATES:
+        objects += process_template(path, params.get(path.name, {}))
+    return _by_kind(objects)
+
+
+def _walk_strings(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k
+            yield from _walk_strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk_strings(v)
+    elif isinstance(node, str):
+        yield node
+
+
+# --- The templates' parameters ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_template_is_an_openshift_template(path: Path) -> None:
+    tpl = load_template(path)
+    assert tpl["apiVersion"] == "template.openshift.io/v1"
+    assert tpl["kind"] == "Template"
+    assert tpl["metadata"]["name"]
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_documented_parameters_have_documented_defaults(path: Path) -> None:
+    defaults = parameter_defaults(path)
+    for name, documented in DOC_TABLES[path].items():
+        assert name in defaults, f"{path.name}: documented parameter {name} is not declared"
+        if documented is not None:
+            assert defaults[name] == documented, name
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_declares_exactly_documented_and_extra_parameters(path: Path) -> None:
+    defaults = parameter_defaults(path)
+    expected = {**DOC_TABLES[path], **EXTRAS[path]}
+    assert set(defaults) == set(expected)
+    for name, value in EXTRAS[path].items():
+        assert defaults[name] == value, name
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_parameter_values_are_strings(path: Path) -> None:
+    # `.2` unquoted would be a float in YAML, which `oc process` refuses.
+    for p in load_template(path)["parameters"]:
+        assert isinstance(p.get("value", ""), str), p
+        assert p.get("description"), f"{p['name']} has no description"
+
+
+def test_images_default_is_empty_not_the_documented_json() -> None:
+    # The documentation's `{}` is not a `name=image;` list; empty means "nothing to pull yet".
+    assert parameter_defaults(CONFIGMAP)["IMAGES"] == ""
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_every_parameter_is_accepted_with_p(path: Path) -> None:
+    overrides = {name: f"x-{name.lower()}" for name in parameter_defaults(path)}
+    objects = process_template(path, overrides)
+    strings = list(_walk_strings(objects))
+    assert not any("${" in s for s in strings), "unresolved reference"
+
+
+@pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
+def test_no_reference_to_an_undeclared_parameter(path: Path) -> None:
+    declared = set(parameter_defaults(path))
+    for s in _walk_strings(load_template(path)["objects"]):
+        for part in s.split("${")[1:]:
+            name = part.lstrip("{").split("}")[0]
+            assert name in declared, f"{path.name}: ${{{name}}} is not a parameter"
+
+
+@pytest.mark.parametrize("path", [APP, CONFIGMAP], ids=lambda p: p.name)
+def test_every_parameter_is_used(path: Path) -> None:
+    # serviceaccount.yaml declares KIP_IMAGE only because the documentation's table lists it.
+    text = "\n".join(_walk_strings(load_template(path)["objects"]))
+    for name in parameter_defaults(path):
+        assert f"${{{name}}}" in text, f"{path.name}: {name} is declared but never used"
+
+
+# --- The objects ----------------------------------------------------------------------------
+
+
+def test_every_template_renders_with_defaults() -> None:
+    objs = _all_objects()
+    assert set(objs) == {"ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Deployment"}
+    for obj in objs.values():
+        assert obj["metadata"]["name"] == "kubernetes-image-puller"
+        assert "namespace" not in obj["metadata"], "oc apply puts objects in the current project"
+        assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "kubernetes-image-puller"
+
+
+def test_configmap_holds_every_setting_as_a_string() -> None:
+    cm = _all_objects()["ConfigMap"]
+    assert set(cm["data"]) == CONFIG_KEYS
+    assert all(isinstance(v, str) for v in cm["data"].values())
+    for key in CONFIG_KEYS:
+        assert cm["data"][key] == parameter_defaults(CONFIGMAP)[key]
+
+
+def test_configmap_overrides() -> None:
+    images = "java=quay.io/eclipse/java:1;node=quay.io/eclipse/node:2;"
+    cm = process_template(CONFIGMAP, {"IMAGES": images, "CACHING_INTERVAL_HOURS": "5"})[0]
+    assert cm["data"]["IMAGES"] == images
+    assert cm["data"]["CACHING_INTERVAL_HOURS"] == "5"
+
+
+def test_deployment() -> None:
+    dep = _all_objects()["Deployment"]
+    spec = dep["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "kubernetes-image-puller"
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    assert pod["serviceAccountName"] == "kubernetes-image-puller"
+    assert pod.get("automountServiceAccountToken", True), "the controller needs its token"
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.redhat.io/devspaces/imagepuller-rhel8:latest"
+    assert container["command"] + container["args"] == ["imagepuller", "run"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "kubernetes-image-puller"}}]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DEPLOYMENT_NAME"]["value"] == dep["metadata"]["name"]
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "50Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+
+
+def _assert_restricted(pod: dict) -> None:
+    """The `restricted` Pod Security Standard, as far as a pod spec shows it."""
+    psc = pod.get("securityContext", {})
+    assert psc.get("runAsNonRoot") is True
+    assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    for vol in pod.get("volumes", []):
+        assert set(vol) - {"name"} <= {
+            "emptyDir", "configMap", "secret", "projected", "downwardAPI",
+            "persistentVolumeClaim", "ephemeral", "csi",
+        }, vol  # fmt: skip
+    for c in pod.get("initContainers", []) + pod["containers"]:
+        sc = c["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert not sc["capabilities"].get("add")
+        assert sc["runAsNonRoot"] is True
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert not sc.get("privileged")
+        assert sc.get("runAsUser", psc.get("runAsUser", 1)) != 0
+        assert not c.get("ports") or all("hostPort" not in p for p in c["ports"])
+
+
+def test_deployment_is_restricted() -> None:
+    pod = _all_objects()["Deployment"]["spec"]["template"]["spec"]
+    _assert_restricted(pod)
+    # OpenShift: the restricted-v2 SCC picks the UID from the project's range.
+    assert "runAsUser" not in pod["securityContext"]
+    assert "runAsUser" not in pod["containers"][0]["securityContext"]
+
+
+def test_deployment_overrides() -> None:
+    dep = process_template(
+        APP,
+        {
+            "DEPLOYMENT_NAME": "puller",
+            "IMAGE": "quay.io/me/puller",
+            "IMAGE_TAG": "v2",
+            "SERVICEACCOUNT_NAME": "sa",
+            "CONFIGMAP_NAME": "cm",
+            "DEPLOYMENT_MEMORY_LIMIT": "128Mi",
+        },
+    )[0]
+    pod = dep["spec"]["template"]["spec"]
+    assert dep["metadata"]["name"] == "puller"
+    assert pod["serviceAccountName"] == "sa"
+    c = pod["containers"][0]
+    assert c["image"] == "quay.io/me/puller:v2"
+    assert c["envFrom"][0]["configMapRef"]["name"] == "cm"
+    assert c["resources"]["limits"]["memory"] == "128Mi"
+    assert {"name": "DEPLOYMENT_NAME", "value": "puller"} in c["env"]
+
+
+def test_role_rules_are_exactly_least_privilege() -> None:
+    objs = _all_objects()
+    assert objs["Role"]["rules"] == EXPECTED_RULES
+    assert "ClusterRole" not in objs and "ClusterRoleBinding" not in objs
+
+
+def test_rolebinding_binds_the_role_to_the_serviceaccount() -> None:
+    objs = process_template(SERVICEACCOUNT, {"SERVICEACCOUNT_NAME": "sa"})
+    by = _by_kind(objs)
+    assert by["ServiceAccount"]["metadata"]["name"] == "sa"
+    rb = by["RoleBinding"]
+    assert rb["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": by["Role"]["metadata"]["name"],
+    }
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "sa"}]
+
+
+# --- The oc process emulation itself --------------------------------------------------------
+
+
+def test_unknown_parameter_is_an_error() -> None:
+    with pytest.raises(TemplateError, match="unknown parameter"):
+        process_template(APP, {"NO_SUCH_PARAMETER": "x"})
+
+
+def test_required_parameter_must_not_be_empty() -> None:
+    with pytest.raises(TemplateError, match="required"):
+        process_template(APP, {"IMAGE": ""})
+
+
+def test_substitution_forms(tmp_path: Path) -> None:
+    tpl = {
+        "apiVersion": "template.openshift.io/v1",
+        "kind": "Template",
+        "metadata": {"name": "t"},
+        "labels": {"tpl": "${A}"},
+        "objects": [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "${A}-${A}"},
+                "data": {"n": "${{N}}", "s": "n=${{N}}", "u": "${UNDECLARED}"},
+            }
+        ],
+        "parameters": [{"name": "A", "value": "a"}, {"name": "N", "value": "3"}],
+    }
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(tpl))
+    (obj,) = process_template(path, {"A": "b"})
+    assert obj["metadata"]["name"] == "b-b"
+    assert obj["metadata"]["labels"] == {"tpl": "b"}
+    assert obj["data"] == {"n": 3, "s": "n=3", "u": "${UNDECLARED}"}
+
+
+# --- Plain Kubernetes (kustomize) ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kustomized() -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_kustomize_has_the_same_kinds_plus_namespace(kustomized: list[dict]) -> None:
+    by = _by_kind(kustomized)
+    assert set(by) == set(_all_objects()) | {"Namespace"}
+    ns = by["Namespace"]
+    assert ns["metadata"]["name"] == "k8s-image-puller"
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    for kind, obj in by.items():
+        if kind != "Namespace":
+            assert obj["metadata"]["namespace"] == "k8s-image-puller", kind
+
+
+def test_kustomize_matches_the_templates(kustomized: list[dict]) -> None:
+    """Same objects as `oc process` with the defaults; only the differences listed here."""
+    kube = _by_kind(kustomized)
+    for kind, tpl_obj in _all_objects().items():
+        obj = copy.deepcopy(kube[kind])
+        del obj["metadata"]["namespace"]
+        expected = copy.deepcopy(tpl_obj)
+        if kind == "RoleBinding":
+            expected["subjects"][0]["namespace"] = "k8s-image-puller"
+        if kind == "Deployment":
+            psc = obj["spec"]["template"]["spec"]["securityContext"]
+            # Plain Kubernetes has no SCC: a fixed, numeric non-root UID/GID.
+            assert psc.pop("runAsUser") == 65532
+            assert psc.pop("runAsGroup") == 65532
+        assert obj == expected, kind
+
+
+def test_kustomize_deployment_is_restricted(kustomized: list[dict]) -> None:
+    _assert_restricted(_by_kind(kustomized)["Deployment"]["spec"]["template"]["spec"])
+
+
+def test_kustomize_configmap_namespace_matches(kustomized: list[dict]) -> None:
+    by = _by_kind(kustomized)
+    assert by["ConfigMap"]["data"]["NAMESPACE"] == by["Namespace"]["metadata"]["name"]
