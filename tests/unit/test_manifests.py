@@ -399,3 +399,42 @@ def test_kustomize_deployment_is_restricted(kustomized: list[dict]) -> None:
 def test_kustomize_configmap_namespace_matches(kustomized: list[dict]) -> None:
     by = _by_kind(kustomized)
     assert by["ConfigMap"]["data"]["NAMESPACE"] == by["Namespace"]["metadata"]["name"]
+
+
+# --- The image (no engine here: the Containerfile is checked as text) -----------------------
+
+
+def _containerfile_final_stage() -> list[str]:
+    lines = (ROOT / "Containerfile").read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("FROM ")]
+    assert len(starts) >= 2, "multi-stage: build the sleep, then the image"
+    return [line.strip() for line in lines[starts[-1] :] if line.strip()]
+
+
+def test_containerfile_final_stage() -> None:
+    final = _containerfile_final_stage()
+    assert final[0].startswith("FROM docker.io/library/python:3.11-slim")
+    assert any(
+        line.startswith("COPY --from=sleep ") and line.endswith(" /bin/sleep") for line in final
+    )
+    users = [line for line in final if line.startswith("USER ")]
+    assert users == ["USER 65532:65532"], "numeric non-root user, so runAsNonRoot can be verified"
+    assert 'ENTRYPOINT ["imagepuller"]' in final
+    assert 'CMD ["run"]' in final
+
+
+def test_build_image_says_plainly_when_no_engine(tmp_path: Path) -> None:
+    # An empty PATH apart from the basics: neither podman nor docker can answer.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "timeout"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    proc = subprocess.run(
+        [str(bin_dir / "bash"), str(ROOT / "hack" / "build-image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": str(bin_dir)},
+    )
+    assert proc.returncode == 1
+    assert "no container engine is available" in proc.stderr
