@@ -1,0 +1,101 @@
+"""Find the five control-plane binaries, building the missing ones once.
+
+Lookup order for each binary (first hit wins):
+
+1. the directory named by ``KUBEBUILDER_ASSETS`` (the convention of controller-runtime's envtest,
+   so a developer who already has envtest assets can reuse them),
+2. ``PATH``,
+3. the build cache of ``hack/build-control-plane.sh``
+   (``~/.cache/imagepuller/control-plane/k8s-<v>_etcd-<v>_kwok-<v>/``).
+
+If something is still missing, ``hack/build-control-plane.sh <missing names>`` is run (it builds
+from the Go module proxy; tens of minutes on a cold cache) and the cache is looked at again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
+VERSIONS_FILE = REPO_ROOT / "hack" / "versions.sh"
+
+
+class MissingBinariesError(RuntimeError):
+    """Raised when binaries are neither found nor buildable."""
+
+
+def _versions() -> dict[str, str]:
+    # versions.sh is the single source of truth for pinned versions; it is plain KEY=VALUE lines.
+    out: dict[str, str] = {}
+    for line in VERSIONS_FILE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip("\"'")
+    return out
+
+
+def cache_dir() -> Path:
+    """The directory hack/build-control-plane.sh builds into (same rules as the script)."""
+    v = _versions()
+    root = os.environ.get("IMAGEPULLER_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagepuller"
+    )
+    name = (
+        f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}_kwok-{v['KWOK_VERSION']}"
+    )
+    return Path(root) / "control-plane" / name
+
+
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _lookup(name: str) -> Path | None:
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and _is_executable(Path(assets) / name):
+        return Path(assets) / name
+    on_path = shutil.which(name)
+    if on_path:
+        return Path(on_path)
+    cached = cache_dir() / name
+    return cached if _is_executable(cached) else None
+
+
+def find_binaries(build: bool = True) -> dict[str, Path]:
+    """Return ``{component: path}`` for all five components.
+
+    With ``build=True`` missing components are built with hack/build-control-plane.sh first.
+    Raises MissingBinariesError naming every component that could not be found.
+    """
+    found = {name: _lookup(name) for name in COMPONENTS}
+    missing = [name for name, path in found.items() if path is None]
+    if missing and build:
+        if not BUILD_SCRIPT.is_file():
+            raise MissingBinariesError(
+                f"missing control-plane binaries {missing} and no build script at {BUILD_SCRIPT}"
+            )
+        # The script's stderr (go's progress) goes straight to ours so a long build is visible.
+        result = subprocess.run(
+            ["bash", str(BUILD_SCRIPT), *missing], stdout=subprocess.PIPE, text=True
+        )
+        if result.returncode != 0:
+            raise MissingBinariesError(
+                f"missing control-plane binaries {missing}; "
+                f"`bash {BUILD_SCRIPT} {' '.join(missing)}` failed with exit code "
+                f"{result.returncode} (see its output above)"
+            )
+        found = {name: _lookup(name) for name in COMPONENTS}
+        missing = [name for name, path in found.items() if path is None]
+    if missing:
+        raise MissingBinariesError(
+            f"missing control-plane binaries {missing}: looked in $KUBEBUILDER_ASSETS, $PATH and "
+            f"{cache_dir()}; build them with `bash {BUILD_SCRIPT} {' '.join(missing)}`"
+        )
+    return {name: path for name, path in found.items() if path is not None}

@@ -1,0 +1,403 @@
+"""A real Kubernetes control plane with simulated nodes, as plain local processes.
+
+etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real thing (validation,
+RBAC, Pod Security admission, the daemonset controller, the garbage collector, ...). Nodes and
+their kubelets are simulated by kwok, which makes pods Running/Ready, fails pulls of images under
+``registry.invalid/`` and finishes pod deletion (see kwok-stages.yaml).
+
+Everything listens on 127.0.0.1 on free ports, all state lives under ``workdir``, and every log
+goes to ``workdir/logs/<component>.log``.
+
+    with LocalCluster(Path(tmp), nodes=3) as cluster:
+        subprocess.run(["kubectl", "get", "nodes"], env={"KUBECONFIG": str(cluster.kubeconfig)})
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .binaries import find_binaries
+from .process import Process, rss_mib, tail, wait_for
+
+STAGES_FILE = Path(__file__).resolve().parent / "kwok-stages.yaml"
+
+# Nodes that kwok manages carry this annotation (kwok runs with
+# --manage-nodes-with-annotation-selector). No kwok taint: DaemonSet pods must land on them.
+FAKE_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+
+# Enough room for many containers per node (each pod of the puller has one per image).
+NODE_RESOURCES = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def _free_ports(count: int) -> list[int]:
+    # Hold all sockets open until every port is chosen, so the kernel hands out distinct ones.
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class LocalCluster:
+    """A local control plane plus ``nodes`` kwok nodes named ``node-0``, ``node-1``, ...
+
+    Attributes available after start(): ``kubeconfig`` (admin kubeconfig file), ``server``
+    (https URL of the API server), ``ca_file``, ``token`` (admin bearer token, system:masters).
+    """
+
+    def __init__(self, workdir: Path, nodes: int = 3, node_prefix: str = "node-"):
+        self.workdir = Path(workdir).resolve()
+        self.nodes = nodes
+        self.node_prefix = node_prefix
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.ca_file = self.workdir / "pki" / "apiserver" / "apiserver.crt"
+        self.logs_dir = self.workdir / "logs"
+        self.server = ""
+        self.token = ""
+        self.start_seconds: float | None = None  # start() until all nodes are Ready
+        self._procs: dict[str, Process] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start every component and ``nodes`` nodes; return when all nodes are Ready.
+
+        On failure everything already started is stopped again and the error (with the tail of
+        the failing component's log) is raised.
+        """
+        began = time.monotonic()
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+
+    def _start(self, timeout: float) -> None:
+        bins = find_binaries()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        etcd_client, etcd_peer, api_port, kcm_port, sched_port = _free_ports(5)
+        self.server = f"https://127.0.0.1:{api_port}"
+
+        # Service-account signing key: the API server signs tokens with it (TokenRequest), the
+        # controller-manager's token controller needs it too.
+        sa_key = pki / "sa.key"
+        if not sa_key.exists():
+            subprocess.run(
+                ["openssl", "genrsa", "-out", str(sa_key), "2048"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        # Static tokens: the admin (also used by the other components) is in system:masters.
+        self.token = secrets.token_hex(24)
+        tokens = pki / "tokens.csv"
+        tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
+        tokens.chmod(0o600)
+
+        etcd_url = f"http://127.0.0.1:{etcd_client}"
+        self._procs["etcd"] = Process("etcd", [
+            str(bins["etcd"]),
+            "--name=default",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={etcd_url}",
+            f"--advertise-client-urls={etcd_url}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+            # Throw-away data: skipping fsync makes writes (and so the whole cluster) much faster.
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ], self.logs_dir / "etcd.log")
+
+        self._procs["kube-apiserver"] = Process("kube-apiserver", [
+            str(bins["kube-apiserver"]),
+            f"--etcd-servers={etcd_url}",
+            "--bind-address=127.0.0.1",
+            # Needed where there is no default route; also what goes into the kubernetes Service.
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            # No serving cert given: it generates a self-signed one (and its CA) in --cert-dir and
+            # reuses it on restart, so the CA in our kubeconfig stays valid.
+            f"--cert-dir={pki / 'apiserver'}",
+            f"--token-auth-file={tokens}",
+            "--authorization-mode=Node,RBAC",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            # New Nodes would get node.kubernetes.io/not-ready:NoSchedule from this plugin, which
+            # DaemonSet pods do not tolerate. (Pod Security admission stays on: it is default.)
+            "--disable-admission-plugins=TaintNodesByCondition",
+            # The endpoint reconciler would try to publish 127.0.0.1 as the kubernetes Service's
+            # endpoint, which validation rejects (loopback), and log that forever.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+        ], self.logs_dir / "kube-apiserver.log")
+
+        kcm_kubeconfig = self.workdir / "kube-controller-manager.kubeconfig"
+        sched_kubeconfig = self.workdir / "kube-scheduler.kubeconfig"
+        self._procs["kube-controller-manager"] = Process("kube-controller-manager", [
+            str(bins["kube-controller-manager"]),
+            f"--kubeconfig={kcm_kubeconfig}",
+            f"--authentication-kubeconfig={kcm_kubeconfig}",
+            f"--authorization-kubeconfig={kcm_kubeconfig}",
+            "--leader-elect=false",
+            # All default controllers (daemonset, garbagecollector, namespace, serviceaccount,
+            # serviceaccount-token, nodelifecycle, ...). nodelifecycle works with kwok's leases.
+            "--controllers=*",
+            f"--service-account-private-key-file={sa_key}",
+            f"--root-ca-file={self.ca_file}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={kcm_port}",
+            f"--cert-dir={pki / 'kube-controller-manager'}",
+        ], self.logs_dir / "kube-controller-manager.log")
+
+        self._procs["kube-scheduler"] = Process("kube-scheduler", [
+            str(bins["kube-scheduler"]),
+            f"--kubeconfig={sched_kubeconfig}",
+            f"--authentication-kubeconfig={sched_kubeconfig}",
+            f"--authorization-kubeconfig={sched_kubeconfig}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={sched_port}",
+            f"--cert-dir={pki / 'kube-scheduler'}",
+        ], self.logs_dir / "kube-scheduler.log")
+
+        self._procs["kwok"] = Process("kwok", [
+            str(bins["kwok"]),
+            f"--kubeconfig={self.kubeconfig}",
+            # Our config only: without -c kwok would also read ~/.kwok/kwok.yaml.
+            f"--config={STAGES_FILE}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=" + "=".join(FAKE_NODE_ANNOTATION),
+            # Pod IPs come from here; the default /24 runs out with 50 nodes.
+            "--cidr=10.64.0.1/14",
+            "--node-ip=127.0.0.1",
+        ], self.logs_dir / "kwok.log")
+
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 1.0)
+
+        self._launch("etcd", lambda: self._http_ok(f"{etcd_url}/health"), left())
+        self._launch("kube-apiserver", self._apiserver_ready, left())
+        self._write_kubeconfigs(kcm_kubeconfig, sched_kubeconfig)
+        # Started together: neither needs the other, and they share the 2 cores' start-up time.
+        self._procs["kube-controller-manager"].start()
+        self._procs["kube-scheduler"].start()
+        self._wait_ready(
+            "kube-controller-manager",
+            lambda: self._http_ok(f"https://127.0.0.1:{kcm_port}/healthz", verify=False), left())
+        self._wait_ready(
+            "kube-scheduler",
+            lambda: self._http_ok(f"https://127.0.0.1:{sched_port}/healthz", verify=False), left())
+        # kwok serves nothing we could probe; it is ready when it has made our nodes Ready.
+        self._procs["kwok"].start()
+        for i in range(self.nodes):
+            self.add_node(f"{self.node_prefix}{i}")
+        self.wait_nodes_ready(self.nodes, left())
+        self._procs["kwok"].ready_seconds = time.monotonic() - (self._procs["kwok"].started_at or 0)
+        # Pods can only be created once the namespace's "default" ServiceAccount exists.
+        wait_for(lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default"),
+                 left(), "the default ServiceAccount", on_timeout=self._log_tails)
+
+    def stop(self) -> None:
+        """Stop every process (reverse start order) by its pid. Data stays in workdir."""
+        for name in reversed(list(self._procs)):
+            self._procs[name].stop()
+
+    def cleanup(self) -> None:
+        """stop() and remove the whole workdir."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ API server restarts
+
+    def stop_apiserver(self) -> None:
+        self._procs["kube-apiserver"].stop()
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again: same flags, same port, same etcd data, same cert."""
+        self._launch("kube-apiserver", self._apiserver_ready, timeout)
+
+    def restart_apiserver(self, timeout: float = 60.0) -> None:
+        self.stop_apiserver()
+        self.start_apiserver(timeout)
+
+    # ------------------------------------------------------------------ nodes
+
+    def add_node(
+        self,
+        name: str,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Create a kwok-managed Node. ``taints`` are dicts like {"key","value","effect"}.
+
+        Status (capacity/allocatable) is set on create, which the API allows for Nodes; kwok's
+        node-initialize stage keeps it and adds the Ready condition.
+        """
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {FAKE_NODE_ANNOTATION[0]: FAKE_NODE_ANNOTATION[1]},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                    **(labels or {}),
+                },
+            },
+            "spec": {"taints": list(taints or [])},
+            "status": {
+                "capacity": dict(NODE_RESOURCES),
+                "allocatable": dict(NODE_RESOURCES),
+            },
+        }
+        return self._request("POST", "/api/v1/nodes", node)
+
+    def delete_node(self, name: str) -> None:
+        try:
+            self._request("DELETE", f"/api/v1/nodes/{name}")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
+
+    def ready_nodes(self) -> list[str]:
+        nodes = self._get("/api/v1/nodes")["items"]
+        return [
+            n["metadata"]["name"]
+            for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in n.get("status", {}).get("conditions", []))
+        ]
+
+    def wait_nodes_ready(self, count: int, timeout: float = 60.0) -> list[str]:
+        """Wait until at least ``count`` nodes are Ready; returns their names."""
+        return wait_for(
+            lambda: (lambda ready: ready if len(ready) >= count else None)(self.ready_nodes()),
+            timeout, f"{count} Ready nodes", on_timeout=self._log_tails)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def processes(self) -> dict[str, dict[str, Any]]:
+        """Per component: pid, rss_mib, ready_seconds (spawn until ready), log path."""
+        out = {}
+        for name, proc in self._procs.items():
+            pid = proc.pid if proc.running() else None
+            out[name] = {
+                "pid": pid,
+                "rss_mib": rss_mib(pid) if pid else None,
+                "ready_seconds": proc.ready_seconds,
+                "log": str(proc.log_path),
+                "argv": proc.argv,
+            }
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _launch(self, name: str, ready: Any, timeout: float) -> None:
+        self._procs[name].start()
+        self._wait_ready(name, ready, timeout)
+
+    def _wait_ready(self, name: str, ready: Any, timeout: float) -> None:
+        proc = self._procs[name]
+
+        def check() -> bool:
+            proc.check_running()  # a crashed process fails at once, with its log
+            return ready()
+
+        wait_for(check, timeout, f"{name} to become ready", on_timeout=lambda: tail(proc.log_path))
+        proc.ready_seconds = time.monotonic() - (proc.started_at or 0)
+
+    def _log_tails(self) -> str:
+        return "\n".join(tail(p.log_path, 15) for p in self._procs.values())
+
+    def _apiserver_ready(self) -> bool:
+        # The serving cert appears in --cert-dir shortly after start; only then can we verify.
+        if not self.ca_file.exists():
+            return False
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
+        return self._http_ok(f"{self.server}/readyz", context=self._ssl)
+
+    def _http_ok(
+        self, url: str, verify: bool = True, context: ssl.SSLContext | None = None
+    ) -> bool:
+        if not verify:
+            # Only for /healthz of kube-controller-manager and kube-scheduler, whose throw-away
+            # self-signed serving certs we never trust for anything else.
+            context = ssl._create_unverified_context()  # noqa: S323
+        req = urllib.request.Request(url)
+        if self.token and url.startswith(self.server or "\0"):
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=5, context=context) as resp:
+            return resp.status == 200
+
+    def _request(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
+        with urllib.request.urlopen(req, timeout=15, context=self._ssl) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def _get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def _write_kubeconfigs(self, *component_kubeconfigs: Path) -> None:
+        # The CA is embedded as data, so the file still works when copied elsewhere.
+        ca_data = base64.b64encode(self.ca_file.read_bytes()).decode()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {
+                "server": self.server, "certificate-authority-data": ca_data}}],
+            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "current-context": "local",
+        }
+        text = yaml.safe_dump(config, sort_keys=False)
+        # kube-controller-manager, kube-scheduler and kwok use the admin identity too: simplest,
+        # and the point of this cluster is the API's behaviour towards our controller.
+        for path in (self.kubeconfig, *component_kubeconfigs):
+            path.write_text(text)
+            path.chmod(0o600)
