@@ -42,6 +42,17 @@ def _wait_until(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def _catches(pid: int, *signals: signal.Signals) -> bool:
+    """True once `pid` has installed handlers for `signals` (SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    line = next(x for x in status.splitlines() if x.startswith("SigCgt:"))
+    caught = int(line.split()[1], 16)
+    return all(caught & (1 << (int(sig) - 1)) for sig in signals)
+
+
 def _program_header_types(path: Path) -> list[int]:
     data = path.read_bytes()
     assert data[:4] == b"\x7fELF", "not an ELF file"
@@ -94,9 +105,14 @@ def test_short_duration_sleeps_that_long(sleep_bin: Path) -> None:
 def test_valid_durations_keep_running(sleep_bin: Path, duration: str) -> None:
     proc = subprocess.Popen([str(sleep_bin), duration], stderr=subprocess.PIPE)
     try:
-        # Still running after a moment means the duration was accepted (bad input exits at once).
+        # The handlers are installed only after the duration was parsed and accepted.
+        def accepted() -> bool:
+            assert proc.poll() is None, f"exited with {proc.returncode}"
+            return _catches(proc.pid, signal.SIGTERM)
+
+        _wait_until(accepted, 10, "the sleep to accept the duration")
         with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.3)
+            proc.wait(timeout=0.2)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=5)
@@ -134,8 +150,12 @@ def test_bad_input_prints_usage_and_fails(sleep_bin: Path, args: list[str]) -> N
 def test_signal_makes_it_exit_promptly(sleep_bin: Path, sig: signal.Signals) -> None:
     proc = subprocess.Popen([str(sleep_bin), "720h"])
     try:
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=0.2)
+        # Signal only once the handlers are in place (before that, the default action applies).
+        _wait_until(
+            lambda: proc.poll() is None and _catches(proc.pid, signal.SIGTERM, signal.SIGINT),
+            10,
+            "the sleep to install its signal handlers",
+        )
         start = time.monotonic()
         proc.send_signal(sig)
         assert proc.wait(timeout=5) == 0
@@ -187,8 +207,9 @@ def test_sigterm_in_empty_root(empty_root: Path) -> None:
             lambda: (
                 os.readlink(f"/proc/{proc.pid}/root") == os.path.realpath(empty_root)
                 and os.readlink(f"/proc/{proc.pid}/exe") == os.path.realpath(empty_root / "sleep")
+                and _catches(proc.pid, signal.SIGTERM)
             ),
-            5,
+            10,
             "the sleep to run inside the empty root",
         )
         proc.send_signal(signal.SIGTERM)
@@ -231,12 +252,17 @@ def test_sigterm_as_pid1_in_empty_root(empty_root: Path) -> None:
             except (FileNotFoundError, ProcessLookupError):
                 return False
             nspid = next(line for line in status.splitlines() if line.startswith("NSpid:"))
-            if nspid.split()[-1] == "1" and exe == os.path.realpath(empty_root / "sleep"):
+            # As PID 1, a signal sent before the handler is installed would be dropped.
+            if (
+                nspid.split()[-1] == "1"
+                and exe == os.path.realpath(empty_root / "sleep")
+                and _catches(kids[0], signal.SIGTERM)
+            ):
                 child[:] = [kids[0]]
                 return True
             return False
 
-        _wait_until(sleep_is_pid1, 5, "the sleep to run as PID 1 in a new PID namespace")
+        _wait_until(sleep_is_pid1, 10, "the sleep to run as PID 1 in a new PID namespace")
         start = time.monotonic()
         os.kill(child[0], signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
