@@ -1,0 +1,3 @@
+from imagepuller.cli import main
+
+raise SystemExit(main())

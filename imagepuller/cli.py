@@ -1,0 +1,191 @@
+"""Command line: `imagepuller run | render | check`. Arguments, wiring and exit codes only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+
+import structlog
+import yaml
+from kubernetes.utils import parse_quantity
+
+from imagepuller import __version__
+from imagepuller.config import Config, ConfigError, load_config
+from imagepuller.controller import Controller
+from imagepuller.daemonset import build_daemonset
+from imagepuller.durations import format_duration
+from imagepuller.kube import Kube, KubeError, load_api_client
+from imagepuller.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_CONFIG = 1  # bad configuration or credentials: fix the ConfigMap / kubeconfig
+EXIT_USAGE = 2  # bad command line (argparse's own code)
+
+DESCRIPTION = """\
+Keeps container images cached on every node of a Kubernetes cluster.
+It runs a DaemonSet with one container per image and recreates it every
+CACHING_INTERVAL_HOURS so mutable tags are pulled again. Settings come from
+environment variables (normally a ConfigMap); see the README for the table.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagepuller",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"imagepuller {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "run",
+        help="run the controller until SIGTERM/SIGINT (then delete the DaemonSet)",
+        description="Create the DaemonSet, wait until it is ready on every node, refresh it "
+        "every CACHING_INTERVAL_HOURS, recreate it if deleted, delete it on SIGTERM or SIGINT.",
+    )
+    render = commands.add_parser(
+        "render",
+        help="print the DaemonSet as YAML (no cluster needed)",
+        description="Print the DaemonSet the controller would create from the current "
+        "environment. The owner reference is added at run time and is not shown.",
+    )
+    render.add_argument(
+        "--openshift",
+        action="store_true",
+        help="render for OpenShift: no fixed UID/GID (the SCC assigns them)",
+    )
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration and print a summary with the memory sizing",
+        description="Validate every setting and print the effective configuration and the "
+        "memory the DaemonSet pods reserve: memory limit x images x nodes.",
+    )
+    check.add_argument(
+        "--nodes",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="number of nodes to size for (default: show the per-node figure)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    env = os.environ if env is None else env
+    try:
+        config = load_config(env)
+    except ConfigError as err:
+        print(f"imagepuller: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "render":
+        return render(config, openshift=args.openshift)
+    if args.command == "check":
+        return check(config, nodes=args.nodes)
+    return run(config)
+
+
+def render(config: Config, *, openshift: bool) -> int:
+    manifest = build_daemonset(config, openshift=openshift)
+    sys.stdout.write(yaml.safe_dump(manifest, sort_keys=False))
+    return EXIT_OK
+
+
+def check(config: Config, *, nodes: int | None) -> int:
+    out = sys.stdout
+    out.write("configuration is valid\n")
+    out.write(f"images ({len(config.images)}), in container order:\n")
+    for image in config.images:
+        out.write(f"  {image.name}: {image.image}\n")
+    out.write(
+        f"daemonset: {config.namespace}/{config.daemonset_name} "
+        f"(owner: Deployment {config.deployment_name})\n"
+    )
+    out.write(
+        f"refresh every: {config.caching_interval_hours:g}h "
+        f"({format_duration(config.caching_interval_seconds)}); "
+        f"ready timeout: {format_duration(config.ready_timeout_seconds)}\n"
+    )
+    out.write(
+        f"per image container: cpu {config.cpu_request} request / {config.cpu_limit} limit, "
+        f"memory {config.memory_request} request / {config.memory_limit} limit\n"
+    )
+    for label, value in (
+        ("node selector", config.node_selector),
+        ("affinity", config.affinity),
+        ("tolerations", list(config.tolerations)),
+        ("image pull secrets", list(config.image_pull_secrets)),
+        ("annotations", config.daemonset_annotations),
+    ):
+        if value:
+            out.write(f"{label}: {value}\n")
+    out.write(f"init image (KIP_IMAGE): {config.kip_image}\n")
+    per_node = parse_quantity(config.memory_limit) * len(config.images)
+    if nodes is None:
+        out.write(
+            f"memory reserved per node: {config.memory_limit} x {len(config.images)} images "
+            f"= {format_bytes(per_node)} (use --nodes N for the cluster total)\n"
+        )
+    else:
+        out.write(
+            f"memory reserved in total: {config.memory_limit} x {len(config.images)} images "
+            f"x {nodes} nodes = {format_bytes(per_node * nodes)}\n"
+        )
+    return EXIT_OK
+
+
+def run(config: Config) -> int:
+    configure_logging(config.log_format, config.log_level)
+    log = structlog.get_logger("imagepuller")
+    log.info("starting", version=__version__, **config.summary())
+    try:
+        api_client = load_api_client(config.kubeconfig)
+    except KubeError as err:
+        log.error("no_cluster_access", error=str(err))
+        return EXIT_CONFIG
+    stop = threading.Event()
+    kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
+    controller = Controller(config, kube, stop=stop)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+        kube.interrupt()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # The controller runs in a worker thread so that the main thread is always free to take
+    # a signal and unblock the worker's watch at once, even mid-read on a TLS socket.
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(controller.run()), name="controller")
+    worker.start()
+    worker.join()
+    log.info("stopped")
+    return result[0] if result else EXIT_CONFIG
+
+
+def format_bytes(amount: Decimal) -> str:
+    """2097152000 -> '2000Mi': the largest binary unit that divides the amount exactly."""
+    for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if amount >= size and amount % size == 0:
+            return f"{int(amount // size)}{unit}"
+    if amount >= 2**20:
+        return f"{float(amount) / 2**20:.1f}Mi"
+    return f"{int(amount)}"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of nodes, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected at least 1 node")
+    return value

@@ -1,0 +1,295 @@
+"""The puller's lifecycle: create the DaemonSet, keep it, refresh it, remove it on stop.
+
+One cycle: remove a DaemonSet of our name left from before (ours or the Go original's),
+create a fresh one, wait (bounded) until every scheduled pod is ready, then watch it until
+the caching interval ends (refresh) or someone deletes it (recreate at once). Errors never
+end the loop: they are logged and the cycle is tried again after a growing pause. Time and
+the stop event are injected so tests drive the loop without sleeping.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from imagepuller import daemonset as ds
+from imagepuller.config import Config
+from imagepuller.kube import Conflict, Forbidden, Kube, KubeError, Stopped, WaitTimeout
+from imagepuller.pods import pull_failures
+
+log = structlog.get_logger("imagepuller.controller")
+
+# Pause after a failed cycle: doubles from the first value up to the second.
+ERROR_BACKOFF = (2.0, 60.0)
+# On shutdown the DaemonSet must be gone well within the pod's 30 s grace period.
+SHUTDOWN_DELETE_TIMEOUT = 15.0
+
+
+class DaemonSetInTheWay(KubeError):
+    """A DaemonSet of our name exists and belongs to something else; we leave it alone."""
+
+
+def is_ready(daemonset: dict[str, Any]) -> bool:
+    """The DaemonSet controller has seen this generation and every scheduled pod is ready."""
+    status = daemonset.get("status") or {}
+    generation = daemonset["metadata"].get("generation", 0)
+    if status.get("observedGeneration", -1) < generation:
+        return False
+    return status.get("numberReady", 0) == status.get("desiredNumberScheduled", 0)
+
+
+def counts(daemonset: dict[str, Any] | None) -> tuple[int, int]:
+    status = (daemonset or {}).get("status") or {}
+    return status.get("numberReady", 0), status.get("desiredNumberScheduled", 0)
+
+
+def is_ours(existing: dict[str, Any], config: Config) -> bool:
+    """Made by this puller, by the Go original, or owned by our Deployment."""
+    labels = existing["metadata"].get("labels") or {}
+    if labels.get("app.kubernetes.io/managed-by") == ds.MANAGED_BY:
+        return True
+    if all(labels.get(k) == v for k, v in ds.LEGACY_LABELS.items()):
+        return True
+    return any(
+        ref.get("kind") == "Deployment" and ref.get("name") == config.deployment_name
+        for ref in existing["metadata"].get("ownerReferences") or []
+    )
+
+
+class Controller:
+    def __init__(
+        self,
+        config: Config,
+        kube: Kube,
+        *,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.config = config
+        self.kube = kube
+        self.stop = stop
+        self.clock = clock
+        self.openshift: bool | None = None
+        self.current_uid: str | None = None
+        self._progress: tuple[int, int] | None = None
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until the stop event is set; then delete the DaemonSet. Returns the exit code."""
+        backoff = ERROR_BACKOFF[0]
+        while not self.stop.is_set():
+            try:
+                self.run_cycle()
+                backoff = ERROR_BACKOFF[0]
+            except Stopped:
+                break
+            except Forbidden as err:
+                log.error("api_forbidden", missing_permission=err.permission, error=str(err))
+            except DaemonSetInTheWay as err:
+                log.error("daemonset_in_the_way", error=str(err))
+            except KubeError as err:
+                log.error("api_error", error=str(err), status=err.status)
+            except Exception:  # noqa: BLE001 - one bad cycle must not end the puller
+                log.exception("cycle_failed")
+            else:
+                continue
+            log.info("cycle_retry", wait_seconds=backoff)
+            self.stop.wait(backoff)
+            backoff = min(backoff * 2, ERROR_BACKOFF[1])
+        self.shutdown()
+        return 0
+
+    def run_cycle(self) -> None:
+        """Create a fresh DaemonSet, wait for it, keep it until the next refresh."""
+        created = self.recreate()
+        self.wait_until_ready(created)
+        refresh_at = self.clock() + self.config.caching_interval_seconds
+        self.keep_until(refresh_at)
+
+    # --- steps --------------------------------------------------------------------------
+
+    def recreate(self) -> dict[str, Any]:
+        """Remove any previous DaemonSet of our name, then create a new one."""
+        cfg = self.config
+        if self.openshift is None:
+            self.openshift = self._detect_openshift()
+        self.remove_previous()
+        owner = self.kube.get_deployment(cfg.namespace, cfg.deployment_name)
+        if owner is None:
+            log.info(
+                "owner_not_found",
+                deployment=cfg.deployment_name,
+                namespace=cfg.namespace,
+                note="creating the DaemonSet without an owner reference",
+            )
+        body = ds.build_daemonset(cfg, owner=owner, openshift=self.openshift)
+        # A Conflict here means someone created one between our delete and create; it
+        # propagates and the next cycle sorts it out.
+        created = self.kube.create_daemonset(body)
+        self.current_uid = created["metadata"]["uid"]
+        self._progress = None
+        log.info(
+            "daemonset_created",
+            name=cfg.daemonset_name,
+            namespace=cfg.namespace,
+            uid=self.current_uid,
+            images=len(cfg.images),
+        )
+        return created
+
+    def remove_previous(self) -> None:
+        cfg = self.config
+        existing = self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name)
+        if existing is None:
+            return
+        if not is_ours(existing, cfg):
+            meta = existing["metadata"]
+            owners = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or []]
+            raise DaemonSetInTheWay(
+                f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} (uid {meta.get('uid')}, "
+                f"labels {meta.get('labels') or {}}, owners "
+                f"{owners}) "
+                "was not made by this puller; remove it or set DAEMONSET_NAME to another name"
+            )
+        uid = existing["metadata"]["uid"]
+        self.kube.delete_daemonset(cfg.namespace, cfg.daemonset_name, uid=uid, foreground=True)
+        log.info("daemonset_deleting", name=cfg.daemonset_name, uid=uid)
+        deadline = self.clock() + cfg.ready_timeout_seconds
+        try:
+            self.kube.wait_for_daemonset(
+                cfg.namespace,
+                cfg.daemonset_name,
+                lambda d: d is None or d["metadata"]["uid"] != uid,
+                deadline,
+            )
+        except WaitTimeout:
+            raise KubeError(
+                f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} was not gone after "
+                f"READY_TIMEOUT ({cfg.ready_timeout_seconds:g}s); its pods may be stuck terminating"
+            ) from None
+        log.info("daemonset_deleted", name=cfg.daemonset_name, uid=uid)
+
+    def wait_until_ready(self, created: dict[str, Any]) -> None:
+        """Wait (bounded by READY_TIMEOUT) for every pod; on timeout report why, and go on."""
+        cfg = self.config
+        uid = created["metadata"]["uid"]
+        started = self.clock()
+        try:
+            current = self.kube.wait_for_daemonset(
+                cfg.namespace,
+                cfg.daemonset_name,
+                lambda d: d is None or d["metadata"]["uid"] != uid or is_ready(d),
+                started + cfg.ready_timeout_seconds,
+                on_change=self._log_progress,
+            )
+        except WaitTimeout as timeout:
+            self._report_not_ready(timeout.last)
+            return
+        if current is None or current["metadata"]["uid"] != uid:
+            log.warning("daemonset_replaced_while_waiting", name=cfg.daemonset_name)
+            return
+        ready, desired = counts(current)
+        log.info(
+            "daemonset_ready",
+            name=cfg.daemonset_name,
+            ready=ready,
+            desired=desired,
+            seconds=round(self.clock() - started, 3),
+        )
+        if desired == 0:
+            log.warning(
+                "no_nodes_selected",
+                name=cfg.daemonset_name,
+                note="no node matches NODE_SELECTOR/AFFINITY/TOLERATIONS; nothing is cached",
+            )
+
+    def keep_until(self, refresh_at: float) -> None:
+        """Watch the DaemonSet until ``refresh_at``; return early if someone deleted it."""
+        cfg = self.config
+        uid = self.current_uid
+        try:
+            self.kube.wait_for_daemonset(
+                cfg.namespace,
+                cfg.daemonset_name,
+                lambda d: (
+                    d is None
+                    or d["metadata"]["uid"] != uid
+                    or bool(d["metadata"].get("deletionTimestamp"))
+                ),
+                refresh_at,
+            )
+        except WaitTimeout:
+            log.info(
+                "refresh_due", name=cfg.daemonset_name, interval_hours=cfg.caching_interval_hours
+            )
+            return
+        log.warning(
+            "daemonset_deleted_externally",
+            name=cfg.daemonset_name,
+            uid=uid,
+            note="recreating it now",
+        )
+
+    def shutdown(self) -> None:
+        """Delete our DaemonSet (background: it is gone at once, the GC removes its pods)."""
+        cfg = self.config
+        if self.current_uid is None:
+            log.info("shutdown", deleted=False)
+            return
+        # The stop event is set, so this call is tried once, without retries: it must not
+        # hold the pod past its termination grace period.
+        try:
+            deleted = self.kube.delete_daemonset(
+                cfg.namespace, cfg.daemonset_name, uid=self.current_uid, foreground=False
+            )
+        except Conflict:
+            deleted = False  # a different DaemonSet now holds the name: not ours to delete
+        except KubeError as err:
+            log.error("shutdown_delete_failed", error=str(err))
+            return
+        log.info("shutdown", deleted=deleted, name=cfg.daemonset_name, uid=self.current_uid)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _detect_openshift(self) -> bool:
+        try:
+            openshift = self.kube.is_openshift()
+        except KubeError as err:
+            log.warning("platform_unknown", error=str(err), assumed="kubernetes")
+            return False
+        log.info("platform", openshift=openshift)
+        return openshift
+
+    def _log_progress(self, current: dict[str, Any] | None) -> None:
+        if current is None or current["metadata"]["uid"] != self.current_uid:
+            return
+        progress = counts(current)
+        if progress != self._progress:
+            self._progress = progress
+            log.info("daemonset_progress", ready=progress[0], desired=progress[1])
+
+    def _report_not_ready(self, last: dict[str, Any] | None) -> None:
+        cfg = self.config
+        ready, desired = counts(last)
+        selector = ",".join(f"{k}={v}" for k, v in ds.selector_labels(cfg).items())
+        try:
+            failures = pull_failures(self.kube.list_pods(cfg.namespace, selector))
+        except KubeError as err:
+            failures = []
+            log.warning("pod_status_unavailable", error=str(err))
+        log.warning(
+            "daemonset_not_ready",
+            name=cfg.daemonset_name,
+            ready=ready,
+            desired=desired,
+            timeout_seconds=cfg.ready_timeout_seconds,
+            failing=len(failures),
+            note="carrying on; the pods keep trying",
+        )
+        for failure in failures:
+            log.warning("image_not_cached", **failure)

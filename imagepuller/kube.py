@@ -1,0 +1,435 @@
+"""The only module that talks to the Kubernetes API.
+
+It loads the client, wraps the few calls the puller makes, turns every failure into one of
+our own exceptions, retries transient failures through one policy, and watches an object
+until a condition holds or a deadline passes. Objects travel as plain dicts (the JSON the
+API returns), which keeps memory flat over many refresh cycles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+import tenacity
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.watch.watch import iter_resp_lines
+
+log = structlog.get_logger("imagepuller.kube")
+
+OPENSHIFT_API_GROUP = "route.openshift.io"
+# Read timeout on top of a watch's own server-side timeout: a dead connection cannot hang us.
+_WATCH_READ_SLACK = 15.0
+_CALL_TIMEOUT = (10.0, 30.0)  # connect, read (seconds) for ordinary calls
+
+
+class KubeError(Exception):
+    """A call to the API failed; ``status`` is the HTTP status (0 when none came back)."""
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class Transient(KubeError):
+    """Connection refused or reset, 5xx, 429, timeouts: worth trying again."""
+
+
+class Forbidden(KubeError):
+    """403: the puller's ServiceAccount lacks a permission; ``permission`` names it."""
+
+    def __init__(self, message: str, *, permission: str, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.permission = permission
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    """409: already exists, or a precondition (uid) no longer holds."""
+
+
+class Invalid(KubeError):
+    """422: the API rejected the object; the message is the API's own."""
+
+
+class Expired(KubeError):
+    """410: a watch's resourceVersion is too old; list again."""
+
+
+class Stopped(Exception):
+    """The stop event was set while waiting."""
+
+
+class WaitTimeout(Exception):
+    """The deadline passed before the condition held; ``last`` is the last object seen."""
+
+    def __init__(self, last: dict[str, Any] | None):
+        super().__init__("deadline passed")
+        self.last = last
+
+
+def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
+    """KUBECONFIG, then ~/.kube/config, then the in-cluster service account."""
+    candidates = [kubeconfig] if kubeconfig else [str(Path.home() / ".kube" / "config")]
+    for path in candidates:
+        # KUBECONFIG may list several files separated by ':' (kubectl merges them).
+        if any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p):
+            try:
+                return k8s_config.new_client_from_config(config_file=path)
+            except (ConfigException, OSError, ValueError) as err:
+                raise KubeError(f"cannot load kubeconfig {path}: {err}") from None
+        if kubeconfig:
+            raise KubeError(f"KUBECONFIG={kubeconfig!r}: no such file")
+    try:
+        configuration = k8s.Configuration()
+        k8s_config.load_incluster_config(client_configuration=configuration)
+    except ConfigException as err:
+        raise KubeError(
+            "no Kubernetes credentials: set KUBECONFIG, create ~/.kube/config, "
+            f"or run in a pod with a service account ({err})"
+        ) from None
+    return k8s.ApiClient(configuration)
+
+
+class _StopWhenSet(tenacity.stop.stop_base):
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.event.is_set()
+
+
+class Kube:
+    """A narrow client: the calls the puller makes, errors mapped, transient ones retried."""
+
+    def __init__(
+        self,
+        api_client: k8s.ApiClient,
+        *,
+        stop: threading.Event | None = None,
+        retry_for: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.api_client = api_client
+        self.apps = k8s.AppsV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self._streams: set[Any] = set()
+        self._streams_lock = threading.Lock()
+        # The one retry policy: exponential backoff for transient failures, bounded in time,
+        # and cut short when the puller is asked to stop.
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(Transient),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10),
+            stop=tenacity.stop_any(tenacity.stop_after_delay(retry_for), _StopWhenSet(self.stop)),
+            sleep=self.stop.wait,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    # --- calls --------------------------------------------------------------------------
+
+    def get_daemonset(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(
+            "get",
+            "daemonsets.apps",
+            namespace,
+            self.apps.read_namespaced_daemon_set,
+            name,
+            namespace,
+        )
+
+    def create_daemonset(self, body: dict[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"]["namespace"]
+        return self._call(
+            "create",
+            "daemonsets.apps",
+            namespace,
+            self.apps.create_namespaced_daemon_set,
+            namespace,
+            body,
+        )
+
+    def delete_daemonset(
+        self, namespace: str, name: str, *, uid: str | None = None, foreground: bool = True
+    ) -> bool:
+        """Delete; False when it was already gone. ``uid`` guards against deleting a successor."""
+        body: dict[str, Any] = {
+            "propagationPolicy": "Foreground" if foreground else "Background",
+        }
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self._call(
+                "delete",
+                "daemonsets.apps",
+                namespace,
+                self.apps.delete_namespaced_daemon_set,
+                name,
+                namespace,
+                body=body,
+            )
+        except NotFound:
+            return False
+        return True
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(
+            "get",
+            "deployments.apps",
+            namespace,
+            self.apps.read_namespaced_deployment,
+            name,
+            namespace,
+        )
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        result = self._call(
+            "list",
+            "pods",
+            namespace,
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=label_selector,
+        )
+        return result.get("items") or []
+
+    def is_openshift(self) -> bool:
+        """OpenShift serves the route.openshift.io API group; plain Kubernetes does not."""
+        groups = self._call(
+            "get", "API discovery (/apis)", "", k8s.ApisApi(self.api_client).get_api_versions
+        )
+        return any(g.get("name") == OPENSHIFT_API_GROUP for g in groups.get("groups") or [])
+
+    # --- waiting ------------------------------------------------------------------------
+
+    def wait_for_daemonset(
+        self,
+        namespace: str,
+        name: str,
+        condition: Callable[[dict[str, Any] | None], bool],
+        deadline: float,
+        on_change: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> dict[str, Any] | None:
+        """Return the DaemonSet (None if absent) once ``condition`` holds for it.
+
+        Lists, then watches from that resourceVersion; an expired watch lists again and a
+        broken connection is retried until ``deadline`` (a ``clock`` time). Raises
+        ``WaitTimeout`` at the deadline and ``Stopped`` when the stop event is set.
+        """
+        last: dict[str, Any] | None = None
+        while True:
+            self._check_stop()
+            if self.clock() >= deadline:
+                raise WaitTimeout(last)
+            try:
+                last, version = self._list_one_daemonset(namespace, name)
+                if on_change:
+                    on_change(last)
+                if condition(last):
+                    return last
+                for kind, obj in self._watch_daemonsets(namespace, name, version, deadline):
+                    if kind == "BOOKMARK":
+                        continue
+                    last = None if kind == "DELETED" else obj
+                    if on_change:
+                        on_change(last)
+                    if condition(last):
+                        return last
+            except (Expired, Transient) as err:
+                log.info("watch_restarted", namespace=namespace, name=name, reason=str(err))
+                # Back off a little so a dead API server is not hammered; stop cuts it short.
+                self.stop.wait(min(1.0, max(0.0, deadline - self.clock())))
+
+    def interrupt(self) -> None:
+        """Unblock every watch in progress (called from another thread on shutdown)."""
+        with self._streams_lock:
+            streams = list(self._streams)
+        for stream in streams:
+            with contextlib.suppress(OSError, ValueError):  # already closed
+                stream.shutdown()
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Stopped()
+
+    def _list_one_daemonset(self, namespace: str, name: str) -> tuple[dict[str, Any] | None, str]:
+        result = self._call(
+            "list",
+            "daemonsets.apps",
+            namespace,
+            self.apps.list_namespaced_daemon_set,
+            namespace,
+            field_selector=f"metadata.name={name}",
+        )
+        items = result.get("items") or []
+        return (items[0] if items else None), result["metadata"]["resourceVersion"]
+
+    def _watch_daemonsets(
+        self, namespace: str, name: str, version: str, deadline: float
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        seconds = max(1, math.ceil(deadline - self.clock()))
+        response = self._call_raw(
+            "watch",
+            "daemonsets.apps",
+            namespace,
+            self.apps.list_namespaced_daemon_set,
+            namespace,
+            field_selector=f"metadata.name={name}",
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            watch=True,
+            timeout_seconds=seconds,
+            _request_timeout=(_CALL_TIMEOUT[0], seconds + _WATCH_READ_SLACK),
+        )
+        with self._streams_lock:
+            self._streams.add(response)
+        try:
+            # A stop that arrived between the check and the registration must not be missed.
+            self._check_stop()
+            for line in iter_resp_lines(response):
+                if not line:
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    raise _error_from_status(
+                        event.get("object") or {}, "watch", "daemonsets.apps", namespace
+                    )
+                yield event["type"], event["object"]
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            self._check_stop()  # an interrupted stream is a stop, not an error
+            raise Transient(f"watch of daemonsets.apps in {namespace} broke: {err}") from None
+        finally:
+            with self._streams_lock:
+                self._streams.discard(response)
+            response.release_conn()
+        self._check_stop()
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _get(self, verb: str, resource: str, namespace: str, func: Callable[..., Any], *args: Any):
+        try:
+            return self._call(verb, resource, namespace, func, *args)
+        except NotFound:
+            return None
+
+    def _call(
+        self,
+        verb: str,
+        resource: str,
+        namespace: str,
+        func: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        response = self._retrying(self._call_raw, verb, resource, namespace, func, *args, **kwargs)
+        try:
+            return json.loads(response.data or b"{}")
+        finally:
+            response.release_conn()
+
+    def _call_raw(
+        self,
+        verb: str,
+        resource: str,
+        namespace: str,
+        func: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        kwargs.setdefault("_request_timeout", _CALL_TIMEOUT)
+        try:
+            response = func(*args, _preload_content=False, **kwargs)
+        except ApiException as err:
+            raise _error_from_api_exception(err, verb, resource, namespace) from None
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise Transient(f"cannot reach the API server to {verb} {resource}: {err}") from None
+        if not 200 <= response.status <= 299:
+            body = response.data
+            response.release_conn()
+            raise _error_from_response(
+                response.status, response.reason, body, verb, resource, namespace
+            )
+        return response
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "api_retry",
+        attempt=state.attempt_number,
+        wait_seconds=round(state.upcoming_sleep, 2),
+        error=str(error),
+    )
+
+
+def _error_from_api_exception(
+    err: ApiException, verb: str, resource: str, namespace: str
+) -> KubeError:
+    return _error_from_response(
+        err.status or 0, err.reason or "", err.body, verb, resource, namespace
+    )
+
+
+def _error_from_response(
+    status: int, reason: str, body: bytes | str | None, verb: str, resource: str, namespace: str
+) -> KubeError:
+    try:
+        payload = json.loads(body) if body else {}
+    except (ValueError, TypeError):
+        payload = {}
+    if not isinstance(payload, dict):
+        payload = {}
+    payload.setdefault("code", status)
+    payload.setdefault("reason", reason)
+    return _error_from_status(payload, verb, resource, namespace)
+
+
+def _error_from_status(
+    status: dict[str, Any], verb: str, resource: str, namespace: str
+) -> KubeError:
+    code = int(status.get("code") or 0)
+    message = status.get("message") or status.get("reason") or f"HTTP {code}"
+    reason = status.get("reason") or ""
+    where = f" in namespace {namespace}" if namespace else ""
+    if code == 403:
+        permission = f"{verb} {resource}{where}"
+        return Forbidden(
+            f"permission denied: the puller may not {permission}; grant it in the puller's Role "
+            f"(API said: {message})",
+            permission=permission,
+            status=code,
+            reason=reason,
+        )
+    if code == 404:
+        return NotFound(message, status=code, reason=reason)
+    if code == 409:
+        return Conflict(message, status=code, reason=reason)
+    if code == 410:
+        return Expired(message, status=code, reason=reason)
+    if code == 422:
+        return Invalid(f"the API rejected the {resource}: {message}", status=code, reason=reason)
+    if code == 429 or code >= 500 or code == 0:
+        return Transient(
+            f"{verb} {resource}{where} failed (HTTP {code}): {message}", status=code, reason=reason
+        )
+    return KubeError(
+        f"{verb} {resource}{where} failed (HTTP {code}): {message}", status=code, reason=reason
+    )

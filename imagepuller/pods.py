@@ -1,0 +1,68 @@
+"""Why the DaemonSet's pods are not ready: per node, per image, the reason the API reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Waiting reasons that only mean "not there yet", not "something is wrong".
+_PROGRESS_REASONS = {"ContainerCreating", "PodInitializing"}
+
+
+def pull_failures(pods: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One entry per failing container: node, pod, container, image, reason, message.
+
+    Sorted by node and container so the log reads the same way every time.
+    """
+    failures: list[dict[str, str]] = []
+    for pod in pods:
+        meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+        node = spec.get("nodeName") or ""
+        if not node:
+            condition = _condition(status, "PodScheduled")
+            failures.append(
+                {
+                    "node": "(not scheduled)",
+                    "pod": meta["name"],
+                    "container": "",
+                    "image": "",
+                    "reason": (condition or {}).get("reason") or "Pending",
+                    "message": (condition or {}).get("message") or "",
+                }
+            )
+            continue
+        images = {
+            c["name"]: c.get("image", "")
+            for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])
+        }
+        statuses = (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        )
+        for container in statuses:
+            state = container.get("state") or {}
+            waiting = state.get("waiting")
+            terminated = state.get("terminated")
+            if waiting and waiting.get("reason") not in _PROGRESS_REASONS:
+                reason, message = waiting.get("reason") or "Waiting", waiting.get("message") or ""
+            elif terminated and terminated.get("exitCode", 0) != 0:
+                reason = terminated.get("reason") or "Error"
+                message = terminated.get("message") or f"exit code {terminated.get('exitCode')}"
+            else:
+                continue
+            failures.append(
+                {
+                    "node": node,
+                    "pod": meta["name"],
+                    "container": container["name"],
+                    "image": images.get(container["name"]) or container.get("image", ""),
+                    "reason": reason,
+                    "message": message,
+                }
+            )
+    return sorted(failures, key=lambda f: (f["node"], f["container"], f["pod"]))
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") != "True":
+            return condition
+    return None
