@@ -21,6 +21,13 @@ WORK_DIR="${CACHE_ROOT}/build"
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
 mkdir -p "${BIN_DIR}" "${WORK_DIR}"
+# One build at a time: a second caller (a test fixture, `make run`) waits for the first
+# instead of compiling the same thing again in the same work directory.
+exec 9>"${CACHE_ROOT}/build.lock"
+if ! flock -n 9; then
+  echo "build-control-plane: another build is running; waiting for it" >&2
+  flock 9
+fi
 
 log() { echo "build-control-plane: $*" >&2; }
 
