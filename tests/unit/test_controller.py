@@ -1,0 +1,341 @@
+"""The lifecycle, driven by a fake clock and scripted API events: no sleeping, no cluster."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+
+import pytest
+from structlog.testing import capture_logs
+
+from imagepuller.config import load_config
+from imagepuller.controller import Controller, is_ready
+from imagepuller.kube import Forbidden, Stopped, Transient, WaitTimeout
+
+ENV = {
+    "IMAGES": "a=quay.io/a:1;b=quay.io/b:1",
+    "CACHING_INTERVAL_HOURS": "1",
+    "READY_TIMEOUT": "60s",
+    "NAMESPACE": "ns",
+}
+NAME = "kubernetes-image-puller"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeKube:
+    """The Kube calls the controller makes, against in-memory objects.
+
+    ``script`` holds actions run one per wait round, as if they happened in the cluster while
+    the controller watched; when it runs out, a wait times out at its deadline.
+    """
+
+    def __init__(self, clock: FakeClock, stop: threading.Event):
+        self.clock = clock
+        self.stop = stop
+        self.objects: dict[str, dict] = {}
+        self.deployment: dict | None = {"metadata": {"name": NAME, "uid": "dep-uid"}}
+        self.script: list[Callable[[], None]] = []
+        self.created: list[dict] = []
+        self.deleted: list[tuple[str, str, bool]] = []
+        self.pods: list[dict] = []
+        self.fail_next: list[Exception] = []
+        self._uids = (f"uid-{n}" for n in itertools.count(1))
+
+    def _maybe_fail(self):
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+
+    def is_openshift(self):
+        return False
+
+    def get_daemonset(self, namespace, name):
+        self._maybe_fail()
+        return self.objects.get(name)
+
+    def get_deployment(self, namespace, name):
+        return self.deployment
+
+    def create_daemonset(self, body):
+        self._maybe_fail()
+        obj = {
+            **body,
+            "metadata": {**body["metadata"], "uid": next(self._uids), "generation": 1},
+            "status": {},
+        }
+        self.objects[body["metadata"]["name"]] = obj
+        self.created.append(obj)
+        return obj
+
+    def delete_daemonset(self, namespace, name, *, uid=None, foreground=True):
+        self.deleted.append((name, uid, foreground))
+        return self.objects.pop(name, None) is not None
+
+    def list_pods(self, namespace, label_selector):
+        return self.pods
+
+    def wait_for_daemonset(self, namespace, name, condition, deadline, on_change=None):
+        while True:
+            if self.stop.is_set():
+                raise Stopped()
+            current = self.objects.get(name)
+            if on_change:
+                on_change(current)
+            if condition(current):
+                return current
+            if not self.script:
+                self.clock.now = max(self.clock.now, deadline)
+                raise WaitTimeout(current)
+            self.script.pop(0)()
+
+    # --- what the cluster does -------------------------------------------------------------
+
+    def become_ready(self, ready=3, desired=3):
+        def action():
+            obj = self.objects[NAME]
+            obj["status"] = {
+                "observedGeneration": 1,
+                "numberReady": ready,
+                "desiredNumberScheduled": desired,
+            }
+
+        return action
+
+    def delete_from_outside(self):
+        return lambda: self.objects.pop(NAME)
+
+    def request_stop(self):
+        return self.stop.set
+
+
+@pytest.fixture
+def world():
+    clock, stop = FakeClock(), threading.Event()
+    kube = FakeKube(clock, stop)
+    controller = Controller(load_config(ENV), kube, stop=stop, clock=clock)
+    return controller, kube, clock, stop
+
+
+def events(logs, name):
+    return [entry for entry in logs if entry["event"] == name]
+
+
+def test_is_ready_needs_the_current_generation_observed():
+    ds = {
+        "metadata": {"generation": 2},
+        "status": {"observedGeneration": 1, "numberReady": 0, "desiredNumberScheduled": 0},
+    }
+    assert not is_ready(ds)
+    ds["status"]["observedGeneration"] = 2
+    assert is_ready(ds)
+    ds["status"]["desiredNumberScheduled"] = 3
+    assert not is_ready(ds)
+
+
+def test_creates_waits_and_refreshes_every_interval(world):
+    controller, kube, clock, stop = world
+    start = clock.now
+    # Cycle 1 ready; then no event until the refresh is due; cycle 2 ready; then stop.
+    kube.script = [kube.become_ready(), lambda: None]
+    with capture_logs() as logs:
+
+        def after_refresh():
+            kube.script[:] = [kube.become_ready(), kube.request_stop()]
+
+        original_create = kube.create_daemonset
+
+        def create(body):
+            created = original_create(body)
+            if len(kube.created) == 2:
+                after_refresh()
+            return created
+
+        kube.create_daemonset = create
+        assert controller.run() == 0
+
+    assert [c["metadata"]["uid"] for c in kube.created] == ["uid-1", "uid-2"]
+    # The refresh came one interval after the first DaemonSet was ready.
+    assert events(logs, "refresh_due")
+    assert clock.now >= start + 3600
+    # Refresh deletes the old one (foreground) before creating the new one.
+    assert ("kubernetes-image-puller", "uid-1", True) in kube.deleted
+    # Shutdown deletes the current one, in the background so it is gone at once.
+    assert kube.deleted[-1] == (NAME, "uid-2", False)
+    assert NAME not in kube.objects
+    ready = events(logs, "daemonset_ready")
+    assert [(e["ready"], e["desired"]) for e in ready] == [(3, 3), (3, 3)]
+
+
+def test_owner_reference_points_at_the_deployment(world):
+    controller, kube, _, stop = world
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    controller.run()
+    assert kube.created[0]["metadata"]["ownerReferences"][0]["uid"] == "dep-uid"
+
+
+def test_without_deployment_the_daemonset_has_no_owner(world):
+    controller, kube, _, _ = world
+    kube.deployment = None
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    with capture_logs() as logs:
+        controller.run()
+    assert "ownerReferences" not in kube.created[0]["metadata"]
+    assert events(logs, "owner_not_found")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"app.kubernetes.io/managed-by": "imagepuller"},
+        {"test": "daemonset-test"},  # left by the Go original: migrating from it works
+    ],
+)
+def test_previous_daemonset_of_ours_is_replaced(world, labels):
+    controller, kube, _, _ = world
+    kube.objects[NAME] = {"metadata": {"name": NAME, "uid": "old", "labels": labels}}
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    controller.run()
+    assert kube.deleted[0] == (NAME, "old", True)
+    assert kube.created[0]["metadata"]["uid"] == "uid-1"
+
+
+def test_a_foreign_daemonset_is_left_alone_and_named(world):
+    controller, kube, clock, stop = world
+    foreign = {"metadata": {"name": NAME, "uid": "theirs", "labels": {"app": "other"}}}
+    kube.objects[NAME] = foreign
+    waits = []
+
+    def wait(seconds):  # the error backoff: stop after two attempts
+        waits.append(seconds)
+        if len(waits) == 2:
+            stop.set()
+        return stop.is_set()
+
+    stop.wait = wait
+    with capture_logs() as logs:
+        assert controller.run() == 0
+    assert kube.objects[NAME] is foreign
+    assert kube.deleted == []
+    errors = events(logs, "daemonset_in_the_way")
+    assert len(errors) == 2
+    assert "uid theirs" in errors[0]["error"] and "'app': 'other'" in errors[0]["error"]
+    assert waits == [2.0, 4.0]  # the pause grows
+
+
+def test_ready_timeout_reports_failing_nodes_and_images_and_carries_on(world):
+    controller, kube, clock, stop = world
+    kube.pods = [
+        {
+            "metadata": {"name": "p1"},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "b", "image": "quay.io/b:1"}]},
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "b",
+                        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "nope"}},
+                    }
+                ]
+            },
+        }
+    ]
+    # Never ready: the ready wait times out; then the keep wait is stopped.
+    kube.script = [kube.become_ready(ready=2, desired=3)]
+    original = kube.wait_for_daemonset
+    calls = []
+
+    def wait(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:
+            kube.script = [kube.request_stop()]
+        return original(*args, **kwargs)
+
+    kube.wait_for_daemonset = wait
+    with capture_logs() as logs:
+        assert controller.run() == 0
+    (summary,) = events(logs, "daemonset_not_ready")
+    assert (summary["ready"], summary["desired"], summary["failing"]) == (2, 3, 1)
+    (failure,) = events(logs, "image_not_cached")
+    assert failure["node"] == "node-1"
+    assert failure["image"] == "quay.io/b:1"
+    assert failure["reason"] == "ImagePullBackOff"
+    # The ready wait was bounded by READY_TIMEOUT (60 s) from its start.
+    assert calls[0] == 1000.0 + 60
+
+
+def test_progress_is_logged_as_it_changes(world):
+    controller, kube, _, _ = world
+    kube.script = [
+        kube.become_ready(1, 3),
+        kube.become_ready(1, 3),
+        kube.become_ready(3, 3),
+        kube.request_stop(),
+    ]
+    with capture_logs() as logs:
+        controller.run()
+    progress = [(e["ready"], e["desired"]) for e in events(logs, "daemonset_progress")]
+    assert progress == [(0, 0), (1, 3), (3, 3)]
+
+
+def test_deleted_from_outside_is_recreated_at_once(world):
+    controller, kube, clock, stop = world
+    kube.script = [kube.become_ready(), kube.delete_from_outside()]
+    original_create = kube.create_daemonset
+
+    def create(body):
+        created = original_create(body)
+        if len(kube.created) == 2:
+            kube.script[:] = [kube.become_ready(), kube.request_stop()]
+        return created
+
+    kube.create_daemonset = create
+    start = clock.now
+    with capture_logs() as logs:
+        controller.run()
+    assert len(kube.created) == 2
+    assert events(logs, "daemonset_deleted_externally")
+    assert clock.now == start  # no waiting for the interval
+
+
+def test_a_failing_cycle_is_logged_and_retried(world):
+    controller, kube, _, stop = world
+    kube.fail_next = [Transient("connection refused"), RuntimeError("bug")]
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    stop.wait = lambda seconds: stop.is_set()
+    with capture_logs() as logs:
+        assert controller.run() == 0
+    assert events(logs, "api_error")[0]["error"] == "connection refused"
+    assert events(logs, "cycle_failed")  # the unexpected exception did not end the loop
+    assert len(kube.created) == 1
+
+
+def test_forbidden_names_the_missing_permission(world):
+    controller, kube, _, stop = world
+    kube.fail_next = [Forbidden("denied", permission="create daemonsets.apps in namespace ns")]
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    stop.wait = lambda seconds: stop.is_set()
+    with capture_logs() as logs:
+        controller.run()
+    (denied,) = events(logs, "api_forbidden")
+    assert denied["missing_permission"] == "create daemonsets.apps in namespace ns"
+
+
+def test_stop_before_anything_was_created_deletes_nothing(world):
+    controller, kube, _, stop = world
+    stop.set()
+    assert controller.run() == 0
+    assert kube.created == [] and kube.deleted == []
+
+
+def test_no_matching_node_is_a_warning(world):
+    controller, kube, _, _ = world
+    kube.script = [kube.become_ready(0, 0), kube.request_stop()]
+    with capture_logs() as logs:
+        controller.run()
+    assert events(logs, "no_nodes_selected")

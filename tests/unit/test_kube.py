@@ -1,0 +1,149 @@
+"""The API wrapper: error mapping and the retry policy, with the client's calls mocked."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from imagepuller.kube import Forbidden, Invalid, Kube, KubeError, Transient, load_api_client
+
+
+class Response:
+    def __init__(self, status=200, body=None):
+        self.status = status
+        self.reason = "reason"
+        self.data = json.dumps(body if body is not None else {}).encode()
+        self.released = False
+
+    def release_conn(self):
+        self.released = True
+
+
+class InstantStop(threading.Event):
+    """A stop event whose waits return at once and are recorded (the retry backoff)."""
+
+    def __init__(self):
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        return self.is_set()
+
+
+@pytest.fixture
+def kube(mocker):
+    stop = InstantStop()
+    api_client = mocker.MagicMock()
+    instance = Kube(api_client, stop=stop, retry_for=30)
+    instance.apps = mocker.MagicMock()
+    instance.core = mocker.MagicMock()
+    return instance
+
+
+def status(code, message):
+    return {"kind": "Status", "code": code, "message": message, "reason": "x"}
+
+
+def test_returns_the_json_the_api_sent(kube):
+    kube.apps.read_namespaced_daemon_set.return_value = Response(body={"metadata": {"uid": "u"}})
+    assert kube.get_daemonset("ns", "ds") == {"metadata": {"uid": "u"}}
+    kwargs = kube.apps.read_namespaced_daemon_set.call_args.kwargs
+    assert kwargs["_preload_content"] is False
+
+
+def test_not_found_is_none(kube):
+    kube.apps.read_namespaced_daemon_set.return_value = Response(404, status(404, "not found"))
+    assert kube.get_daemonset("ns", "ds") is None
+
+
+def test_forbidden_names_the_permission(kube):
+    kube.apps.create_namespaced_daemon_set.return_value = Response(
+        403, status(403, 'daemonsets.apps is forbidden: User "system:serviceaccount:ns:sa" cannot')
+    )
+    with pytest.raises(Forbidden) as caught:
+        kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}})
+    assert caught.value.permission == "create daemonsets.apps in namespace ns"
+    assert "system:serviceaccount:ns:sa" in str(caught.value)
+    assert "Role" in str(caught.value)
+
+
+def test_forbidden_from_an_api_exception(kube):
+    kube.apps.delete_namespaced_daemon_set.side_effect = ApiException(
+        status=403, reason="Forbidden"
+    )
+    with pytest.raises(Forbidden) as caught:
+        kube.delete_daemonset("ns", "ds")
+    assert caught.value.permission == "delete daemonsets.apps in namespace ns"
+
+
+def test_unprocessable_shows_the_api_message(kube):
+    kube.apps.create_namespaced_daemon_set.return_value = Response(
+        422, status(422, 'DaemonSet.apps "ds" is invalid: spec.template.spec.containers[0].name')
+    )
+    with pytest.raises(Invalid) as caught:
+        kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}})
+    assert "spec.template.spec.containers[0].name" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Response(503, status(503, "unavailable")),
+        Response(429, status(429, "too many requests")),
+        Response(500, status(500, "etcd timeout")),
+        urllib3.exceptions.MaxRetryError(None, "/apis", reason="connection refused"),
+        ConnectionResetError("reset"),
+    ],
+)
+def test_transient_failures_are_retried_with_backoff(kube, failure):
+    # A side_effect list returns responses and raises exceptions, in order.
+    kube.core.list_namespaced_pod.side_effect = [failure, failure, Response(body={"items": []})]
+    assert kube.list_pods("ns", "a=b") == []
+    assert kube.core.list_namespaced_pod.call_count == 3
+    assert kube.stop.waits == [0.5, 1.0]  # exponential backoff between attempts
+
+
+def test_retries_end_when_asked_to_stop(kube):
+    kube.core.list_namespaced_pod.side_effect = ConnectionRefusedError("refused")
+    kube.stop.set()
+    with pytest.raises(Transient):
+        kube.list_pods("ns", "a=b")
+    assert kube.core.list_namespaced_pod.call_count == 1
+
+
+def test_delete_is_foreground_with_a_uid_precondition(kube):
+    kube.apps.delete_namespaced_daemon_set.return_value = Response(body={})
+    assert kube.delete_daemonset("ns", "ds", uid="u1") is True
+    body = kube.apps.delete_namespaced_daemon_set.call_args.kwargs["body"]
+    assert body == {"propagationPolicy": "Foreground", "preconditions": {"uid": "u1"}}
+    kube.apps.delete_namespaced_daemon_set.return_value = Response(404, status(404, "gone"))
+    assert kube.delete_daemonset("ns", "ds", foreground=False) is False
+    body = kube.apps.delete_namespaced_daemon_set.call_args.kwargs["body"]
+    assert body == {"propagationPolicy": "Background"}
+
+
+def test_openshift_is_detected_by_its_api_group(kube, mocker):
+    apis = mocker.patch("imagepuller.kube.k8s.ApisApi")
+    apis.return_value.get_api_versions.return_value = Response(
+        body={"groups": [{"name": "apps"}, {"name": "route.openshift.io"}]}
+    )
+    assert kube.is_openshift() is True
+    apis.return_value.get_api_versions.return_value = Response(body={"groups": [{"name": "apps"}]})
+    assert kube.is_openshift() is False
+
+
+def test_missing_kubeconfig_file_is_a_clear_error(tmp_path):
+    with pytest.raises(KubeError, match="KUBECONFIG=.*no such file"):
+        load_api_client(str(tmp_path / "missing"))
+
+
+def test_no_credentials_at_all_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(KubeError, match="no Kubernetes credentials"):
+        load_api_client(None)
