@@ -1,0 +1,68 @@
+"""The README's configuration table and command list stay true to the code."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from imagepuller.cli import build_parser
+from imagepuller.config import load_config
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+REQUIRED = {"IMAGES": "a=quay.io/a:1"}
+
+
+class RecordingEnv(dict):
+    """An environment that remembers which variables the configuration asked for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+
+def config_table() -> dict[str, str]:
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", section, flags=re.M)
+    return {name: default.strip() for name, default in rows}
+
+
+def test_the_table_lists_exactly_the_variables_the_code_reads():
+    env = RecordingEnv(REQUIRED)
+    load_config(env)
+    assert set(config_table()) == env.asked
+
+
+@pytest.mark.parametrize("variable", sorted(config_table()))
+def test_documented_default_is_the_code_default(variable):
+    default = config_table()[variable]
+    if default in ("required", "empty"):
+        if default == "required":
+            with pytest.raises(ValueError):
+                load_config({})
+        return
+    value = re.fullmatch(r"`([^`]*)`", default)
+    assert value, f"default of {variable} should be `quoted`, got {default!r}"
+    assert load_config({**REQUIRED, variable: value.group(1)}) == load_config(REQUIRED)
+
+
+def test_readme_commands_exist_in_help():
+    documented = set(re.findall(r"^imagepuller (\w+)", README, flags=re.M))
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)  # the subcommands
+    assert documented == commands
+    help_text = parser.format_help()
+    for command in commands:
+        assert command in help_text
+
+
+def test_readme_starts_with_the_two_commands():
+    first_block = README.split("```", 2)[1]
+    assert "make run" in first_block and "make test" in first_block
