@@ -70,7 +70,11 @@ class LocalCluster:
         self.nodes = nodes
         self.node_prefix = node_prefix
         self.kubeconfig = self.workdir / "kubeconfig"
-        self.ca_file = self.workdir / "pki" / "apiserver" / "apiserver.crt"
+        # The API server's generated serving cert file holds the leaf, then its CA; ca_file gets
+        # only the CA (a bundle whose first entry lacks the CA bit is rejected, e.g. by
+        # kube-controller-manager's ClusterTrustBundle publisher).
+        self._serving_cert = self.workdir / "pki" / "apiserver" / "apiserver.crt"
+        self.ca_file = self.workdir / "pki" / "ca.crt"
         self.logs_dir = self.workdir / "logs"
         self.server = ""
         self.token = ""
@@ -350,7 +354,13 @@ class LocalCluster:
     def _apiserver_ready(self) -> bool:
         # The serving cert appears in --cert-dir shortly after start; only then can we verify.
         if not self.ca_file.exists():
-            return False
+            if not self._serving_cert.exists():
+                return False
+            pems = self._serving_cert.read_text().split("-----END CERTIFICATE-----")
+            blocks = [b.strip() + "\n-----END CERTIFICATE-----\n" for b in pems if b.strip()]
+            if len(blocks) < 2:
+                return False  # still being written
+            self.ca_file.write_text(blocks[-1])
         if self._ssl is None:
             self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
         return self._http_ok(f"{self.server}/readyz", context=self._ssl)
@@ -365,8 +375,12 @@ class LocalCluster:
         req = urllib.request.Request(url)
         if self.token and url.startswith(self.server or "\0"):
             req.add_header("Authorization", f"Bearer {self.token}")
-        with urllib.request.urlopen(req, timeout=5, context=context) as resp:
-            return resp.status == 200
+        try:
+            with urllib.request.urlopen(req, timeout=5, context=context) as resp:
+                return resp.status == 200
+        except urllib.error.HTTPError as exc:
+            exc.close()  # an HTTPError holds the open response; unclosed it warns later
+            return False
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
@@ -377,8 +391,15 @@ class LocalCluster:
             req.add_header("Content-Type", "application/json")
         if self._ssl is None:
             self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
-        with urllib.request.urlopen(req, timeout=15, context=self._ssl) as resp:
-            return json.loads(resp.read() or b"null")
+        try:
+            with urllib.request.urlopen(req, timeout=15, context=self._ssl) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            # Keep the API's explanation (it is in the body), and close the response.
+            detail = exc.read().decode(errors="replace")
+            exc.close()
+            raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.reason}: {detail}",
+                                         exc.headers, None) from None
 
     def _get(self, path: str) -> Any:
         return self._request("GET", path)

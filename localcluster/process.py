@@ -7,6 +7,7 @@ binaries on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -173,4 +174,7 @@ class Process:
             return
         if self.popen.poll() is None:
             terminate_pid(self.popen.pid, timeout, reap=self.popen.poll)
+        # Reap it: no zombie, and no "still running" ResourceWarning from Popen.__del__.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
         self.popen = None

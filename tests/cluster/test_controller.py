@@ -1,0 +1,255 @@
+"""The controller against the real control plane: `imagepuller run` as a process.
+
+Each test gets a fresh namespace enforcing Pod Security `restricted`; the shared cluster has
+three kwok nodes. Assertions are on what the API returns and on the controller's log events.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.controller_process import ControllerProcess
+
+IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
+NAME = "kubernetes-image-puller"
+
+
+@pytest.fixture
+def apps(api_client):
+    return client.AppsV1Api(api_client)
+
+
+@pytest.fixture
+def core(api_client):
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def start_controller(cluster, namespace):
+    started: list[ControllerProcess] = []
+
+    def start(**env: str) -> ControllerProcess:
+        full = {
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "NAMESPACE": namespace,
+            "IMAGES": IMAGES,
+            "READY_TIMEOUT": "60s",
+            **env,
+        }
+        process = ControllerProcess(full)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def read_ds(apps, namespace, name=NAME):
+    try:
+        return apps.read_namespaced_daemon_set(name, namespace)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def wait_until(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_daemonset_ready_on_every_node_in_a_restricted_namespace(
+    start_controller, apps, core, namespace
+):
+    controller = start_controller()
+    ready = controller.wait_for("daemonset_ready", 90)
+    assert (ready["ready"], ready["desired"]) == (3, 3)
+
+    ds = read_ds(apps, namespace)
+    assert ds.status.desired_number_scheduled == 3
+    assert ds.status.number_ready == 3
+    assert ds.metadata.labels["app.kubernetes.io/managed-by"] == "imagepuller"
+    pods = core.list_namespaced_pod(namespace).items
+    assert sorted(p.spec.node_name for p in pods) == ["node-0", "node-1", "node-2"]
+    for pod in pods:
+        assert [c.name for c in pod.spec.containers] == ["java", "node"]
+        assert pod.spec.automount_service_account_token is False
+        assert all(c.ready for c in pod.status.container_statuses)
+    # Progress was reported on the way.
+    assert any(e["event"] == "daemonset_progress" for e in controller.events)
+
+
+def test_node_selector_and_tolerations_choose_the_nodes(
+    start_controller, apps, core, namespace, add_node
+):
+    add_node("pool-a", labels={"pool": "workspaces"})
+    add_node("pool-b", labels={"pool": "workspaces"})
+    add_node(
+        "tainted",
+        labels={"pool": "workspaces"},
+        taints=[{"key": "dedicated", "value": "ide", "effect": "NoSchedule"}],
+    )
+
+    controller = start_controller(NODE_SELECTOR='{"pool": "workspaces"}')
+    ready = controller.wait_for("daemonset_ready", 90)
+    assert (ready["ready"], ready["desired"]) == (2, 2)
+    pods = core.list_namespaced_pod(namespace).items
+    assert sorted(p.spec.node_name for p in pods) == ["pool-a", "pool-b"]
+    assert controller.stop() == 0
+
+    tolerating = start_controller(
+        NODE_SELECTOR='{"pool": "workspaces"}',
+        TOLERATIONS='[{"key": "dedicated", "operator": "Equal", "value": "ide", '
+        '"effect": "NoSchedule"}]',
+    )
+    ready = tolerating.wait_for("daemonset_ready", 90)
+    assert (ready["ready"], ready["desired"]) == (3, 3)
+    nodes = {
+        p.spec.node_name
+        for p in core.list_namespaced_pod(namespace).items
+        if p.metadata.deletion_timestamp is None
+    }
+    assert nodes == {"pool-a", "pool-b", "tainted"}
+
+
+def test_unpullable_image_ends_the_wait_with_node_image_and_reason(start_controller, namespace):
+    controller = start_controller(
+        IMAGES="good=quay.io/ok/image:1;bad=registry.invalid/missing/image:1",
+        READY_TIMEOUT="8s",
+    )
+    summary = controller.wait_for("daemonset_not_ready", 60)
+    assert summary["desired"] == 3 and summary["ready"] == 0
+    failures = [e for e in controller.events if e["event"] == "image_not_cached"]
+    while len(failures) < summary["failing"]:
+        failures.append(controller.wait_for("image_not_cached", 5))
+    bad = [f for f in failures if f["image"] == "registry.invalid/missing/image:1"]
+    assert sorted(f["node"] for f in bad) == ["node-0", "node-1", "node-2"]
+    assert {f["reason"] for f in bad} <= {"ErrImagePull", "ImagePullBackOff"}
+    assert all(f["container"] == "bad" for f in bad)
+    # It carries on: still running, and it still removes its DaemonSet when stopped.
+    assert controller.process.poll() is None
+    assert controller.stop() == 0
+
+
+def test_daemonset_deleted_from_outside_is_back_within_5_seconds(start_controller, apps, namespace):
+    controller = start_controller()
+    controller.wait_for("daemonset_ready", 90)
+    old_uid = read_ds(apps, namespace).metadata.uid
+
+    apps.delete_namespaced_daemon_set(NAME, namespace)
+    deleted_at = time.monotonic()
+    new = wait_until(
+        lambda: (ds := read_ds(apps, namespace)) is not None and ds.metadata.uid != old_uid and ds,
+        5,
+        "the DaemonSet to be recreated",
+    )
+    print(f"recreated {time.monotonic() - deleted_at:.2f}s after the external delete")
+    assert new.metadata.labels["app.kubernetes.io/managed-by"] == "imagepuller"
+    controller.wait_for("daemonset_deleted_externally", 5)
+
+
+def test_short_interval_refreshes_the_daemonset(start_controller, apps, namespace):
+    # 0.001 h = 3.6 s
+    controller = start_controller(CACHING_INTERVAL_HOURS="0.001")
+    first = controller.wait_for("daemonset_created", 60)
+    controller.wait_for("refresh_due", 90)
+    second = controller.wait_for("daemonset_created", 60)
+    assert second["uid"] != first["uid"]
+    controller.wait_for("daemonset_ready", 60)
+    assert read_ds(apps, namespace).metadata.uid == second["uid"]
+
+
+def test_sigterm_deletes_the_daemonset_and_exits_0(start_controller, apps, namespace):
+    controller = start_controller()
+    controller.wait_for("daemonset_ready", 90)
+    assert read_ds(apps, namespace) is not None
+    began = time.monotonic()
+    assert controller.stop(signal.SIGTERM) == 0
+    elapsed = time.monotonic() - began
+    print(f"exit {elapsed:.2f}s after SIGTERM")
+    assert elapsed < 30  # the default termination grace period
+    assert read_ds(apps, namespace) is None
+    stopped = [e for e in controller.events if e["event"] == "shutdown"] or [
+        controller.wait_for("shutdown", 5)
+    ]
+    assert stopped[0]["deleted"] is True
+
+
+def test_sigterm_while_waiting_for_readiness_is_prompt(start_controller, apps, namespace):
+    controller = start_controller(IMAGES="bad=registry.invalid/never:1", READY_TIMEOUT="10m")
+    controller.wait_for("daemonset_created", 60)
+    began = time.monotonic()
+    assert controller.stop(signal.SIGINT) == 0
+    assert time.monotonic() - began < 10
+    assert read_ds(apps, namespace) is None
+
+
+def test_recovers_when_the_api_server_restarts(cluster, start_controller, apps, namespace):
+    controller = start_controller()
+    controller.wait_for("daemonset_ready", 90)
+    old_uid = read_ds(apps, namespace).metadata.uid
+
+    cluster.restart_apiserver()
+
+    # The same process is still there and still watching: an outside delete is noticed.
+    assert controller.process.poll() is None
+    wait_until(lambda: read_ds(apps, namespace) is not None, 30, "the API server to answer")
+    apps.delete_namespaced_daemon_set(NAME, namespace)
+    wait_until(
+        lambda: (ds := read_ds(apps, namespace)) is not None and ds.metadata.uid != old_uid,
+        30,
+        "the DaemonSet to be recreated after the restart",
+    )
+    controller.wait_for("daemonset_ready", 60)
+    assert controller.stop() == 0
+
+
+def test_a_foreign_daemonset_of_the_same_name_is_left_alone(start_controller, apps, namespace):
+    foreign = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": NAME, "labels": {"app": "someone-else"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "someone-else"}},
+            "template": {
+                "metadata": {"labels": {"app": "someone-else"}},
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "quay.io/x:1",
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    uid = apps.create_namespaced_daemon_set(namespace, foreign).metadata.uid
+    controller = start_controller()
+    error = controller.wait_for("daemonset_in_the_way", 30)
+    assert f"uid {uid}" in error["error"]
+    assert "someone-else" in error["error"]
+    assert read_ds(apps, namespace).metadata.uid == uid
+    assert controller.stop() == 0
+    assert read_ds(apps, namespace).metadata.uid == uid  # not ours to delete on shutdown
