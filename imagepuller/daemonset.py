@@ -51,7 +51,9 @@ def owner_reference(deployment: Mapping[str, Any]) -> dict[str, Any]:
         "name": deployment["metadata"]["name"],
         "uid": deployment["metadata"]["uid"],
         "controller": True,
-        "blockOwnerDeletion": True,
+        # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on (OpenShift)
+        # setting it needs `update deployments/finalizers`, a permission we do not want. The
+        # garbage collector still deletes the DaemonSet when the Deployment goes.
     }
 
 

@@ -319,6 +319,9 @@ class Kube:
         finally:
             with self._streams_lock:
                 self._streams.discard(response)
+            # Close, not just release: a connection still carrying an unfinished watch must
+            # not go back to the pool, or the next call on it waits for the watch to end.
+            response.close()
             response.release_conn()
         self._check_stop()
 

@@ -83,20 +83,30 @@ class ControllerProcess:
             if event.get("event") == name and where(event):
                 return event
 
-    def signal(self, signum: int = signal.SIGTERM) -> None:
-        self.process.send_signal(signum)
-
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Send ``signum`` and wait for the exit code."""
         if self.process.poll() is None:
             self.process.send_signal(signum)
         try:
             return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self._close()
+            raise AssertionError(
+                f"controller still running {timeout}s after signal {signum}; log:\n"
+                + "".join(self.lines[-40:])
+            ) from None
         finally:
-            self._reader.join(timeout=5)
+            self._close()
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        self._close()
+
+    def _close(self) -> None:
         self._reader.join(timeout=5)
+        if self.process.stderr and not self._reader.is_alive():
+            self.process.stderr.close()

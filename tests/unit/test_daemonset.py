@@ -141,7 +141,6 @@ def test_owner_reference_to_the_deployment():
             "name": "kubernetes-image-puller",
             "uid": "1234-abcd",
             "controller": True,
-            "blockOwnerDeletion": True,
         }
     ]
     assert "ownerReferences" not in build()["metadata"]
