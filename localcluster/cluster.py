@@ -206,6 +206,10 @@ class LocalCluster:
             # Pod IPs come from here; the default /24 runs out with 50 nodes.
             "--cidr=10.64.0.1/14",
             "--node-ip=127.0.0.1",
+            # Required: the kwok binary's default is 0, which means "no node Leases". Without
+            # Leases the node-lifecycle controller marks every node NotReady after ~50s and
+            # flips all pods to Ready=False (kwok's pod-ready stage never re-readies them).
+            "--node-lease-duration-seconds=40",
         ], self.logs_dir / "kwok.log")
 
         deadline = time.monotonic() + timeout

@@ -98,6 +98,10 @@ def test_cluster_has_three_plain_ready_nodes(cluster, api_client):
     for node in nodes:
         assert not node.spec.taints, f"{node.metadata.name} has taints {node.spec.taints}"
         assert node.status.allocatable["pods"] == "110"
+    # kwok must renew a Lease per node: without them the node-lifecycle controller marks the
+    # nodes NotReady after its grace period (~50s) and every pod on them becomes unready.
+    leases = client.CoordinationV1Api(api_client).list_namespaced_lease("kube-node-lease").items
+    assert {lease.metadata.name for lease in leases} >= {"node-0", "node-1", "node-2"}
 
 
 def test_restricted_daemonset_becomes_ready_on_every_node(api_client, namespace):
