@@ -161,6 +161,9 @@ class LocalCluster:
             # New Nodes would get node.kubernetes.io/not-ready:NoSchedule from this plugin, which
             # DaemonSet pods do not tolerate. (Pod Security admission stays on: it is default.)
             "--disable-admission-plugins=TaintNodesByCondition",
+            # On as on OpenShift: setting blockOwnerDeletion in an owner reference then needs
+            # `update` on the owner's finalizers, so a Role that lacks it fails here too.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             # The endpoint reconciler would try to publish 127.0.0.1 as the kubernetes Service's
             # endpoint, which validation rejects (loopback), and log that forever.
             "--endpoint-reconciler-type=none",
