@@ -257,9 +257,11 @@ class Controller:
     # --- helpers ------------------------------------------------------------------------
 
     def _detect_openshift(self) -> bool:
+        # A transient failure propagates: the cycle is retried and detection with it, rather
+        # than guessing the platform for the life of the process.
         try:
             openshift = self.kube.is_openshift()
-        except KubeError as err:
+        except Forbidden as err:
             log.warning("platform_unknown", error=str(err), assumed="kubernetes")
             return False
         log.info("platform", openshift=openshift)

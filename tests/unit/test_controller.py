@@ -339,3 +339,22 @@ def test_no_matching_node_is_a_warning(world):
     with capture_logs() as logs:
         controller.run()
     assert events(logs, "no_nodes_selected")
+
+
+def test_platform_detection_is_retried_after_a_transient_failure(world):
+    controller, kube, _, stop = world
+    answers = [Transient("refused"), True]
+
+    def is_openshift():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    kube.is_openshift = is_openshift
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    stop.wait = lambda seconds: stop.is_set()
+    controller.run()
+    # Detected on the second cycle: OpenShift, so no fixed UID in the pods.
+    security = kube.created[0]["spec"]["template"]["spec"]["securityContext"]
+    assert "runAsUser" not in security
