@@ -64,13 +64,15 @@ EXTRAS = {
     APP: {
         "CONFIGMAP_NAME": "kubernetes-image-puller",
         "DEPLOYMENT_CPU_REQUEST": "100m",
-        "DEPLOYMENT_MEMORY_REQUEST": "50Mi",
+        "DEPLOYMENT_MEMORY_REQUEST": "96Mi",
         "DEPLOYMENT_CPU_LIMIT": "500m",
         "DEPLOYMENT_MEMORY_LIMIT": "256Mi",
     },
     CONFIGMAP: {
         "CONFIGMAP_NAME": "kubernetes-image-puller",
         "IMAGE_PULL_SECRETS": "",
+        "READY_TIMEOUT": "5m",
+        "LOG_LEVEL": "info",
         "AFFINITY": "{}",
         "TOLERATIONS": "[]",
         "KIP_IMAGE": "registry.redhat.io/devspaces/imagepuller-rhel8:latest",
@@ -90,7 +92,7 @@ CONFIG_KEYS = {
     "IMAGES", "DAEMONSET_NAME", "DEPLOYMENT_NAME", "NAMESPACE", "CACHING_INTERVAL_HOURS",
     "CACHING_MEMORY_REQUEST", "CACHING_MEMORY_LIMIT", "CACHING_CPU_REQUEST", "CACHING_CPU_LIMIT",
     "NODE_SELECTOR", "AFFINITY", "TOLERATIONS", "IMAGE_PULL_SECRETS", "KIP_IMAGE",
-    "DAEMONSET_ANNOTATIONS",
+    "DAEMONSET_ANNOTATIONS", "READY_TIMEOUT", "LOG_LEVEL",
 }  # fmt: skip
 
 TEMPLATES = [APP, CONFIGMAP, SERVICEACCOUNT]
@@ -234,7 +236,7 @@ def test_deployment() -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["DEPLOYMENT_NAME"]["value"] == dep["metadata"]["name"]
     assert container["resources"] == {
-        "requests": {"cpu": "100m", "memory": "50Mi"},
+        "requests": {"cpu": "100m", "memory": "96Mi"},
         "limits": {"cpu": "500m", "memory": "256Mi"},
     }
 
