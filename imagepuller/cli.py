@@ -143,6 +143,15 @@ def run(config: Config) -> int:
     configure_logging(config.log_format, config.log_level)
     log = structlog.get_logger("imagepuller")
     log.info("starting", version=__version__, **config.summary())
+    if config.pod_namespace and config.pod_namespace != config.namespace:
+        log.warning(
+            "namespace_mismatch",
+            namespace=config.namespace,
+            pod_namespace=config.pod_namespace,
+            note="NAMESPACE differs from the namespace the puller runs in; its Role only grants "
+            "access there. Set NAMESPACE (the ConfigMap's, or -p NAMESPACE=...) to "
+            f"{config.pod_namespace} unless you granted access in {config.namespace}",
+        )
     try:
         api_client = load_api_client(config.kubeconfig)
     except KubeError as err:

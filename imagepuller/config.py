@@ -111,6 +111,9 @@ class Config:
     # KUBECONFIG: passed to the Kubernetes client loader; empty means ~/.kube/config
     # and then the in-cluster service account.
     kubeconfig: str | None = None
+    # POD_NAMESPACE: set by the Deployment (downward API) to the namespace the puller runs in;
+    # only used to warn when NAMESPACE points elsewhere, where its Role grants nothing.
+    pod_namespace: str | None = None
 
     @property
     def caching_interval_seconds(self) -> float:
@@ -213,6 +216,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         log_format=problems.get("LOG_FORMAT", "auto", _choice(LOG_FORMATS)),
         log_level=problems.get("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
         kubeconfig=env.get("KUBECONFIG") or None,
+        pod_namespace=env.get("POD_NAMESPACE") or None,
     )
     if problems.items:
         raise ConfigError(problems.items)

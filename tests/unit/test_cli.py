@@ -78,3 +78,17 @@ def test_help_lists_the_commands(capsys):
 )
 def test_format_bytes(amount, text):
     assert format_bytes(amount) == text
+
+
+def test_run_warns_when_namespace_is_not_the_pods_own(capsys, tmp_path):
+    env = {
+        **ENV,
+        "NAMESPACE": "k8s-image-puller",
+        "POD_NAMESPACE": "tools",
+        "KUBECONFIG": str(tmp_path / "nope"),
+        "LOG_FORMAT": "json",
+    }
+    main(["run"], env)
+    err = capsys.readouterr().err
+    assert '"event": "namespace_mismatch"' in err
+    assert "Set NAMESPACE" in err and "tools" in err
