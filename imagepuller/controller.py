@@ -75,6 +75,8 @@ class Controller:
         self.clock = clock
         self.openshift: bool | None = None
         self.current_uid: str | None = None
+        # When the current DaemonSet is due for a refresh (clock time); None: make one now.
+        self.refresh_at: float | None = None
         self._progress: tuple[int, int] | None = None
 
     # --- the loop -----------------------------------------------------------------------
@@ -105,11 +107,28 @@ class Controller:
         return 0
 
     def run_cycle(self) -> None:
-        """Create a fresh DaemonSet, wait for it, keep it until the next refresh."""
-        created = self.recreate()
-        self.wait_until_ready(created)
-        refresh_at = self.clock() + self.config.caching_interval_seconds
-        self.keep_until(refresh_at)
+        """Create a fresh DaemonSet and wait for it, then keep it until the next refresh.
+
+        After a failure while keeping it, the next cycle keeps the same DaemonSet if it is
+        still there: an API hiccup must not cost every node a re-pull.
+        """
+        if not self._can_keep_current():
+            created = self.recreate()
+            self.wait_until_ready(created)
+            self.refresh_at = self.clock() + self.config.caching_interval_seconds
+        assert self.refresh_at is not None
+        self.keep_until(self.refresh_at)
+        self.refresh_at = None  # refresh due, or deleted from outside: recreate next cycle
+
+    def _can_keep_current(self) -> bool:
+        if self.refresh_at is None or self.clock() >= self.refresh_at:
+            return False
+        current = self.kube.get_daemonset(self.config.namespace, self.config.daemonset_name)
+        return (
+            current is not None
+            and current["metadata"]["uid"] == self.current_uid
+            and not current["metadata"].get("deletionTimestamp")
+        )
 
     # --- steps --------------------------------------------------------------------------
 

@@ -358,3 +358,26 @@ def test_platform_detection_is_retried_after_a_transient_failure(world):
     # Detected on the second cycle: OpenShift, so no fixed UID in the pods.
     security = kube.created[0]["spec"]["template"]["spec"]["securityContext"]
     assert "runAsUser" not in security
+
+
+def test_a_failure_while_keeping_does_not_recreate_a_healthy_daemonset(world):
+    controller, kube, clock, stop = world
+    calls = []
+    original = kube.wait_for_daemonset
+
+    def wait(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:  # the first keep: the watch fails
+            raise Transient("watch broke")
+        if len(calls) == 3:  # the second keep: stop
+            kube.script = [kube.request_stop()]
+        return original(*args, **kwargs)
+
+    kube.wait_for_daemonset = wait
+    kube.script = [kube.become_ready()]
+    stop.wait = lambda seconds: stop.is_set()
+    with capture_logs() as logs:
+        controller.run()
+    assert len(kube.created) == 1  # kept, not recreated
+    assert events(logs, "api_error")
+    assert calls[1] == calls[2]  # same refresh time as before the failure
