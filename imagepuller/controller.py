@@ -26,7 +26,7 @@ log = structlog.get_logger("imagepuller.controller")
 # Pause after a failed cycle: doubles from the first value up to the second.
 ERROR_BACKOFF = (2.0, 60.0)
 # On shutdown the DaemonSet must be gone well within the pod's 30 s grace period.
-SHUTDOWN_DELETE_TIMEOUT = 15.0
+SHUTDOWN_DELETE_TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
 
 
 class DaemonSetInTheWay(KubeError):
@@ -264,7 +264,11 @@ class Controller:
         # hold the pod past its termination grace period.
         try:
             deleted = self.kube.delete_daemonset(
-                cfg.namespace, cfg.daemonset_name, uid=self.current_uid, foreground=False
+                cfg.namespace,
+                cfg.daemonset_name,
+                uid=self.current_uid,
+                foreground=False,
+                timeout=SHUTDOWN_DELETE_TIMEOUT,
             )
         except Conflict:
             deleted = False  # a different DaemonSet now holds the name: not ours to delete

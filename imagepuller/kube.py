@@ -86,18 +86,22 @@ class WaitTimeout(Exception):
 
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
     """KUBECONFIG, then ~/.kube/config, then the in-cluster service account."""
+    configuration = k8s.Configuration()
+    # Our tenacity policy is the one retry policy. urllib3's own hidden retries would repeat
+    # every connect timeout behind its back (and could hold a shutdown past its grace period).
+    configuration.retries = False
     candidates = [kubeconfig] if kubeconfig else [str(Path.home() / ".kube" / "config")]
     for path in candidates:
         # KUBECONFIG may list several files separated by ':' (kubectl merges them).
         if any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p):
             try:
-                return k8s_config.new_client_from_config(config_file=path)
+                k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
             except (ConfigException, OSError, ValueError) as err:
                 raise KubeError(f"cannot load kubeconfig {path}: {err}") from None
+            return k8s.ApiClient(configuration)
         if kubeconfig:
             raise KubeError(f"KUBECONFIG={kubeconfig!r}: no such file")
     try:
-        configuration = k8s.Configuration()
         k8s_config.load_incluster_config(client_configuration=configuration)
     except ConfigException as err:
         raise KubeError(
@@ -168,7 +172,13 @@ class Kube:
         )
 
     def delete_daemonset(
-        self, namespace: str, name: str, *, uid: str | None = None, foreground: bool = True
+        self,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        foreground: bool = True,
+        timeout: tuple[float, float] = _CALL_TIMEOUT,
     ) -> bool:
         """Delete; False when it was already gone. ``uid`` guards against deleting a successor."""
         body: dict[str, Any] = {
@@ -185,6 +195,7 @@ class Kube:
                 name,
                 namespace,
                 body=body,
+                _request_timeout=timeout,
             )
         except NotFound:
             return False

@@ -46,6 +46,7 @@ class FakeKube:
         self.created: list[dict] = []
         self.deleted: list[tuple[str, str, bool]] = []
         self.pods: list[dict] = []
+        self.delete_timeouts: list = []
         self.fail_next: list[Exception] = []
         self._uids = (f"uid-{n}" for n in itertools.count(1))
 
@@ -74,8 +75,9 @@ class FakeKube:
         self.created.append(obj)
         return obj
 
-    def delete_daemonset(self, namespace, name, *, uid=None, foreground=True):
+    def delete_daemonset(self, namespace, name, *, uid=None, foreground=True, timeout=None):
         self.deleted.append((name, uid, foreground))
+        self.delete_timeouts.append(timeout)
         return self.objects.pop(name, None) is not None
 
     def list_pods(self, namespace, label_selector):
@@ -166,8 +168,10 @@ def test_creates_waits_and_refreshes_every_interval(world):
     assert clock.now >= start + 3600
     # Refresh deletes the old one (foreground) before creating the new one.
     assert ("kubernetes-image-puller", "uid-1", True) in kube.deleted
-    # Shutdown deletes the current one, in the background so it is gone at once.
+    # Shutdown deletes the current one, in the background so it is gone at once, with a
+    # timeout short enough to fit the pod's 30 s termination grace period.
     assert kube.deleted[-1] == (NAME, "uid-2", False)
+    assert sum(kube.delete_timeouts[-1]) < 30
     assert NAME not in kube.objects
     ready = events(logs, "daemonset_ready")
     assert [(e["ready"], e["desired"]) for e in ready] == [(3, 3), (3, 3)]

@@ -147,3 +147,24 @@ def test_no_credentials_at_all_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(KubeError, match="no Kubernetes credentials"):
         load_api_client(None)
+
+
+def test_kubeconfig_client_has_no_hidden_urllib3_retries(tmp_path):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "c",
+                "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+            }
+        )
+    )
+    api_client = load_api_client(str(kubeconfig))
+    with api_client:
+        assert api_client.configuration.host == "https://127.0.0.1:6443"
+        # Only our retry policy retries; urllib3 would silently multiply connect timeouts.
+        assert api_client.configuration.retries is False
