@@ -78,6 +78,7 @@ class Controller:
         # When the current DaemonSet is due for a refresh (clock time); None: make one now.
         self.refresh_at: float | None = None
         self._progress: tuple[int, int] | None = None
+        self._ready_uid: str | None = None  # the DaemonSet last reported ready
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -213,6 +214,7 @@ class Controller:
             log.warning("daemonset_replaced_while_waiting", name=cfg.daemonset_name)
             return
         ready, desired = counts(current)
+        self._ready_uid = uid
         log.info(
             "daemonset_ready",
             name=cfg.daemonset_name,
@@ -241,6 +243,7 @@ class Controller:
                     or bool(d["metadata"].get("deletionTimestamp"))
                 ),
                 refresh_at,
+                on_change=self._follow_readiness,
             )
         except WaitTimeout:
             log.info(
@@ -297,6 +300,25 @@ class Controller:
         if progress != self._progress:
             self._progress = progress
             log.info("daemonset_progress", ready=progress[0], desired=progress[1])
+
+    def _follow_readiness(self, current: dict[str, Any] | None) -> None:
+        """Between refreshes: log progress (a node joined, a pod failed) and a late ready."""
+        if current is None or current["metadata"]["uid"] != self.current_uid:
+            return
+        self._log_progress(current)
+        ready_now = is_ready(current)
+        if ready_now and self._ready_uid != self.current_uid:
+            ready, desired = counts(current)
+            self._ready_uid = self.current_uid
+            log.info(
+                "daemonset_ready",
+                name=self.config.daemonset_name,
+                ready=ready,
+                desired=desired,
+                late=True,
+            )
+        elif not ready_now and self._ready_uid == self.current_uid:
+            self._ready_uid = None  # report it again once every pod is back
 
     def _report_not_ready(self, last: dict[str, Any] | None) -> None:
         cfg = self.config

@@ -46,8 +46,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     except Exception as exc:  # noqa: BLE001 - any reason is reported the same way
         # pytest caches a session fixture's failure: start is attempted once, and every test
         # using the fixture fails with this message.
-        pytest.fail(f"the local Kubernetes cluster did not start: {exc}\n"
-                    f"(logs in {workdir / 'logs'})", pytrace=False)
+        pytest.fail(
+            f"the local Kubernetes cluster did not start: {exc}\n(logs in {workdir / 'logs'})",
+            pytrace=False,
+        )
     try:
         yield local
     finally:
@@ -83,10 +85,12 @@ def namespace(api_client: object) -> Iterator[str]:
 
     core = client.CoreV1Api(api_client)
     name = f"t-{uuid.uuid4().hex[:8]}"
-    labels = {f"pod-security.kubernetes.io/{mode}": "restricted"
-              for mode in ("enforce", "warn", "audit")}
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name,
-                                                                          labels=labels)))
+    labels = {
+        f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")
+    }
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
 
     def default_sa_exists() -> bool:
         # The serviceaccount controller creates it; until then pods are rejected.
@@ -110,8 +114,9 @@ def namespace(api_client: object) -> Iterator[str]:
 def add_node(cluster: object) -> Iterator[Callable[..., str]]:
     added: list[str] = []
 
-    def _add(name: str, labels: dict[str, str] | None = None,
-             taints: list[dict[str, str]] | None = None) -> str:
+    def _add(
+        name: str, labels: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None
+    ) -> str:
         cluster.add_node(name, labels=labels, taints=taints)
         added.append(name)
         _wait(lambda: name in cluster.ready_nodes(), 30, f"node {name} to be Ready")

@@ -75,8 +75,9 @@ def ds_status(apps: client.AppsV1Api, ns: str, name: str) -> client.V1DaemonSetS
     return apps.read_namespaced_daemon_set_status(name, ns).status
 
 
-def wait_ds_ready(apps: client.AppsV1Api, ns: str, name: str, count: int,
-                  timeout: float = 60) -> client.V1DaemonSetStatus:
+def wait_ds_ready(
+    apps: client.AppsV1Api, ns: str, name: str, count: int, timeout: float = 60
+) -> client.V1DaemonSetStatus:
     def ready() -> client.V1DaemonSetStatus | None:
         st = ds_status(apps, ns, name)
         ok = st.desired_number_scheduled == count and st.number_ready == count
@@ -119,7 +120,8 @@ def test_pod_security_rejects_violating_daemonset_pods(api_client, namespace):
     # runAsNonRoot, seccompProfile). The DaemonSet itself is admitted (only warned about); its pods
     # are refused, which the daemonset controller reports as FailedCreate events.
     apps.create_namespaced_daemon_set(
-        namespace, daemonset("bad", container=client.V1Container(name="c", image=OK_IMAGE)))
+        namespace, daemonset("bad", container=client.V1Container(name="c", image=OK_IMAGE))
+    )
 
     def failed_create_event() -> client.CoreV1Event | None:
         events = core.list_namespaced_event(
@@ -151,11 +153,17 @@ def test_tainted_node_gets_pod_only_when_tolerated(api_client, namespace, add_no
     apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
     add_node("tainted-0", taints=[{"key": "dedicated", "value": "x", "effect": "NoSchedule"}])
     apps.create_namespaced_daemon_set(namespace, daemonset("plain"))
-    apps.create_namespaced_daemon_set(namespace, daemonset(
-        "tolerant",
-        tolerations=[client.V1Toleration(key="dedicated", operator="Equal", value="x",
-                                         effect="NoSchedule")],
-    ))
+    apps.create_namespaced_daemon_set(
+        namespace,
+        daemonset(
+            "tolerant",
+            tolerations=[
+                client.V1Toleration(
+                    key="dedicated", operator="Equal", value="x", effect="NoSchedule"
+                )
+            ],
+        ),
+    )
     wait_ds_ready(apps, namespace, "plain", 3)
     wait_ds_ready(apps, namespace, "tolerant", 4)
     assert "tainted-0" not in {p.spec.node_name for p in pods_of(core, namespace, "plain")}
@@ -168,7 +176,8 @@ def test_foreground_deletion_removes_pods_before_daemonset(api_client, namespace
     wait_ds_ready(apps, namespace, "fg", 3)
 
     apps.delete_namespaced_daemon_set(
-        "fg", namespace, body=client.V1DeleteOptions(propagation_policy="Foreground"))
+        "fg", namespace, body=client.V1DeleteOptions(propagation_policy="Foreground")
+    )
     # The garbage collector holds the DaemonSet (finalizer) until its pods are gone; kwok's
     # pod-delete stage is what finishes the pods' deletion.
     try:
@@ -194,23 +203,37 @@ def test_foreground_deletion_removes_pods_before_daemonset(api_client, namespace
 def test_service_account_can_do_exactly_what_its_role_grants(cluster, api_client, namespace):
     core, rbac = client.CoreV1Api(api_client), client.RbacAuthorizationV1Api(api_client)
     core.create_namespaced_service_account(
-        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader")))
-    rbac.create_namespaced_role(namespace, client.V1Role(
-        metadata=client.V1ObjectMeta(name="cm-reader"),
-        rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"],
-                                   verbs=["get", "list"])],
-    ))
-    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-        metadata=client.V1ObjectMeta(name="reader-cm-reader"),
-        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role",
-                                  name="cm-reader"),
-        subjects=[client.RbacV1Subject(kind="ServiceAccount", name="reader",
-                                       namespace=namespace)],
-    ))
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
+    )
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="cm-reader"),
+            rules=[
+                client.V1PolicyRule(
+                    api_groups=[""], resources=["configmaps"], verbs=["get", "list"]
+                )
+            ],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="reader-cm-reader"),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="cm-reader"
+            ),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)
+            ],
+        ),
+    )
     token = core.create_namespaced_service_account_token(
-        "reader", namespace,
+        "reader",
+        namespace,
         client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)),
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+        ),
     ).status.token
 
     conf = client.Configuration()
@@ -234,8 +257,9 @@ def test_service_account_can_do_exactly_what_its_role_grants(cluster, api_client
         sa_core.read_namespaced_config_map("kube-root-ca.crt", namespace)
 
         denied = [
-            lambda: sa_core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(name="nope"))),
+            lambda: sa_core.create_namespaced_config_map(
+                namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"))
+            ),
             lambda: sa_core.delete_namespaced_config_map("kube-root-ca.crt", namespace),
             lambda: sa_core.list_namespaced_pod(namespace),
             lambda: sa_core.list_namespaced_config_map("default"),
@@ -249,10 +273,13 @@ def test_service_account_can_do_exactly_what_its_role_grants(cluster, api_client
 
 def test_unpullable_image_reports_err_image_pull(api_client, namespace):
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_pod(namespace, client.V1Pod(
-        metadata=client.V1ObjectMeta(name="bad-image"),
-        spec=client.V1PodSpec(containers=[restricted_container(image=BAD_IMAGE)]),
-    ))
+    core.create_namespaced_pod(
+        namespace,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="bad-image"),
+            spec=client.V1PodSpec(containers=[restricted_container(image=BAD_IMAGE)]),
+        ),
+    )
 
     def waiting() -> client.V1Pod | None:
         pod = core.read_namespaced_pod("bad-image", namespace)
@@ -272,8 +299,9 @@ def test_unpullable_image_reports_err_image_pull(api_client, namespace):
 def test_client_recovers_after_apiserver_restart(cluster, api_client, namespace):
     # Last on purpose: it disturbs every component of the shared cluster.
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="before"), data={"k": "v"}))
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="before"), data={"k": "v"})
+    )
     old_pid = cluster.processes["kube-apiserver"]["pid"]
 
     cluster.stop_apiserver()
@@ -296,8 +324,9 @@ def test_client_recovers_after_apiserver_restart(cluster, api_client, namespace)
 
     assert wait_until(retrying_read, 60, "the API server to answer again").data == {"k": "v"}
     # Data survived (same etcd) and the controllers reconnected: a DaemonSet still goes Ready.
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="after")))
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="after"))
+    )
     apps.create_namespaced_daemon_set(namespace, daemonset("after-restart"))
     wait_ds_ready(apps, namespace, "after-restart", 3, timeout=120)
     assert len(cluster.wait_nodes_ready(3, timeout=60)) == 3

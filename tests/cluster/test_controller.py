@@ -285,3 +285,13 @@ def test_deleting_the_deployment_deletes_the_daemonset(start_controller, apps, n
     assert read_ds(apps, namespace) is not None
     apps.delete_namespaced_deployment(NAME, namespace)
     wait_until(lambda: read_ds(apps, namespace) is None, 30, "the DaemonSet to be collected")
+
+
+def test_a_node_that_joins_gets_a_pod_and_readiness_is_reported(start_controller, apps, add_node):
+    controller = start_controller()
+    controller.wait_for("daemonset_ready", 90)
+    add_node("late-joiner")
+    # The DaemonSet controller schedules a pod there without any refresh; the puller follows.
+    controller.wait_for("daemonset_progress", 30, where=lambda e: e["desired"] == 4)
+    late = controller.wait_for("daemonset_ready", 30, where=lambda e: e.get("late"))
+    assert (late["ready"], late["desired"]) == (4, 4)

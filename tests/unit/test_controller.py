@@ -385,3 +385,31 @@ def test_a_failure_while_keeping_does_not_recreate_a_healthy_daemonset(world):
     assert len(kube.created) == 1  # kept, not recreated
     assert events(logs, "api_error")
     assert calls[1] == calls[2]  # same refresh time as before the failure
+
+
+def test_ready_after_the_timeout_is_reported_late_and_progress_followed(world):
+    controller, kube, clock, stop = world
+    calls = []
+    original = kube.wait_for_daemonset
+
+    def wait(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:  # keeping it, after the ready wait timed out
+            kube.script = [
+                kube.become_ready(2, 3),
+                kube.become_ready(3, 3),
+                kube.become_ready(3, 4),
+                kube.become_ready(4, 4),
+                kube.request_stop(),
+            ]
+        return original(*args, **kwargs)
+
+    kube.wait_for_daemonset = wait
+    kube.script = [kube.become_ready(1, 3)]
+    with capture_logs() as logs:
+        controller.run()
+    assert events(logs, "daemonset_not_ready")
+    late = events(logs, "daemonset_ready")
+    assert [(e["ready"], e["desired"], e.get("late")) for e in late] == [(3, 3, True), (4, 4, True)]
+    progress = [(e["ready"], e["desired"]) for e in events(logs, "daemonset_progress")]
+    assert progress[-4:] == [(2, 3), (3, 3), (3, 4), (4, 4)]
