@@ -15,12 +15,13 @@ Fixtures:
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_until
 
 CLUSTER_TESTS = Path(__file__).resolve().parent / "cluster"
 CLUSTER_NODES = 3
@@ -67,17 +68,6 @@ def api_client(cluster: object) -> Iterator[object]:
         client.close()
 
 
-def _wait(condition: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
 @pytest.fixture
 def namespace(api_client: object) -> Iterator[str]:
     from kubernetes import client
@@ -102,7 +92,7 @@ def namespace(api_client: object) -> Iterator[str]:
                 return False
             raise
 
-    _wait(default_sa_exists, 30, f"ServiceAccount default in {name}")
+    wait_until(default_sa_exists, 30, f"ServiceAccount default in {name}")
     try:
         yield name
     finally:
@@ -119,10 +109,12 @@ def add_node(cluster: object) -> Iterator[Callable[..., str]]:
     ) -> str:
         cluster.add_node(name, labels=labels, taints=taints)
         added.append(name)
-        _wait(lambda: name in cluster.ready_nodes(), 30, f"node {name} to be Ready")
+        wait_until(lambda: name in cluster.ready_nodes(), 30, f"node {name} to be Ready")
         return name
 
     yield _add
     for name in added:
         cluster.delete_node(name)
-    _wait(lambda: not set(added) & set(cluster.ready_nodes()), 30, f"nodes {added} to be deleted")
+    wait_until(
+        lambda: not set(added) & set(cluster.ready_nodes()), 30, f"nodes {added} to be deleted"
+    )

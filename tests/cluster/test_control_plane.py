@@ -8,28 +8,14 @@ The API-server restart test comes last in this file: it disturbs the shared clus
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.waiting import wait_until
+
 OK_IMAGE = "registry.example/app:1"  # kwok "runs" any image except registry.invalid/...
 BAD_IMAGE = "registry.invalid/x:1"
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; fail the test with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.25)
 
 
 def restricted_container(name: str = "c", image: str = OK_IMAGE) -> client.V1Container:

@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.controller_process import ControllerProcess
+from tests.waiting import wait_until
 
 IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
 NAME = "kubernetes-image-puller"
@@ -57,17 +58,6 @@ def read_ds(apps, namespace, name=NAME):
         if err.status == 404:
             return None
         raise
-
-
-def wait_until(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_daemonset_ready_on_every_node_in_a_restricted_namespace(

@@ -27,6 +27,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.controller_process import ControllerProcess
 from tests.templates import process_template
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENSHIFT = ROOT / "manifests" / "openshift"
@@ -76,17 +77,6 @@ def oc_install(cluster, namespace: str, params: dict[str, dict[str, str]]) -> No
         objects = process(name, params.get(name))
         out = kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=as_list(objects))
         assert out.stdout.count("\n") == len(objects), out.stdout
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def read_or_none(read, *args):
