@@ -71,6 +71,7 @@ def test_daemonset_ready_on_every_node_in_a_restricted_namespace(
     assert ds.status.desired_number_scheduled == 3
     assert ds.status.number_ready == 3
     assert ds.metadata.labels["app.kubernetes.io/managed-by"] == "imagepuller"
+    assert ds.spec.template.spec.security_context.run_as_user == 65532  # plain Kubernetes
     pods = core.list_namespaced_pod(namespace).items
     assert sorted(p.spec.node_name for p in pods) == ["node-0", "node-1", "node-2"]
     for pod in pods:
@@ -285,3 +286,62 @@ def test_a_node_that_joins_gets_a_pod_and_readiness_is_reported(start_controller
     controller.wait_for("daemonset_progress", 30, where=lambda e: e["desired"] == 4)
     late = controller.wait_for("daemonset_ready", 30, where=lambda e: e.get("late"))
     assert (late["ready"], late["desired"]) == (4, 4)
+
+
+@pytest.fixture
+def openshift_api(api_client):
+    """Make the cluster look like OpenShift: serve the route.openshift.io API group."""
+    extensions = client.ApiextensionsV1Api(api_client)
+    apis = client.ApisApi(api_client)
+    name = "routes.route.openshift.io"
+    extensions.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": name},
+            "spec": {
+                "group": "route.openshift.io",
+                "scope": "Namespaced",
+                "names": {"plural": "routes", "singular": "route", "kind": "Route"},
+                "versions": [
+                    {
+                        "name": "v1",
+                        "served": True,
+                        "storage": True,
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                ],
+            },
+        }
+    )
+
+    def served() -> bool:
+        return any(g.name == "route.openshift.io" for g in apis.get_api_versions().groups)
+
+    try:
+        wait_until(served, 30, "the route.openshift.io group in discovery")
+        yield
+    finally:
+        extensions.delete_custom_resource_definition(name)
+        wait_until(lambda: not served(), 60, "route.openshift.io to leave discovery")
+
+
+def test_on_openshift_the_pods_get_no_fixed_uid(
+    openshift_api, start_controller, apps, core, namespace
+):
+    controller = start_controller()
+    platform = controller.wait_for("platform", 30)
+    assert platform["openshift"] is True
+    controller.wait_for("daemonset_ready", 90)
+    security = read_ds(apps, namespace).spec.template.spec.security_context
+    assert security.run_as_user is None and security.run_as_group is None
+    assert security.fs_group is None
+    assert security.run_as_non_root is True
+    # Admitted under `restricted` without a fixed UID (the SCC would assign one on OpenShift).
+    assert len(core.list_namespaced_pod(namespace).items) == 3
+    assert controller.stop() == 0
