@@ -7,7 +7,8 @@
 The controller then runs out of the cluster, authenticated as the installed ServiceAccount (a
 token from the TokenRequest API), with exactly the environment its pod would get (the
 ConfigMap through envFrom, overlaid by the container's own `env`). Its DaemonSet becoming
-ready proves the Role grants enough; removing one rule proves a missing permission is named.
+ready proves the Role grants enough; `kubectl auth can-i` proves it grants no more (pods and
+events: list only); removing one rule proves a missing permission is named.
 Finally every object in manifests/ is accepted by a server-side dry run and the Deployment's
 pods pass `restricted` Pod Security admission.
 """
@@ -187,6 +188,52 @@ def assert_deployment_runs(api_client, namespace: str) -> None:
     )
 
 
+# What the installed ServiceAccount may and may not do in its namespace (`kubectl auth can-i`):
+# the Role's rules, exactly; pods and events are only ever listed.
+ALLOWED = [
+    ("get", "daemonsets.apps"), ("list", "daemonsets.apps"), ("watch", "daemonsets.apps"),
+    ("create", "daemonsets.apps"), ("delete", "daemonsets.apps"), ("get", "deployments.apps"),
+    ("list", "pods"), ("list", "events"),
+]  # fmt: skip
+DENIED = [
+    ("get", "pods"), ("watch", "pods"), ("get", "events"), ("watch", "events"),
+    ("create", "events"), ("update", "daemonsets.apps"), ("patch", "daemonsets.apps"),
+    ("list", "deployments.apps"), ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"),
+]  # fmt: skip
+
+
+def assert_least_privilege(kubeconfig: Path, namespace: str) -> None:
+    env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    for expected, checks in (("yes", ALLOWED), ("no", DENIED)):
+        for verb, resource in checks:
+            out = subprocess.run(
+                ["kubectl", "auth", "can-i", verb, resource, "-n", namespace],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=env,
+                check=False,
+            )
+            assert out.stdout.strip() == expected, (verb, resource, out.stdout, out.stderr)
+
+
+def assert_deployment_selects_only_its_own_pod(api_client, namespace: str) -> None:
+    """The Deployment's selector skips the DaemonSet's pods, though both share the default name."""
+    apps = client.AppsV1Api(api_client)
+    selector = apps.read_namespaced_deployment(NAME, namespace).spec.selector.match_labels
+    assert selector["app.kubernetes.io/component"] == "controller", selector
+    pods = client.CoreV1Api(api_client).list_namespaced_pod(
+        namespace, label_selector=",".join(f"{k}={v}" for k, v in selector.items())
+    )
+    assert pods.items, "the Deployment's own pod"
+    assert all(p.metadata.name.startswith(f"{NAME}-") for p in pods.items)
+    assert not [
+        p.metadata.name
+        for p in pods.items
+        if "app.kubernetes.io/managed-by" in (p.metadata.labels or {})
+    ], "the Deployment's selector matches the DaemonSet's pods"
+
+
 def stop_and_check_gone(controller: ControllerProcess, api_client, namespace: str) -> None:
     began = time.monotonic()
     assert controller.stop() == 0
@@ -268,6 +315,7 @@ def test_openshift_templates_install_and_the_role_is_sufficient(
 ):
     namespace = oc_installed
     kubeconfig = sa_kubeconfig(namespace)
+    assert_least_privilege(kubeconfig, namespace)
     env = pod_environment(api_client, namespace, NAME, f"{NAME}-abc12-xyz34")
     # The ConfigMap the template made, with the -p overrides, is what the controller reads.
     assert env["IMAGES"] == IMAGES
@@ -278,6 +326,7 @@ def test_openshift_templates_install_and_the_role_is_sufficient(
     ds = assert_ready_everywhere(controller, api_client, namespace)
     assert_owned_by_the_deployment(ds, api_client, namespace)
     assert_deployment_runs(api_client, namespace)
+    assert_deployment_selects_only_its_own_pod(api_client, namespace)
     assert [c.name for c in ds.spec.template.spec.containers] == ["java", "node"]
     # Nothing went wrong on the way (no 403 from a missing rule, no other API error).
     bad = [e for e in controller.events if e["event"] in ("api_forbidden", "api_error")]
@@ -332,16 +381,19 @@ def test_kubectl_apply_k_install_and_the_role_is_sufficient(
 
     env = pod_environment(api_client, namespace, NAME, f"{NAME}-abc12-xyz34")
     assert env["NAMESPACE"] == namespace
-    assert env["IMAGES"] == ""  # the shipped default: nothing until the administrator sets it
+    assert env["IMAGES"] == ""  # the shipped default: the controller exits 1 until it is set
     # As an administrator would: set IMAGES in the ConfigMap, then (re)start the puller.
     core.patch_namespaced_config_map(NAME, namespace, {"data": {"IMAGES": IMAGES}})
     env = pod_environment(api_client, namespace, NAME, f"{NAME}-abc12-xyz34")
     assert env["IMAGES"] == IMAGES
-    controller = controllers({**env, "KUBECONFIG": str(sa_kubeconfig(namespace))})
+    kubeconfig = sa_kubeconfig(namespace)
+    assert_least_privilege(kubeconfig, namespace)
+    controller = controllers({**env, "KUBECONFIG": str(kubeconfig)})
 
     ds = assert_ready_everywhere(controller, api_client, namespace)
     assert_owned_by_the_deployment(ds, api_client, namespace)
     assert_deployment_runs(api_client, namespace)
+    assert_deployment_selects_only_its_own_pod(api_client, namespace)
     bad = [e for e in controller.events if e["event"] in ("api_forbidden", "api_error")]
     assert not bad, bad
     stop_and_check_gone(controller, api_client, namespace)

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imagepuller.config import load_config
+from imagepuller.daemonset import build_daemonset
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests/unit has no __init__.py; make `tests.templates` importable
     sys.path.insert(0, str(ROOT))
@@ -85,8 +88,17 @@ EXPECTED_RULES = [
     {"apiGroups": ["apps"], "resources": ["daemonsets"],
      "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
 ]  # fmt: skip
+
+# The Deployment's selector: `component: controller` keeps it off the DaemonSet's pods, which
+# share name and instance with the defaults (DAEMONSET_NAME == DEPLOYMENT_NAME).
+DEPLOYMENT_SELECTOR = {
+    "app.kubernetes.io/name": "kubernetes-image-puller",
+    "app.kubernetes.io/instance": "kubernetes-image-puller",
+    "app.kubernetes.io/component": "controller",
+}
 
 CONFIG_KEYS = {
     "IMAGES", "DAEMONSET_NAME", "DEPLOYMENT_NAME", "NAMESPACE", "CACHING_INTERVAL_HOURS",
@@ -162,8 +174,15 @@ def test_parameter_values_are_strings(path: Path) -> None:
 
 
 def test_images_default_is_empty_not_the_documented_json() -> None:
-    # The documentation's `{}` is not a `name=image;` list; empty means "nothing to pull yet".
+    # The documentation's `{}` is not a `name=image;` list. Empty is no valid setting either:
+    # the controller exits with "IMAGES is required" until it is set, and the text says so.
     assert parameter_defaults(CONFIGMAP)["IMAGES"] == ""
+    (images,) = [p for p in load_template(CONFIGMAP)["parameters"] if p["name"] == "IMAGES"]
+    assert "IMAGES is required" in images["description"]
+    assert "nothing is pulled" not in images["description"]
+    kube_comment = (KUBERNETES / "configmap.yaml").read_text()
+    assert "IMAGES is required" in kube_comment
+    assert "nothing is pulled" not in kube_comment
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
@@ -226,6 +245,7 @@ def test_deployment() -> None:
     pod = spec["template"]["spec"]
     labels = spec["template"]["metadata"]["labels"]
     assert labels["app.kubernetes.io/name"] == "kubernetes-image-puller"
+    assert spec["selector"]["matchLabels"] == DEPLOYMENT_SELECTOR
     assert spec["selector"]["matchLabels"].items() <= labels.items()
     assert pod["serviceAccountName"] == "kubernetes-image-puller"
     assert pod.get("automountServiceAccountToken", True), "the controller needs its token"
@@ -293,6 +313,23 @@ def test_deployment_overrides() -> None:
     assert c["envFrom"][0]["configMapRef"]["name"] == "cm"
     assert c["resources"]["limits"]["memory"] == "128Mi"
     assert {"name": "DEPLOYMENT_NAME", "value": "puller"} in c["env"]
+    selector = dep["spec"]["selector"]["matchLabels"]
+    assert selector == {**DEPLOYMENT_SELECTOR, "app.kubernetes.io/instance": "puller"}
+    assert selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+
+
+def _daemonset_pod_labels() -> dict[str, str]:
+    """Labels of the DaemonSet's pods with the default names (DAEMONSET_NAME == DEPLOYMENT_NAME)."""
+    defaults = parameter_defaults(CONFIGMAP)
+    assert defaults["DAEMONSET_NAME"] == defaults["DEPLOYMENT_NAME"]
+    config = load_config({**defaults, "IMAGES": "a=quay.io/a:1"})
+    return build_daemonset(config)["spec"]["template"]["metadata"]["labels"]
+
+
+def test_deployment_selector_does_not_match_the_daemonset_pods() -> None:
+    # Else `oc logs deployment/kubernetes-image-puller` may pick one of the DaemonSet's pods.
+    selector = _all_objects()["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= _daemonset_pod_labels().items()
 
 
 def test_role_rules_are_exactly_least_privilege() -> None:
@@ -392,6 +429,16 @@ def test_kustomize_matches_the_templates(kustomized: list[dict]) -> None:
             assert psc.pop("runAsUser") == 65532
             assert psc.pop("runAsGroup") == 65532
         assert obj == expected, kind
+
+
+def test_kustomize_deployment_selector_does_not_match_the_daemonset_pods(
+    kustomized: list[dict],
+) -> None:
+    deployment = _by_kind(kustomized)["Deployment"]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert selector == DEPLOYMENT_SELECTOR
+    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert not selector.items() <= _daemonset_pod_labels().items()
 
 
 def test_kustomize_deployment_is_restricted(kustomized: list[dict]) -> None:
