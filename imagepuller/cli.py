@@ -26,6 +26,11 @@ EXIT_OK = 0
 EXIT_CONFIG = 1  # bad configuration or credentials: fix the ConfigMap / kubeconfig
 EXIT_USAGE = 2  # bad command line (argparse's own code)
 
+# After SIGTERM the worker gets this long to finish on its own. If a call it is blocked in
+# cannot be interrupted (an unanswered request), the main thread deletes the DaemonSet
+# itself (at most 3 s connect + 10 s read), all well within the default 30 s grace period.
+WORKER_STOP_SECONDS = 12.0
+
 DESCRIPTION = """\
 Keeps container images cached on every node of a Kubernetes cluster.
 It runs a DaemonSet with one container per image and recreates it every
@@ -171,9 +176,28 @@ def run(config: Config) -> int:
     # The controller runs in a worker thread so that the main thread is always free to take
     # a signal and unblock the worker's watch at once, even mid-read on a TLS socket.
     result: list[int] = []
-    worker = threading.Thread(target=lambda: result.append(controller.run()), name="controller")
+
+    def work() -> None:
+        try:
+            result.append(controller.run())
+        finally:
+            stop.set()  # the worker ended (it only does after a stop, or on a bug): wake main
+
+    # A daemon thread: if it is stuck in a call when the grace period runs out, the process
+    # can still exit.
+    worker = threading.Thread(target=work, name="controller", daemon=True)
     worker.start()
-    worker.join()
+    stop.wait()
+    worker.join(WORKER_STOP_SECONDS)
+    if worker.is_alive():
+        log.warning(
+            "shutdown_forced",
+            waited_seconds=WORKER_STOP_SECONDS,
+            note="the controller was blocked in an API call; deleting the DaemonSet now",
+        )
+        controller.shutdown()
+        log.info("stopped")
+        return EXIT_OK
     log.info("stopped")
     return result[0] if result else EXIT_CONFIG
 

@@ -9,6 +9,7 @@ the stop event are injected so tests drive the loop without sleeping.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,15 @@ import structlog
 
 from imagepuller import daemonset as ds
 from imagepuller.config import Config
-from imagepuller.kube import Conflict, Forbidden, Kube, KubeError, Stopped, WaitTimeout
+from imagepuller.kube import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    Kube,
+    KubeError,
+    Stopped,
+    WaitTimeout,
+)
 from imagepuller.pods import pull_failures
 
 log = structlog.get_logger("imagepuller.controller")
@@ -29,8 +38,19 @@ ERROR_BACKOFF = (2.0, 60.0)
 SHUTDOWN_DELETE_TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
 
 
+EXIT_OK = 0
+EXIT_CONFIG_REJECTED = 1
+
+# Dry runs are made under another name: a create dry run of an existing name is a conflict.
+DRY_RUN_SUFFIX = "-dry-run"
+
+
 class DaemonSetInTheWay(KubeError):
     """A DaemonSet of our name exists and belongs to something else; we leave it alone."""
+
+
+class ConfigRejected(KubeError):
+    """The API refuses the DaemonSet this configuration makes (found by a dry run)."""
 
 
 def is_ready(daemonset: dict[str, Any]) -> bool:
@@ -52,7 +72,11 @@ def is_ours(existing: dict[str, Any], config: Config) -> bool:
     labels = existing["metadata"].get("labels") or {}
     if labels.get("app.kubernetes.io/managed-by") == ds.MANAGED_BY:
         return True
-    if all(labels.get(k) == v for k, v in ds.LEGACY_LABELS.items()):
+    # The Go original put its label only on the selector and the pod template.
+    selector = ((existing.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if any(
+        all(found.get(k) == v for k, v in ds.LEGACY_LABELS.items()) for found in (labels, selector)
+    ):
         return True
     return any(
         ref.get("kind") == "Deployment" and ref.get("name") == config.deployment_name
@@ -79,17 +103,26 @@ class Controller:
         self.refresh_at: float | None = None
         self._progress: tuple[int, int] | None = None
         self._ready_uid: str | None = None  # the DaemonSet last reported ready
+        self._validated = False  # the API accepted a dry run of our DaemonSet
+        self._shutdown_lock = threading.Lock()
+        self._shut_down = False
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until the stop event is set; then delete the DaemonSet. Returns the exit code."""
         backoff = ERROR_BACKOFF[0]
+        code = EXIT_OK
         while not self.stop.is_set():
             try:
                 self.run_cycle()
                 backoff = ERROR_BACKOFF[0]
             except Stopped:
+                break
+            except ConfigRejected as err:
+                # Deterministic, so retrying cannot help; what already runs was not touched.
+                log.error("config_rejected", error=str(err))
+                code = EXIT_CONFIG_REJECTED
                 break
             except Forbidden as err:
                 log.error("api_forbidden", missing_permission=err.permission, error=str(err))
@@ -105,7 +138,7 @@ class Controller:
             self.stop.wait(backoff)
             backoff = min(backoff * 2, ERROR_BACKOFF[1])
         self.shutdown()
-        return 0
+        return code
 
     def run_cycle(self) -> None:
         """Create a fresh DaemonSet and wait for it, then keep it until the next refresh.
@@ -113,10 +146,13 @@ class Controller:
         After a failure while keeping it, the next cycle keeps the same DaemonSet if it is
         still there: an API hiccup must not cost every node a re-pull.
         """
+        interval = self.config.caching_interval_seconds
         if not self._can_keep_current():
             created = self.recreate()
+            # Kept from now on, even if waiting for it fails: a retry must not re-pull.
+            self.refresh_at = self.clock() + interval
             self.wait_until_ready(created)
-            self.refresh_at = self.clock() + self.config.caching_interval_seconds
+            self.refresh_at = self.clock() + interval
         assert self.refresh_at is not None
         self.keep_until(self.refresh_at)
         self.refresh_at = None  # refresh due, or deleted from outside: recreate next cycle
@@ -138,7 +174,6 @@ class Controller:
         cfg = self.config
         if self.openshift is None:
             self.openshift = self._detect_openshift()
-        self.remove_previous()
         owner = self.kube.get_deployment(cfg.namespace, cfg.deployment_name)
         if owner is None:
             log.info(
@@ -148,6 +183,9 @@ class Controller:
                 note="creating the DaemonSet without an owner reference",
             )
         body = ds.build_daemonset(cfg, owner=owner, openshift=self.openshift)
+        if not self._validated:
+            self.validate(body)
+        self.remove_previous()
         # A Conflict here means someone created one between our delete and create; it
         # propagates and the next cycle sorts it out.
         created = self.kube.create_daemonset(body)
@@ -161,6 +199,22 @@ class Controller:
             images=len(cfg.images),
         )
         return created
+
+    def validate(self, body: dict[str, Any]) -> None:
+        """Have the API validate and admit the DaemonSet before anything running is touched."""
+        probe = copy.deepcopy(body)
+        name = probe["metadata"]["name"]
+        probe["metadata"]["name"] = name[: 63 - len(DRY_RUN_SUFFIX)] + DRY_RUN_SUFFIX
+        try:
+            self.kube.create_daemonset(probe, dry_run=True)
+        except Invalid as err:
+            raise ConfigRejected(
+                f"the API rejects the DaemonSet this configuration makes, so nothing was "
+                f"changed; fix the ConfigMap and restart: {err}"
+            ) from None
+        except Conflict:
+            pass  # something already holds the probe's name; the real create will tell
+        self._validated = True
 
     def remove_previous(self) -> None:
         cfg = self.config
@@ -258,7 +312,18 @@ class Controller:
         )
 
     def shutdown(self) -> None:
-        """Delete our DaemonSet (background: it is gone at once, the GC removes its pods)."""
+        """Delete our DaemonSet (background: it is gone at once, the GC removes its pods).
+
+        Safe to call twice and from two threads (the CLI calls it itself when the worker is
+        stuck in a call): only the first call acts, a second waits for it.
+        """
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+            self._delete_on_shutdown()
+
+    def _delete_on_shutdown(self) -> None:
         cfg = self.config
         if self.current_uid is None:
             log.info("shutdown", deleted=False)

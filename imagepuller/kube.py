@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 import tenacity
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -33,6 +34,9 @@ OPENSHIFT_API_GROUP = "route.openshift.io"
 # Read timeout on top of a watch's own server-side timeout: a dead connection cannot hang us.
 _WATCH_READ_SLACK = 15.0
 _CALL_TIMEOUT = (10.0, 30.0)  # connect, read (seconds) for ordinary calls
+# Longest single watch: a connection that died silently (half-open through a NAT or load
+# balancer) delivers nothing and fails nothing, so watches are renewed at least this often.
+WATCH_MAX_SECONDS = 300
 
 
 class KubeError(Exception):
@@ -96,11 +100,19 @@ def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
         if any(Path(p).expanduser().is_file() for p in path.split(os.pathsep) if p):
             try:
                 k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
-            except (ConfigException, OSError, ValueError) as err:
+            except (
+                ConfigException,
+                OSError,
+                ValueError,
+                TypeError,
+                KeyError,
+                yaml.YAMLError,
+            ) as err:
+                # A malformed file must read as a message, not as a traceback.
                 raise KubeError(f"cannot load kubeconfig {path}: {err}") from None
             return k8s.ApiClient(configuration)
         if kubeconfig:
-            raise KubeError(f"KUBECONFIG={kubeconfig!r}: no such file")
+            raise KubeError(f"KUBECONFIG={kubeconfig!r}: not a readable file")
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)
     except ConfigException as err:
@@ -160,8 +172,10 @@ class Kube:
             namespace,
         )
 
-    def create_daemonset(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_daemonset(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Create; ``dry_run`` has the API validate and admit it without storing anything."""
         namespace = body["metadata"]["namespace"]
+        extra = {"dry_run": "All"} if dry_run else {}
         return self._call(
             "create",
             "daemonsets.apps",
@@ -169,6 +183,9 @@ class Kube:
             self.apps.create_namespaced_daemon_set,
             namespace,
             body,
+            # Strict: a misspelt field (say in AFFINITY) is an error, not silently dropped.
+            field_validation="Strict",
+            **extra,
         )
 
     def delete_daemonset(
@@ -296,7 +313,7 @@ class Kube:
     def _watch_daemonsets(
         self, namespace: str, name: str, version: str, deadline: float
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        seconds = max(1, math.ceil(deadline - self.clock()))
+        seconds = max(1, min(WATCH_MAX_SECONDS, math.ceil(deadline - self.clock())))
         response = self._call_raw(
             "watch",
             "daemonsets.apps",
@@ -438,7 +455,7 @@ def _error_from_status(
         return Conflict(message, status=code, reason=reason)
     if code == 410:
         return Expired(message, status=code, reason=reason)
-    if code == 422:
+    if code in (400, 422):
         return Invalid(f"the API rejected the {resource}: {message}", status=code, reason=reason)
     if code == 429 or code >= 500 or code == 0:
         return Transient(

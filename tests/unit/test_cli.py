@@ -53,7 +53,7 @@ def test_run_without_credentials_exits_non_zero(capsys, tmp_path):
     assert main(["run"], env) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert '"event": "no_cluster_access"' in err
-    assert "no such file" in err
+    assert "not a readable file" in err
 
 
 def test_usage_errors_exit_2(capsys):

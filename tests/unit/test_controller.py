@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from imagepuller.config import load_config
 from imagepuller.controller import Controller, is_ready
-from imagepuller.kube import Forbidden, Stopped, Transient, WaitTimeout
+from imagepuller.kube import Forbidden, Invalid, Stopped, Transient, WaitTimeout
 
 ENV = {
     "IMAGES": "a=quay.io/a:1;b=quay.io/b:1",
@@ -47,6 +47,8 @@ class FakeKube:
         self.deleted: list[tuple[str, str, bool]] = []
         self.pods: list[dict] = []
         self.delete_timeouts: list = []
+        self.dry_runs: list[dict] = []
+        self.reject_dry_run: Exception | None = None
         self.fail_next: list[Exception] = []
         self._uids = (f"uid-{n}" for n in itertools.count(1))
 
@@ -64,7 +66,12 @@ class FakeKube:
     def get_deployment(self, namespace, name):
         return self.deployment
 
-    def create_daemonset(self, body):
+    def create_daemonset(self, body, *, dry_run=False):
+        if dry_run:
+            self.dry_runs.append(body)
+            if self.reject_dry_run:
+                raise self.reject_dry_run
+            return body
         self._maybe_fail()
         obj = {
             **body,
@@ -153,8 +160,8 @@ def test_creates_waits_and_refreshes_every_interval(world):
 
         original_create = kube.create_daemonset
 
-        def create(body):
-            created = original_create(body)
+        def create(body, **kwargs):
+            created = original_create(body, **kwargs)
             if len(kube.created) == 2:
                 after_refresh()
             return created
@@ -195,15 +202,43 @@ def test_without_deployment_the_daemonset_has_no_owner(world):
 
 
 @pytest.mark.parametrize(
-    "labels",
+    "previous",
     [
-        {"app.kubernetes.io/managed-by": "imagepuller"},
-        {"test": "daemonset-test"},  # left by the Go original: migrating from it works
+        # Made by this puller.
+        {
+            "metadata": {
+                "name": NAME,
+                "uid": "old",
+                "labels": {"app.kubernetes.io/managed-by": "imagepuller"},
+            }
+        },
+        # Left by the Go original: no object labels, its label on the selector and pods only,
+        # and an owner reference to a Deployment of another name. Migrating from it works.
+        {
+            "metadata": {
+                "name": NAME,
+                "uid": "old",
+                "ownerReferences": [{"kind": "Deployment", "name": "other-puller"}],
+            },
+            "spec": {
+                "selector": {"matchLabels": {"test": "daemonset-test"}},
+                "template": {"metadata": {"labels": {"test": "daemonset-test"}}},
+            },
+        },
+        # Owned by our Deployment.
+        {
+            "metadata": {
+                "name": NAME,
+                "uid": "old",
+                "ownerReferences": [{"kind": "Deployment", "name": NAME}],
+            }
+        },
     ],
+    ids=["ours", "go-original", "owned-by-our-deployment"],
 )
-def test_previous_daemonset_of_ours_is_replaced(world, labels):
+def test_previous_daemonset_of_ours_is_replaced(world, previous):
     controller, kube, _, _ = world
-    kube.objects[NAME] = {"metadata": {"name": NAME, "uid": "old", "labels": labels}}
+    kube.objects[NAME] = previous
     kube.script = [kube.become_ready(), kube.request_stop()]
     controller.run()
     assert kube.deleted[0] == (NAME, "old", True)
@@ -292,8 +327,8 @@ def test_deleted_from_outside_is_recreated_at_once(world):
     kube.script = [kube.become_ready(), kube.delete_from_outside()]
     original_create = kube.create_daemonset
 
-    def create(body):
-        created = original_create(body)
+    def create(body, **kwargs):
+        created = original_create(body, **kwargs)
         if len(kube.created) == 2:
             kube.script[:] = [kube.become_ready(), kube.request_stop()]
         return created
@@ -413,3 +448,73 @@ def test_ready_after_the_timeout_is_reported_late_and_progress_followed(world):
     assert [(e["ready"], e["desired"], e.get("late")) for e in late] == [(3, 3, True), (4, 4, True)]
     progress = [(e["ready"], e["desired"]) for e in events(logs, "daemonset_progress")]
     assert progress[-4:] == [(2, 3), (3, 3), (3, 4), (4, 4)]
+
+
+def test_a_failure_while_waiting_for_readiness_does_not_recreate(world):
+    controller, kube, clock, stop = world
+    calls = []
+    original = kube.wait_for_daemonset
+
+    def wait(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 1:  # the ready wait: the watch is refused
+            raise Forbidden("denied", permission="watch daemonsets.apps in namespace ns")
+        kube.script = [kube.become_ready(), kube.request_stop()]
+        return original(*args, **kwargs)
+
+    kube.wait_for_daemonset = wait
+    stop.wait = lambda seconds: stop.is_set()
+    with capture_logs() as logs:
+        controller.run()
+    assert len(kube.created) == 1  # the retry kept it instead of deleting and re-pulling
+    assert [d for d in kube.deleted if d[2]] == []  # no foreground (refresh) delete
+    assert events(logs, "daemonset_ready")[0].get("late") is True
+
+
+def test_a_configuration_the_api_rejects_exits_1_and_touches_nothing(world):
+    controller, kube, _, _ = world
+    running = {
+        "metadata": {
+            "name": NAME,
+            "uid": "running",
+            "labels": {"app.kubernetes.io/managed-by": "imagepuller"},
+        }
+    }
+    kube.objects[NAME] = running
+    kube.reject_dry_run = Invalid(
+        "the API rejected the daemonsets.apps: spec.template.spec.affinity.nodeAffinity: "
+        'unknown field "requiredDuringSchedulingIgnoredDuringExecutio"'
+    )
+    with capture_logs() as logs:
+        assert controller.run() == 1
+    (rejected,) = events(logs, "config_rejected")
+    assert "requiredDuringSchedulingIgnoredDuringExecutio" in rejected["error"]
+    assert "nothing was changed" in rejected["error"]
+    assert kube.objects[NAME] is running  # what already runs is left as it is
+    assert kube.deleted == [] and kube.created == []
+    # The dry run used another name, so an existing DaemonSet does not make it a conflict.
+    assert kube.dry_runs[0]["metadata"]["name"] == NAME + "-dry-run"
+
+
+def test_the_dry_run_happens_once(world):
+    controller, kube, clock, _ = world
+    kube.script = [kube.become_ready(), lambda: None]
+    original_create = kube.create_daemonset
+
+    def create(body, **kwargs):
+        created = original_create(body, **kwargs)
+        if len(kube.created) == 2:
+            kube.script[:] = [kube.become_ready(), kube.request_stop()]
+        return created
+
+    kube.create_daemonset = create
+    controller.run()
+    assert len(kube.created) == 2 and len(kube.dry_runs) == 1
+
+
+def test_shutdown_acts_once_even_when_called_twice(world):
+    controller, kube, _, stop = world
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    controller.run()
+    controller.shutdown()  # as the CLI does when the worker did not finish in time
+    assert [d for d in kube.deleted if not d[2]] == [(NAME, "uid-1", False)]

@@ -138,7 +138,7 @@ def test_openshift_is_detected_by_its_api_group(kube, mocker):
 
 
 def test_missing_kubeconfig_file_is_a_clear_error(tmp_path):
-    with pytest.raises(KubeError, match="KUBECONFIG=.*no such file"):
+    with pytest.raises(KubeError, match="KUBECONFIG=.*not a readable file"):
         load_api_client(str(tmp_path / "missing"))
 
 
@@ -168,3 +168,11 @@ def test_kubeconfig_client_has_no_hidden_urllib3_retries(tmp_path):
         assert api_client.configuration.host == "https://127.0.0.1:6443"
         # Only our retry policy retries; urllib3 would silently multiply connect timeouts.
         assert api_client.configuration.retries is False
+
+
+@pytest.mark.parametrize("content", ["garbage: [", "just a string", "[1, 2]", "{}"])
+def test_malformed_kubeconfig_is_a_message_not_a_traceback(tmp_path, content):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(content)
+    with pytest.raises(KubeError, match="cannot load kubeconfig"):
+        load_api_client(str(kubeconfig))
