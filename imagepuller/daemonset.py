@@ -32,15 +32,17 @@ NON_ROOT_ID = 65532
 
 
 def selector_labels(config: Config) -> dict[str, str]:
-    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": config.daemonset_name}
+    # The component keeps this selector apart from the puller's own Deployment, which has the
+    # same name and (with the default names) the same instance: each must select only its pods.
+    return {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/instance": config.daemonset_name,
+        "app.kubernetes.io/component": "image-cache",
+    }
 
 
 def object_labels(config: Config) -> dict[str, str]:
-    return {
-        **selector_labels(config),
-        "app.kubernetes.io/component": "image-cache",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-    }
+    return {**selector_labels(config), "app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 def owner_reference(deployment: Mapping[str, Any]) -> dict[str, Any]:

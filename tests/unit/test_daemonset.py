@@ -157,3 +157,14 @@ def test_config_hash_changes_with_the_configuration():
     one = build()["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
     two = build(CACHING_MEMORY_LIMIT="40Mi")["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
     assert one != two
+
+
+def test_selector_does_not_match_the_pullers_own_pod():
+    # The controller's pod labels, as manifests/ set them with the default names.
+    controller_pod = {
+        "app.kubernetes.io/name": "kubernetes-image-puller",
+        "app.kubernetes.io/instance": "kubernetes-image-puller",
+        "app.kubernetes.io/component": "controller",
+    }
+    selector = build()["spec"]["selector"]["matchLabels"]
+    assert not selector.items() <= controller_pod.items()
