@@ -385,15 +385,44 @@ class Controller:
         elif not ready_now and self._ready_uid == self.current_uid:
             self._ready_uid = None  # report it again once every pod is back
 
+    def _creation_failures(self) -> list[dict[str, str]]:
+        selector = f"involvedObject.uid={self.current_uid},reason=FailedCreate"
+        try:
+            events = self.kube.list_events(self.config.namespace, selector)
+        except KubeError as err:
+            log.warning("events_unavailable", error=str(err))
+            return []
+        messages: dict[str, int] = {}
+        for event in events:
+            message = event.get("message") or ""
+            messages[message] = messages.get(message, 0) + int(event.get("count") or 1)
+        return [
+            {
+                "node": "",
+                "pod": "(not created)",
+                "container": "",
+                "image": "",
+                "reason": "FailedCreate",
+                "message": message,
+                "times": str(times),
+            }
+            for message, times in messages.items()
+        ]
+
     def _report_not_ready(self, last: dict[str, Any] | None) -> None:
         cfg = self.config
         ready, desired = counts(last)
         selector = ",".join(f"{k}={v}" for k, v in ds.selector_labels(cfg).items())
         try:
-            failures = pull_failures(self.kube.list_pods(cfg.namespace, selector))
+            pods = self.kube.list_pods(cfg.namespace, selector)
         except KubeError as err:
-            failures = []
+            pods = []
             log.warning("pod_status_unavailable", error=str(err))
+        failures = pull_failures(pods)
+        if len(pods) < desired:
+            # Pods that could not even be created (a quota, an admission rule) leave no status
+            # to read; the DaemonSet controller says why in FailedCreate events.
+            failures.extend(self._creation_failures())
         log.warning(
             "daemonset_not_ready",
             name=cfg.daemonset_name,

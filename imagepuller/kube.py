@@ -239,6 +239,17 @@ class Kube:
         )
         return result.get("items") or []
 
+    def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        result = self._call(
+            "list",
+            "events",
+            namespace,
+            self.core.list_namespaced_event,
+            namespace,
+            field_selector=field_selector,
+        )
+        return result.get("items") or []
+
     def is_openshift(self) -> bool:
         """OpenShift serves the route.openshift.io API group; plain Kubernetes does not."""
         groups = self._call(

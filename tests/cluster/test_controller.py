@@ -345,3 +345,23 @@ def test_on_openshift_the_pods_get_no_fixed_uid(
     # Admitted under `restricted` without a fixed UID (the SCC would assign one on OpenShift).
     assert len(core.list_namespaced_pod(namespace).items) == 3
     assert controller.stop() == 0
+
+
+def test_pods_refused_by_a_quota_are_reported_with_the_reason(start_controller, core, namespace):
+    core.create_namespaced_resource_quota(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "one-pod"},
+            "spec": {"hard": {"pods": "1"}},
+        },
+    )
+    controller = start_controller(READY_TIMEOUT="8s")
+    summary = controller.wait_for("daemonset_not_ready", 60)
+    assert summary["desired"] == 3 and summary["ready"] <= 1
+    refused = controller.wait_for(
+        "image_not_cached", 10, where=lambda e: e["reason"] == "FailedCreate"
+    )
+    assert "exceeded quota" in refused["message"]
+    assert controller.stop() == 0

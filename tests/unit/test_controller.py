@@ -48,6 +48,8 @@ class FakeKube:
         self.pods: list[dict] = []
         self.delete_timeouts: list = []
         self.dry_runs: list[dict] = []
+        self.events: list[dict] = []
+        self.event_selectors: list[str] = []
         self.reject_dry_run: Exception | None = None
         self.fail_next: list[Exception] = []
         self._uids = (f"uid-{n}" for n in itertools.count(1))
@@ -89,6 +91,10 @@ class FakeKube:
 
     def list_pods(self, namespace, label_selector):
         return self.pods
+
+    def list_events(self, namespace, field_selector):
+        self.event_selectors.append(field_selector)
+        return self.events
 
     def wait_for_daemonset(self, namespace, name, condition, deadline, on_change=None):
         while True:
@@ -518,3 +524,36 @@ def test_shutdown_acts_once_even_when_called_twice(world):
     controller.run()
     controller.shutdown()  # as the CLI does when the worker did not finish in time
     assert [d for d in kube.deleted if not d[2]] == [(NAME, "uid-1", False)]
+
+
+def test_pods_that_could_not_be_created_are_reported_with_the_reason(world):
+    controller, kube, _, stop = world
+    kube.events = [
+        {
+            "message": 'pods "p" is forbidden: exceeded quota: mem, requested: limits.memory=40Mi',
+            "count": 3,
+        },
+        {
+            "message": 'pods "p" is forbidden: exceeded quota: mem, requested: limits.memory=40Mi',
+            "count": 2,
+        },
+    ]
+    calls = []
+    original = kube.wait_for_daemonset
+
+    def wait(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:
+            kube.script = [kube.request_stop()]
+        return original(*args, **kwargs)
+
+    kube.wait_for_daemonset = wait
+    kube.script = [kube.become_ready(0, 3)]  # three nodes, no pod at all
+    with capture_logs() as logs:
+        controller.run()
+    (summary,) = events(logs, "daemonset_not_ready")
+    assert summary["failing"] == 1
+    (failure,) = events(logs, "image_not_cached")
+    assert failure["reason"] == "FailedCreate"
+    assert "exceeded quota" in failure["message"] and failure["times"] == "5"
+    assert kube.event_selectors == ["involvedObject.uid=uid-1,reason=FailedCreate"]
