@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 ## run: the controller in the foreground; without KUBECONFIG, against a local cluster of 5 simulated nodes
-run: $(STAMP) control-plane
+## (the local cluster builds its binaries first when they are not cached; with KUBECONFIG nothing is built)
+run: $(STAMP)
 	$(PY) -m localcluster.run_local
 
 ## test: every test, unit and cluster (builds the control plane first when it is not cached)

@@ -41,9 +41,25 @@ _REF_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _REF_DOMAIN = rf"{_REF_HOST_PART}(?:\.{_REF_HOST_PART})*(?::[0-9]+)?"
 _IMAGE_REFERENCE = re.compile(
     rf"^(?:(?P<domain>{_REF_DOMAIN})/)?(?P<path>{_REF_COMPONENT}(?:/{_REF_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?$"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<encoded>[a-zA-Z0-9=_-]+))?$"
 )
+# Registered digest algorithms have a fixed, lower-case hex encoding.
+_DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+
+# Kubernetes' own quantity syntax (ASCII digits only, one suffix or exponent).
+_QUANTITY = re.compile(
+    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
+_QUANTITY_MAX = Decimal(2**63) / 1000  # what Kubernetes can hold (int64 milli-units)
+_DECIMAL = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+# Label and annotation keys: [prefix/]name, prefix a DNS-1123 subdomain.
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+# Bounds that keep every duration a real, schedulable time (and out of float overflow).
+INTERVAL_HOURS_RANGE = (0.001, 8760.0)  # 3.6 seconds .. one year
+READY_TIMEOUT_RANGE = (1.0, 86400.0)  # one second .. one day
 
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 _TOLERATION_OPERATORS = {"Exists", "Equal"}
@@ -180,7 +196,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         ("CACHING_CPU_LIMIT", ".2"),
     ):
         before = len(problems.items)
-        quantities[variable] = problems.get(variable, default, _check_quantity)
+        check = _memory_quantity if "MEMORY" in variable else _cpu_quantity
+        quantities[variable] = problems.get(variable, default, check)
         if len(problems.items) > before:
             invalid.add(variable)
     for kind in ("MEMORY", "CPU"):
@@ -204,11 +221,11 @@ def load_config(env: Mapping[str, str]) -> Config:
         daemonset_name=problems.get("DAEMONSET_NAME", DEFAULT_NAME, _dns_label),
         deployment_name=problems.get("DEPLOYMENT_NAME", DEFAULT_NAME, _dns_subdomain),
         namespace=problems.get("NAMESPACE", DEFAULT_NAMESPACE, _dns_label),
-        node_selector=problems.get("NODE_SELECTOR", {}, _json_string_map),
+        node_selector=problems.get("NODE_SELECTOR", {}, _json_labels),
         affinity=problems.get("AFFINITY", {}, _json_affinity),
         tolerations=problems.get("TOLERATIONS", (), _json_tolerations),
         image_pull_secrets=problems.get("IMAGE_PULL_SECRETS", (), _secret_names),
-        daemonset_annotations=problems.get("DAEMONSET_ANNOTATIONS", {}, _json_string_map),
+        daemonset_annotations=problems.get("DAEMONSET_ANNOTATIONS", {}, _json_annotations),
         kip_image=problems.get("KIP_IMAGE", DEFAULT_KIP_IMAGE, _image_reference),
         ready_timeout_seconds=problems.get(
             "READY_TIMEOUT", parse_duration(DEFAULT_READY_TIMEOUT), _positive_duration
@@ -268,12 +285,12 @@ def _parse_images(raw: str | None, problems: _Problems) -> tuple[CachedImage, ..
 
 
 def _parse_hours(raw: str) -> float:
-    expected = "expected a positive number of hours, such as 1 or 0.5"
-    try:
-        hours = float(raw)
-    except ValueError:
-        raise ValueError(expected) from None
-    if not math.isfinite(hours) or hours <= 0:
+    low, high = INTERVAL_HOURS_RANGE
+    expected = f"expected a positive number of hours from {low:g} to {high:g}, such as 1 or 0.5"
+    if not _DECIMAL.match(raw):
+        raise ValueError(expected)
+    hours = float(raw)
+    if not low <= hours <= high:
         raise ValueError(expected)
     return hours
 
@@ -283,19 +300,39 @@ def _positive_duration(raw: str) -> float:
         seconds = parse_duration(raw)
     except DurationError as err:
         raise ValueError(str(err)) from None
-    if seconds <= 0:
-        raise ValueError("expected a duration above zero, such as 5m or 300s")
+    low, high = READY_TIMEOUT_RANGE
+    if not (math.isfinite(seconds) and low <= seconds <= high):
+        raise ValueError("expected a duration from 1s to 24h, such as 5m or 300s")
     return seconds
 
 
-def _check_quantity(raw: str) -> str:
-    expected = "expected a Kubernetes quantity above zero, such as 20Mi, 1Gi, .2 or 200m"
+def _quantity(raw: str, expected: str) -> Decimal:
+    if not _QUANTITY.match(raw):
+        raise ValueError(expected)
     try:
         value = parse_quantity(raw)
     except (ValueError, ArithmeticError):
         raise ValueError(expected) from None
+    if value > _QUANTITY_MAX:
+        raise ValueError("too large: Kubernetes holds quantities up to about 9.2e15 (8Pi)")
     if value <= 0:
         raise ValueError(expected)
+    return value
+
+
+def _memory_quantity(raw: str) -> str:
+    value = _quantity(raw, "expected a memory quantity above zero, such as 20Mi, 1Gi or 500M")
+    if value != value.to_integral_value():
+        raise ValueError(
+            "expected a whole number of bytes, such as 20Mi (not a fraction of a byte)"
+        )
+    return raw
+
+
+def _cpu_quantity(raw: str) -> str:
+    value = _quantity(raw, "expected a CPU quantity of at least 1m, such as .2, 200m or 1")
+    if value < Decimal("0.001"):
+        raise ValueError("expected a CPU quantity of at least 1m (one thousandth of a core)")
     return raw
 
 
@@ -320,6 +357,10 @@ def _dns_subdomain(raw: str) -> str:
 def _image_reference(raw: str) -> str:
     match = _IMAGE_REFERENCE.match(raw)
     domain = (match.group("domain") or "") if match else ""
+    algorithm = (match.group("algorithm") or "") if match else ""
+    hex_length = _DIGEST_HEX_LENGTH.get(algorithm)
+    if hex_length and not re.fullmatch(rf"[0-9a-f]{{{hex_length}}}", match.group("encoded")):
+        raise ValueError(f"a {algorithm} digest is {hex_length} lower-case hexadecimal digits")
     # As in the runtimes: a first part without '.' or ':' (and not localhost) is not a
     # registry host but part of the repository path, so it must be lower-case too.
     looks_like_host = "." in domain or ":" in domain or domain == "localhost"
@@ -335,19 +376,67 @@ def _image_reference(raw: str) -> str:
     return raw
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
 def _json(raw: str, expected: str) -> Any:
     try:
-        return json.loads(raw)
+        return json.loads(raw, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as err:
         raise ValueError(f"not valid JSON ({err.msg} at character {err.pos}); {expected}") from None
+    except _DuplicateKey as err:
+        raise ValueError(f"the key {err} is given twice; {expected}") from None
+    except RecursionError:
+        raise ValueError(f"nested too deeply; {expected}") from None
 
 
-def _json_string_map(raw: str) -> dict[str, str]:
-    expected = 'expected a JSON object of strings, such as {"key": "value"}'
+def _json_string_map(raw: str, expected: str) -> dict[str, str]:
     value = _json(raw, expected)
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError(expected)
+    bad_keys = [key for key in value if not _is_qualified_name(key)]
+    if bad_keys:
+        raise ValueError(
+            f"invalid keys {bad_keys}: a key is [prefix/]name, name at most 63 letters, digits, "
+            "'-', '_' or '.', starting and ending with a letter or digit"
+        )
     return value
+
+
+def _json_labels(raw: str) -> dict[str, str]:
+    value = _json_string_map(raw, 'expected a JSON object of node labels, such as {"key": "value"}')
+    bad = [v for v in value.values() if not _is_label_value(v)]
+    if bad:
+        raise ValueError(
+            f"invalid label values {bad}: at most 63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _json_annotations(raw: str) -> dict[str, str]:
+    return _json_string_map(raw, 'expected a JSON object of strings, such as {"key": "value"}')
+
+
+def _is_qualified_name(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        return False
+    return len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
+
+
+def _is_label_value(value: str) -> bool:
+    return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
 
 
 def _json_affinity(raw: str) -> dict[str, Any]:
@@ -372,33 +461,54 @@ def _json_tolerations(raw: str) -> tuple[dict[str, Any], ...]:
     value = _json(raw, expected)
     if not isinstance(value, list):
         raise ValueError(expected)
-    for index, toleration in enumerate(value):
-        if not isinstance(toleration, dict):
-            raise ValueError(f"item {index} is not an object; {expected}")
-        unknown = sorted(set(toleration) - _TOLERATION_KEYS)
-        if unknown:
-            raise ValueError(f"item {index} has unknown keys {unknown}; {expected}")
-        if toleration.get("operator", "Equal") not in _TOLERATION_OPERATORS:
-            raise ValueError(f"item {index}: operator must be Exists or Equal")
-        if toleration.get("effect", "") not in _TAINT_EFFECTS:
-            raise ValueError(
-                f"item {index}: effect must be NoSchedule, PreferNoSchedule, NoExecute or empty"
-            )
-        seconds = toleration.get("tolerationSeconds")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
-            raise ValueError(f"item {index}: tolerationSeconds must be a whole number")
+    problems = [
+        f"item {index}: {problem}"
+        for index, toleration in enumerate(value)
+        for problem in _toleration_problems(toleration)
+    ]
+    if problems:
+        raise ValueError("; ".join(problems) + f"; {expected}")
     return tuple(value)
+
+
+def _toleration_problems(toleration: Any) -> list[str]:
+    """What the API would reject in one toleration (all of it, not just the first)."""
+    if not isinstance(toleration, dict):
+        return ["is not an object"]
+    unknown = sorted(set(toleration) - _TOLERATION_KEYS)
+    problems = [f"unknown keys {unknown}"] if unknown else []
+    key, value = toleration.get("key", ""), toleration.get("value", "")
+    operator = toleration.get("operator", "Equal")
+    effect = toleration.get("effect", "")
+    seconds = toleration.get("tolerationSeconds")
+    if not isinstance(key, str) or (key and not _is_qualified_name(key)):
+        problems.append(f"key {key!r} is not a valid label key")
+    if not isinstance(value, str) or not _is_label_value(value):
+        problems.append(f"value {value!r} is not a valid label value")
+    if operator not in _TOLERATION_OPERATORS:
+        problems.append("operator must be Exists or Equal")
+    elif operator == "Exists" and value:
+        problems.append("operator Exists takes no value")
+    elif operator == "Equal" and not key:
+        problems.append("an empty key (all taints) needs operator Exists")
+    if effect not in _TAINT_EFFECTS:
+        problems.append("effect must be NoSchedule, PreferNoSchedule, NoExecute or empty")
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int):
+            problems.append("tolerationSeconds must be a whole number")
+        elif effect != "NoExecute":
+            problems.append("tolerationSeconds needs effect NoExecute")
+    return problems
 
 
 def _secret_names(raw: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in raw.split(";") if name.strip())
-    for name in names:
-        try:
-            _dns_subdomain(name)
-        except ValueError:
-            raise ValueError(
-                f"secret name {name!r} is not a DNS-1123 name; expected `secret1;secret2`"
-            ) from None
+    bad = [name for name in names if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name)]
+    if bad:
+        raise ValueError(f"secret names {bad} are not DNS-1123 names; expected `secret1;secret2`")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"secret names {twice} are given twice; expected `secret1;secret2`")
     return names
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)")
+_NUMBER = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
 
 
 class DurationError(ValueError):
@@ -16,7 +17,8 @@ def parse_duration(text: str) -> float:
     """Seconds in ``text``: a plain number of seconds or Go-style parts like `1h30m`."""
     text = text.strip()
     try:
-        return float(text) if text and not text[-1].isalpha() else _parse_parts(text)
+        # ASCII only: float() would also take '1_000', '١٠', 'inf' and '1e999'.
+        return float(text) if _NUMBER.match(text) else _parse_parts(text)
     except (ValueError, DurationError):
         raise DurationError(
             "expected a duration such as 300 (seconds), 45s, 5m, 1h30m or 500ms"

@@ -1,6 +1,7 @@
 """`make run`: the controller in the foreground, against KUBECONFIG or a local cluster.
 
-With KUBECONFIG set, the controller runs against that cluster with the environment as given.
+With KUBECONFIG set, the controller runs against that cluster with the environment as given
+(nothing is added: pulling example images onto a real cluster would be a surprise).
 Without it, a local control plane with 5 simulated nodes starts first, the namespace is
 created (enforcing Pod Security `restricted`), and the controller runs there with a small
 example image list. Ctrl-C stops the controller (which deletes its DaemonSet), then the cluster.
@@ -71,8 +72,6 @@ def main() -> int:
     env = dict(os.environ)
     if env.get("KUBECONFIG"):
         print(f"make run: using KUBECONFIG={env['KUBECONFIG']}", file=sys.stderr)
-        for key, value in EXAMPLE_ENV.items():
-            env.setdefault(key, value)
         return run_controller(env)
     with tempfile.TemporaryDirectory(prefix="imagepuller-run-") as tmp:
         print(

@@ -75,7 +75,7 @@ def test_images_is_required_and_must_list_something(value):
         ("x=Quay.io/UPPER/case", "image reference"),
         ("x=UPPER/x", "image reference"),
         ("x=quay.io/x:tag with space", "image reference"),
-        ("x=quay.io/x@sha256:short", "image reference"),
+        ("x=quay.io/x@sha256:short", "sha256 digest is 64"),
         ("x=quay.io//x", "image reference"),
         ("x=:tag", "image reference"),
     ],
@@ -144,7 +144,7 @@ def test_bad_quantities(variable, value):
     found = problems(**{variable: value})
     assert len(found) == 1
     assert found[0].startswith(f"{variable}={value!r}")
-    assert "Kubernetes quantity" in found[0]
+    assert "quantity" in found[0]
 
 
 def test_request_above_limit_is_an_error():
@@ -190,13 +190,13 @@ def test_json_settings():
     ("variable", "value", "fragment"),
     [
         ("NODE_SELECTOR", "{", "not valid JSON"),
-        ("NODE_SELECTOR", '["a"]', "JSON object of strings"),
-        ("NODE_SELECTOR", '{"a": 1}', "JSON object of strings"),
+        ("NODE_SELECTOR", '["a"]', "JSON object of node labels"),
+        ("NODE_SELECTOR", '{"a": 1}', "JSON object of node labels"),
         ("DAEMONSET_ANNOTATIONS", '{"a": true}', "JSON object of strings"),
         ("AFFINITY", "[]", "shaped like a pod's affinity"),
         ("AFFINITY", '{"nodeAfinity": {}}', "unknown: nodeAfinity"),
         ("TOLERATIONS", "{}", "JSON list of tolerations"),
-        ("TOLERATIONS", '["x"]', "item 0 is not an object"),
+        ("TOLERATIONS", '["x"]', "item 0: is not an object"),
         ("TOLERATIONS", '[{"kee": "x"}]', "unknown keys"),
         ("TOLERATIONS", '[{"key": "x", "operator": "In"}]', "Exists or Equal"),
         ("TOLERATIONS", '[{"key": "x", "effect": "Never"}]', "effect must be"),
@@ -222,13 +222,15 @@ def test_kip_image_must_be_a_reference():
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [("90", 90), ("45s", 45), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5)]
+    ("value", "seconds"), [("90", 90), ("45s", 45), ("5m", 300), ("1h30m", 5400), ("1500ms", 1.5)]
 )
 def test_ready_timeout_durations(value, seconds):
     assert load(READY_TIMEOUT=value).ready_timeout_seconds == seconds
 
 
-@pytest.mark.parametrize("value", ["0", "-5", "5x", "m"])
+@pytest.mark.parametrize(
+    "value", ["0", "-5", "5x", "m", "500ms", "25h", "1e309", "1_000", "١٠", "inf"]
+)
 def test_bad_ready_timeout(value):
     (problem,) = problems(READY_TIMEOUT=value)
     assert problem.startswith(f"READY_TIMEOUT={value!r}")
@@ -276,3 +278,130 @@ def test_summary_lists_the_effective_settings():
     assert summary["images"] == ["java=quay.io/eclipse/java:17"]
     assert summary["node_selector"] == {"a": "b"}
     assert summary["ready_timeout_seconds"] == 300
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1K",
+        "20 Mi",
+        "1e3Mi",
+        "1_000",
+        "\u0661\u0660Mi",
+        "Infinity",
+        "inf",
+        "1e999999999",
+        "NaN",
+        "10Mib",
+    ],
+)
+@pytest.mark.parametrize("variable", ["CACHING_MEMORY_LIMIT", "CACHING_CPU_LIMIT"])
+def test_quantities_follow_kubernetes_syntax_exactly(variable, value):
+    (problem,) = problems(**{variable: value})
+    assert problem.startswith(f"{variable}={value!r}")
+
+
+@pytest.mark.parametrize("value", ["1e3", "1.5Ki", "20971520", "2E6", "1Gi"])
+def test_memory_quantities_kubernetes_accepts(value):
+    assert load(CACHING_MEMORY_REQUEST="1", CACHING_MEMORY_LIMIT=value).memory_limit == value
+
+
+def test_too_large_quantities_say_so():
+    (problem,) = problems(CACHING_MEMORY_REQUEST="1", CACHING_MEMORY_LIMIT="1Ei")
+    assert "too large" in problem
+
+
+def test_memory_must_be_whole_bytes_and_cpu_at_least_one_millicore():
+    (memory,) = problems(CACHING_MEMORY_REQUEST="0.1m")
+    assert "whole number of bytes" in memory
+    (cpu,) = problems(CACHING_CPU_REQUEST="0.0001")
+    assert "at least 1m" in cpu
+
+
+@pytest.mark.parametrize("value", ["0.0001", "1e-7", "8761", "1e308", "1_0", "\u0661"])
+def test_caching_interval_bounds_and_plain_digits(value):
+    (problem,) = problems(CACHING_INTERVAL_HOURS=value)
+    assert "from 0.001 to 8760" in problem
+
+
+def test_check_survives_the_largest_accepted_values(capsys):
+    from imagepuller.cli import main
+
+    env = {
+        **BASE,
+        "CACHING_INTERVAL_HOURS": "8760",
+        "READY_TIMEOUT": "24h",
+        "CACHING_MEMORY_LIMIT": "8Pi",
+        "CACHING_MEMORY_REQUEST": "8Pi",
+    }
+    assert main(["check", "--nodes", "5000"], env) == 0
+    assert "memory reserved in total" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("NODE_SELECTOR", '{"bad key!": "x"}', "invalid keys ['bad key!']"),
+        ("NODE_SELECTOR", '{"/name": "x"}', "invalid keys"),
+        ("NODE_SELECTOR", '{"pool": "has space"}', "invalid label values"),
+        ("NODE_SELECTOR", '{"pool": "' + "v" * 64 + '"}', "invalid label values"),
+        ("NODE_SELECTOR", '{"a": "1", "a": "2"}', "the key a is given twice"),
+        ("DAEMONSET_ANNOTATIONS", '{"bad key!": "x"}', "invalid keys"),
+        ("DAEMONSET_ANNOTATIONS", '{"a": "1", "a": "2"}', "given twice"),
+        ("AFFINITY", "[" * 100000, "nested too deeply"),
+        (
+            "TOLERATIONS",
+            '[{"key": "k", "operator": "Exists", "value": "v"}]',
+            "Exists takes no value",
+        ),
+        ("TOLERATIONS", '[{"operator": "Equal", "value": "v"}]', "needs operator Exists"),
+        (
+            "TOLERATIONS",
+            '[{"key": "k", "operator": "Exists", "tolerationSeconds": 5}]',
+            "needs effect NoExecute",
+        ),
+        ("TOLERATIONS", '[{"key": "bad key!", "operator": "Exists"}]', "not a valid label key"),
+        ("TOLERATIONS", '[{"key": 5, "operator": "Exists"}]', "not a valid label key"),
+        ("IMAGE_PULL_SECRETS", "a;a", "given twice"),
+    ],
+)
+def test_values_the_api_would_reject_are_caught_here(variable, value, fragment):
+    (problem,) = problems(**{variable: value})
+    assert problem.startswith(f"{variable}=")
+    assert fragment in problem
+
+
+def test_every_bad_toleration_and_secret_is_reported():
+    (tolerations,) = problems(TOLERATIONS='[{"key": "a", "operator": "In"}, "x", {"kee": 1}]')
+    assert "item 0: operator" in tolerations
+    assert "item 1: is not an object" in tolerations
+    assert "item 2: unknown keys" in tolerations
+    (secrets,) = problems(IMAGE_PULL_SECRETS="Bad_One;ok;Also Bad")
+    assert "'Bad_One'" in secrets and "'Also Bad'" in secrets
+
+
+def test_valid_labels_annotations_and_tolerations():
+    config = load(
+        NODE_SELECTOR='{"node-role.kubernetes.io/worker": "", '
+        '"topology.kubernetes.io/zone": "eu-1a"}',
+        DAEMONSET_ANNOTATIONS='{"example.com/note": "any text at all, with spaces"}',
+        TOLERATIONS='[{"operator": "Exists"}, {"key": "k", "operator": "Equal", "value": "v", '
+        '"effect": "NoExecute", "tolerationSeconds": 30}]',
+    )
+    assert config.node_selector["topology.kubernetes.io/zone"] == "eu-1a"
+    assert len(config.tolerations) == 2
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "busybox:tag\u00e9",
+        "busybox:\u0661",
+        "x@sha256:" + "A" * 64,
+        "x@sha256:" + "a" * 63,
+        "x@sha512:" + "a" * 64,
+    ],
+)
+def test_image_tags_and_digests_are_strict(image):
+    (problem,) = problems(IMAGES=f"x={image}")
+    assert "IMAGES entry 1" in problem

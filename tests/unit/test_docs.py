@@ -66,3 +66,31 @@ def test_readme_commands_exist_in_help():
 def test_readme_starts_with_the_two_commands():
     first_block = README.split("```", 2)[1]
     assert "make run" in first_block and "make test" in first_block
+
+
+def logged_events() -> set[str]:
+    """Every event name the package logs: the first argument of each `log.<level>(...)`."""
+    import ast
+
+    names = set()
+    for path in (Path(__file__).resolve().parents[2] / "imagepuller").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"debug", "info", "warning", "error", "exception"}
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "log"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                names.add(node.args[0].value)
+    return names
+
+
+def test_every_logged_event_is_in_the_readme_logs_table():
+    section = README.split("## Logs", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", section))
+    events = logged_events()
+    assert len(events) > 20  # the scan found them
+    assert events - documented == set()
