@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -164,7 +165,9 @@ def run(config: Config) -> int:
         return EXIT_CONFIG
     stop = threading.Event()
     kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
-    controller = Controller(config, kube, stop=stop)
+    controller = Controller(
+        config, kube, stop=stop, identity=f"{socket.gethostname()}/{os.getpid()}"
+    )
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)

@@ -92,10 +92,13 @@ class Controller:
         *,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        identity: str = "",
     ):
         self.config = config
         self.kube = kube
         self.stop = stop
+        # Names this controller in the DaemonSets it makes (host name and pid by default).
+        self.identity = identity
         self.clock = clock
         self.openshift: bool | None = None
         self.current_uid: str | None = None
@@ -104,6 +107,7 @@ class Controller:
         self._progress: tuple[int, int] | None = None
         self._ready_uid: str | None = None  # the DaemonSet last reported ready
         self._validated = False  # the API accepted a dry run of our DaemonSet
+        self._created_before = False  # leftovers are replaced only before our first create
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
 
@@ -182,13 +186,16 @@ class Controller:
                 namespace=cfg.namespace,
                 note="creating the DaemonSet without an owner reference",
             )
-        body = ds.build_daemonset(cfg, owner=owner, openshift=self.openshift)
+        body = ds.build_daemonset(
+            cfg, owner=owner, openshift=self.openshift, controller_id=self.identity or None
+        )
         if not self._validated:
             self.validate(body)
         self.remove_previous()
         # A Conflict here means someone created one between our delete and create; it
         # propagates and the next cycle sorts it out.
         created = self.kube.create_daemonset(body)
+        self._created_before = True
         self.current_uid = created["metadata"]["uid"]
         self._progress = None
         log.info(
@@ -220,6 +227,11 @@ class Controller:
         cfg = self.config
         existing = self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name)
         if existing is None:
+            return
+        other = self._other_controller(existing)
+        if other and self._created_before:
+            # Met after our own start, so not a leftover of an earlier run: a live puller.
+            self._yield_to(other)
             return
         if not is_ours(existing, cfg):
             meta = existing["metadata"]
@@ -288,7 +300,7 @@ class Controller:
         cfg = self.config
         uid = self.current_uid
         try:
-            self.kube.wait_for_daemonset(
+            current = self.kube.wait_for_daemonset(
                 cfg.namespace,
                 cfg.daemonset_name,
                 lambda d: (
@@ -304,12 +316,52 @@ class Controller:
                 "refresh_due", name=cfg.daemonset_name, interval_hours=cfg.caching_interval_hours
             )
             return
+        other = self._other_controller(current)
+        if other:
+            self._yield_to(other)
+            return
         log.warning(
             "daemonset_deleted_externally",
             name=cfg.daemonset_name,
             uid=uid,
             note="recreating it now",
         )
+
+    def _yield_to(self, other: str) -> None:
+        # Another puller replaced ours. Replacing theirs back would start a fight in which
+        # every node re-pulls every image over and over: the newer one keeps the name.
+        log.error(
+            "another_controller",
+            name=self.config.daemonset_name,
+            other=other,
+            note="another imagepuller manages this DaemonSet; standing by until it is gone. "
+            "Run one puller per DAEMONSET_NAME (replicas: 1).",
+        )
+        self.current_uid = None
+        self.stand_by()
+
+    def _other_controller(self, current: dict[str, Any] | None) -> str | None:
+        if current is None or current["metadata"].get("deletionTimestamp"):
+            return None
+        annotations = current["metadata"].get("annotations") or {}
+        other = annotations.get(ds.CONTROLLER_ANNOTATION)
+        return other if other and other != self.identity else None
+
+    def stand_by(self) -> None:
+        """Wait until the DaemonSet of our name is gone (its controller stopped), however long."""
+        cfg = self.config
+        while True:
+            try:
+                self.kube.wait_for_daemonset(
+                    cfg.namespace,
+                    cfg.daemonset_name,
+                    lambda d: d is None,
+                    self.clock() + cfg.caching_interval_seconds,
+                )
+            except WaitTimeout:
+                continue
+            log.info("standby_over", name=cfg.daemonset_name, note="the name is free again")
+            return
 
     def shutdown(self) -> None:
         """Delete our DaemonSet (background: it is gone at once, the GC removes its pods).

@@ -21,6 +21,8 @@ MANAGED_BY = "imagepuller"
 # DaemonSet it left behind when an installation migrates to this puller.
 LEGACY_LABELS = {"test": "daemonset-test"}
 CONFIG_HASH_ANNOTATION = "imagepuller.io/config-hash"
+# Which running controller made the DaemonSet, so that two of them notice each other.
+CONTROLLER_ANNOTATION = "imagepuller.io/controller"
 
 SLEEP_VOLUME = "kip"
 SLEEP_MOUNT = "/kip"
@@ -70,16 +72,18 @@ def build_daemonset(
     *,
     owner: Mapping[str, Any] | None = None,
     openshift: bool = False,
+    controller_id: str | None = None,
 ) -> dict[str, Any]:
-    """The DaemonSet manifest for ``config``; ``owner`` is the puller's Deployment, if any."""
+    """The DaemonSet manifest for ``config``; ``owner`` is the puller's Deployment, if any,
+    ``controller_id`` names the running controller that creates it."""
+    annotations = {**config.daemonset_annotations, CONFIG_HASH_ANNOTATION: config_hash(config)}
+    if controller_id:
+        annotations[CONTROLLER_ANNOTATION] = controller_id
     metadata: dict[str, Any] = {
         "name": config.daemonset_name,
         "namespace": config.namespace,
         "labels": object_labels(config),
-        "annotations": {
-            **config.daemonset_annotations,
-            CONFIG_HASH_ANNOTATION: config_hash(config),
-        },
+        "annotations": annotations,
     }
     if owner is not None:
         metadata["ownerReferences"] = [owner_reference(owner)]

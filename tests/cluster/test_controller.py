@@ -365,3 +365,22 @@ def test_pods_refused_by_a_quota_are_reported_with_the_reason(start_controller, 
     )
     assert "exceeded quota" in refused["message"]
     assert controller.stop() == 0
+
+
+def test_two_controllers_do_not_fight(start_controller, apps, namespace):
+    first = start_controller()
+    first.wait_for("daemonset_ready", 90)
+    second = start_controller()  # e.g. `make run` against the same namespace, or replicas: 2
+    second.wait_for("daemonset_ready", 90)
+    theirs = read_ds(apps, namespace).metadata.uid
+    first.wait_for("another_controller", 10)
+    # The first stands by: the second's DaemonSet stays, nobody recreates anything.
+    assert not any(e["event"] == "daemonset_created" for e in first.events[-5:])
+    assert read_ds(apps, namespace).metadata.uid == theirs
+    assert second.stop() == 0  # deletes its DaemonSet ...
+    first.wait_for("standby_over", 30)  # ... and the first takes over
+    created = first.wait_for("daemonset_created", 30)
+    assert created["uid"] != theirs
+    first.wait_for("daemonset_ready", 60)
+    assert first.stop() == 0
+    assert read_ds(apps, namespace) is None

@@ -557,3 +557,42 @@ def test_pods_that_could_not_be_created_are_reported_with_the_reason(world):
     assert failure["reason"] == "FailedCreate"
     assert "exceeded quota" in failure["message"] and failure["times"] == "5"
     assert kube.event_selectors == ["involvedObject.uid=uid-1,reason=FailedCreate"]
+
+
+def test_a_second_controller_is_not_fought_but_waited_for(world):
+    controller, kube, _, stop = world
+    controller.identity = "me/1"
+    theirs = {
+        "metadata": {
+            "name": NAME,
+            "uid": "theirs",
+            "labels": {"app.kubernetes.io/managed-by": "imagepuller"},
+            "annotations": {"imagepuller.io/controller": "other/2"},
+        }
+    }
+
+    def replaced_by_another():
+        kube.objects[NAME] = theirs
+
+    def they_stop():
+        del kube.objects[NAME]
+
+    original_create = kube.create_daemonset
+
+    def create(body, **kwargs):
+        created = original_create(body, **kwargs)
+        if len(kube.created) == 2:
+            kube.script[:] = [kube.become_ready(), kube.request_stop()]
+        return created
+
+    kube.create_daemonset = create
+    kube.script = [kube.become_ready(), replaced_by_another, lambda: None, they_stop]
+    with capture_logs() as logs:
+        controller.run()
+    (other,) = events(logs, "another_controller")
+    assert other["other"] == "other/2"
+    assert events(logs, "standby_over")
+    # Theirs was never deleted; ours came back only once the name was free.
+    assert all(uid != "theirs" for _, uid, _ in kube.deleted)
+    assert len(kube.created) == 2
+    assert kube.created[0]["metadata"]["annotations"]["imagepuller.io/controller"] == "me/1"
