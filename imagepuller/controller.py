@@ -192,9 +192,19 @@ class Controller:
         if not self._validated:
             self.validate(body)
         self.remove_previous()
-        # A Conflict here means someone created one between our delete and create; it
-        # propagates and the next cycle sorts it out.
-        created = self.kube.create_daemonset(body)
+        try:
+            created = self.kube.create_daemonset(body)
+        except Conflict:
+            # Someone created one between our delete and create. Another puller racing us for
+            # the name: let it have it (the alternative is an endless delete/create fight).
+            # Anything else propagates and the next cycle sorts it out.
+            other = self._other_controller(
+                self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name)
+            )
+            if not other:
+                raise
+            self._yield_to(other)
+            created = self.kube.create_daemonset(body)
         self._created_before = True
         self.current_uid = created["metadata"]["uid"]
         self._progress = None

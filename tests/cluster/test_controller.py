@@ -371,16 +371,26 @@ def test_two_controllers_do_not_fight(start_controller, apps, namespace):
     first = start_controller()
     first.wait_for("daemonset_ready", 90)
     second = start_controller()  # e.g. `make run` against the same namespace, or replicas: 2
-    second.wait_for("daemonset_ready", 90)
-    theirs = read_ds(apps, namespace).metadata.uid
-    first.wait_for("another_controller", 10)
-    # The first stands by: the second's DaemonSet stays, nobody recreates anything.
-    assert not any(e["event"] == "daemonset_created" for e in first.events[-5:])
-    assert read_ds(apps, namespace).metadata.uid == theirs
-    assert second.stop() == 0  # deletes its DaemonSet ...
-    first.wait_for("standby_over", 30)  # ... and the first takes over
-    created = first.wait_for("daemonset_created", 30)
-    assert created["uid"] != theirs
-    first.wait_for("daemonset_ready", 60)
-    assert first.stop() == 0
+    both = (first, second)
+
+    def stood_aside():
+        return [p for p in both if any('"another_controller"' in line for line in p.lines)]
+
+    # Whoever wins the race for the name, the other one stands aside (no endless fight).
+    (loser,) = wait_until(stood_aside, 60, "one controller to stand aside")
+    winner = second if loser is first else first
+    wait_until(
+        lambda: (d := read_ds(apps, namespace)) is not None and d.status.number_ready == 3,
+        60,
+        "the winner's DaemonSet to be ready",
+    )
+    yielded_at = next(i for i, line in enumerate(loser.lines) if '"another_controller"' in line)
+    assert winner.stop() == 0  # deletes its DaemonSet ...
+    loser.wait_for("standby_over", 30)  # ... and the other one takes over
+    over_at = next(i for i, line in enumerate(loser.lines) if '"standby_over"' in line)
+    # While standing aside it created nothing.
+    assert not any('"daemonset_created"' in line for line in loser.lines[yielded_at:over_at])
+    loser.wait_for("daemonset_created", 30)
+    loser.wait_for("daemonset_ready", 60)
+    assert loser.stop() == 0
     assert read_ds(apps, namespace) is None

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from imagepuller.config import load_config
 from imagepuller.controller import Controller, is_ready
-from imagepuller.kube import Forbidden, Invalid, Stopped, Transient, WaitTimeout
+from imagepuller.kube import Conflict, Forbidden, Invalid, Stopped, Transient, WaitTimeout
 
 ENV = {
     "IMAGES": "a=quay.io/a:1;b=quay.io/b:1",
@@ -134,6 +134,15 @@ class FakeKube:
 def world():
     clock, stop = FakeClock(), threading.Event()
     kube = FakeKube(clock, stop)
+    backoffs = []
+
+    def no_real_waiting(timeout=None):
+        # The error backoff never sleeps in these tests; a loop of errors fails fast.
+        backoffs.append(timeout)
+        assert len(backoffs) < 50, "the controller keeps failing: " + repr(backoffs[:5])
+        return stop.is_set()
+
+    stop.wait = no_real_waiting
     controller = Controller(load_config(ENV), kube, stop=stop, clock=clock)
     return controller, kube, clock, stop
 
@@ -596,3 +605,36 @@ def test_a_second_controller_is_not_fought_but_waited_for(world):
     assert all(uid != "theirs" for _, uid, _ in kube.deleted)
     assert len(kube.created) == 2
     assert kube.created[0]["metadata"]["annotations"]["imagepuller.io/controller"] == "me/1"
+
+
+def test_losing_the_race_for_the_name_to_another_controller_stands_aside(world):
+    controller, kube, _, _ = world
+    controller.identity = "me/1"
+    theirs = {
+        "metadata": {
+            "name": NAME,
+            "uid": "theirs",
+            "annotations": {"imagepuller.io/controller": "other/2"},
+        }
+    }
+    original_create = kube.create_daemonset
+    raced = []
+
+    def create(body, dry_run=False):
+        if dry_run:
+            return original_create(body, dry_run=True)
+        if not raced:
+            raced.append(True)
+            kube.objects[NAME] = theirs  # they got there between our delete and our create
+            raise Conflict("already exists", status=409)
+        created = original_create(body)
+        kube.script[:] = [kube.become_ready(), kube.request_stop()]
+        return created
+
+    kube.create_daemonset = create
+    kube.script = [lambda: kube.objects.pop(NAME)]  # later they stop and free the name
+    with capture_logs() as logs:
+        controller.run()
+    assert events(logs, "another_controller")[0]["other"] == "other/2"
+    assert all(uid != "theirs" for _, uid, _ in kube.deleted)
+    assert len(kube.created) == 1
