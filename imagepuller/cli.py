@@ -13,10 +13,9 @@ from decimal import Decimal
 
 import structlog
 import yaml
-from kubernetes.utils import parse_quantity
 
 from imagepuller import __version__
-from imagepuller.config import Config, ConfigError, load_config
+from imagepuller.config import Config, ConfigError, load_config, memory_limit_bytes
 from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
 from imagepuller.durations import format_duration
@@ -131,7 +130,7 @@ def check(config: Config, *, nodes: int | None) -> int:
         if value:
             out.write(f"{label}: {value}\n")
     out.write(f"init image (KIP_IMAGE): {config.kip_image}\n")
-    per_node = parse_quantity(config.memory_limit) * len(config.images)
+    per_node = memory_limit_bytes(config) * len(config.images)
     if nodes is None:
         out.write(
             f"memory reserved per node: {config.memory_limit} x {len(config.images)} images "

@@ -167,9 +167,11 @@ class _Problems:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
         self.items: list[str] = []
+        self.failed: set[str] = set()  # variables whose value could not be used
 
     def add(self, variable: str, value: str, expected: str) -> None:
         self.items.append(f"{variable}={value!r}: {expected}")
+        self.failed.add(variable)
 
     def get(self, variable: str, default: Any, parse: Callable[[str], Any]) -> Any:
         raw = self.env.get(variable)
@@ -188,21 +190,18 @@ def load_config(env: Mapping[str, str]) -> Config:
     images = _parse_images(env.get("IMAGES"), problems)
     interval = problems.get("CACHING_INTERVAL_HOURS", 1.0, _parse_hours)
 
-    quantities, invalid = {}, set()
+    quantities = {}
     for variable, default in (
         ("CACHING_MEMORY_REQUEST", "10Mi"),
         ("CACHING_MEMORY_LIMIT", "20Mi"),
         ("CACHING_CPU_REQUEST", ".05"),
         ("CACHING_CPU_LIMIT", ".2"),
     ):
-        before = len(problems.items)
         check = _memory_quantity if "MEMORY" in variable else _cpu_quantity
         quantities[variable] = problems.get(variable, default, check)
-        if len(problems.items) > before:
-            invalid.add(variable)
     for kind in ("MEMORY", "CPU"):
         request_var, limit_var = f"CACHING_{kind}_REQUEST", f"CACHING_{kind}_LIMIT"
-        if invalid & {request_var, limit_var}:
+        if problems.failed & {request_var, limit_var}:
             continue  # already reported; comparing against a default would only confuse
         request, limit = quantities[request_var], quantities[limit_var]
         if parse_quantity(request) > parse_quantity(limit):
@@ -345,8 +344,12 @@ def _dns_label(raw: str) -> str:
     return raw
 
 
+def _is_dns_subdomain(name: str) -> bool:
+    return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
+
+
 def _dns_subdomain(raw: str) -> str:
-    if len(raw) > 253 or not _DNS1123_SUBDOMAIN.match(raw):
+    if not _is_dns_subdomain(raw):
         raise ValueError(
             "expected a DNS-1123 name: lower-case letters, digits, '-' and '.', "
             "starting and ending with a letter or digit, at most 253 characters"
@@ -430,7 +433,7 @@ def _json_annotations(raw: str) -> dict[str, str]:
 
 def _is_qualified_name(key: str) -> bool:
     prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if slash and not _is_dns_subdomain(prefix):
         return False
     return len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
 
@@ -503,7 +506,7 @@ def _toleration_problems(toleration: Any) -> list[str]:
 
 def _secret_names(raw: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in raw.split(";") if name.strip())
-    bad = [name for name in names if len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name)]
+    bad = [name for name in names if not _is_dns_subdomain(name)]
     if bad:
         raise ValueError(f"secret names {bad} are not DNS-1123 names; expected `secret1;secret2`")
     twice = sorted({name for name in names if names.count(name) > 1})
