@@ -14,7 +14,7 @@ from decimal import Decimal
 import structlog
 import yaml
 
-from imagepuller import __version__
+from imagepuller import __version__, exitcodes
 from imagepuller.config import Config, ConfigError, load_config, memory_limit_bytes
 from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
@@ -22,9 +22,9 @@ from imagepuller.durations import format_duration
 from imagepuller.kube import Kube, KubeError, load_api_client
 from imagepuller.logs import configure_logging
 
-EXIT_OK = 0
-EXIT_CONFIG = 1  # bad configuration or credentials: fix the ConfigMap / kubeconfig
-EXIT_USAGE = 2  # bad command line (argparse's own code)
+EXIT_OK = exitcodes.OK
+EXIT_CONFIG = exitcodes.CONFIG
+EXIT_USAGE = exitcodes.USAGE
 
 # After SIGTERM the worker gets this long to finish on its own. If a call it is blocked in
 # cannot be interrupted (an unanswered request), the main thread deletes the DaemonSet

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from imagepuller import daemonset as ds
+from imagepuller import exitcodes
 from imagepuller.config import Config
 from imagepuller.kube import (
     Conflict,
@@ -36,10 +37,6 @@ log = structlog.get_logger("imagepuller.controller")
 ERROR_BACKOFF = (2.0, 60.0)
 # On shutdown the DaemonSet must be gone well within the pod's 30 s grace period.
 SHUTDOWN_DELETE_TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
-
-
-EXIT_OK = 0
-EXIT_CONFIG_REJECTED = 1
 
 # Dry runs are made under another name: a create dry run of an existing name is a conflict.
 DRY_RUN_SUFFIX = "-dry-run"
@@ -116,7 +113,7 @@ class Controller:
     def run(self) -> int:
         """Run until the stop event is set; then delete the DaemonSet. Returns the exit code."""
         backoff = ERROR_BACKOFF[0]
-        code = EXIT_OK
+        code = exitcodes.OK
         while not self.stop.is_set():
             try:
                 self.run_cycle()
@@ -126,7 +123,7 @@ class Controller:
             except ConfigRejected as err:
                 # Deterministic, so retrying cannot help; what already runs was not touched.
                 log.error("config_rejected", error=str(err))
-                code = EXIT_CONFIG_REJECTED
+                code = exitcodes.CONFIG
                 break
             except Forbidden as err:
                 log.error("api_forbidden", missing_permission=err.permission, error=str(err))

@@ -1,0 +1,5 @@
+"""The process's exit codes, shared by the CLI and the controller loop."""
+
+OK = 0  # success, also after SIGTERM/SIGINT
+CONFIG = 1  # bad configuration (ours or the API's verdict) or no credentials
+USAGE = 2  # bad command line (argparse's own code)
