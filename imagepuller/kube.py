@@ -131,6 +131,15 @@ class _StopWhenSet(tenacity.stop.stop_base):
         return self.event.is_set()
 
 
+class _StopAtDeadline(tenacity.stop.stop_base):
+    def __init__(self, clock: Callable[[], float], deadline: float):
+        self.clock = clock
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock() >= self.deadline
+
+
 class Kube:
     """A narrow client: the calls the puller makes, errors mapped, transient ones retried."""
 
@@ -229,26 +238,14 @@ class Kube:
         )
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        result = self._call(
-            "list",
-            "pods",
-            namespace,
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=label_selector,
-        )
-        return result.get("items") or []
+        return self._list(
+            "pods", self.core.list_namespaced_pod, namespace, label_selector=label_selector
+        )["items"]
 
     def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
-        result = self._call(
-            "list",
-            "events",
-            namespace,
-            self.core.list_namespaced_event,
-            namespace,
-            field_selector=field_selector,
-        )
-        return result.get("items") or []
+        return self._list(
+            "events", self.core.list_namespaced_event, namespace, field_selector=field_selector
+        )["items"]
 
     def is_openshift(self) -> bool:
         """OpenShift serves the route.openshift.io API group; plain Kubernetes does not."""
@@ -279,7 +276,7 @@ class Kube:
             if self.clock() >= deadline:
                 raise WaitTimeout(last)
             try:
-                last, version = self._list_one_daemonset(namespace, name)
+                last, version = self._list_one_daemonset(namespace, name, deadline)
                 if on_change:
                     on_change(last)
                 if condition(last):
@@ -309,16 +306,17 @@ class Kube:
         if self.stop.is_set():
             raise Stopped()
 
-    def _list_one_daemonset(self, namespace: str, name: str) -> tuple[dict[str, Any] | None, str]:
-        result = self._call(
-            "list",
+    def _list_one_daemonset(
+        self, namespace: str, name: str, deadline: float
+    ) -> tuple[dict[str, Any] | None, str]:
+        result = self._list(
             "daemonsets.apps",
-            namespace,
             self.apps.list_namespaced_daemon_set,
             namespace,
             field_selector=f"metadata.name={name}",
+            deadline=deadline,
         )
-        items = result.get("items") or []
+        items = result["items"]
         return (items[0] if items else None), result["metadata"]["resourceVersion"]
 
     def _watch_daemonsets(
@@ -372,6 +370,21 @@ class Kube:
         except NotFound:
             return None
 
+    def _list(
+        self,
+        resource: str,
+        func: Callable[..., Any],
+        namespace: str,
+        deadline: float | None = None,
+        **selectors: str,
+    ) -> dict[str, Any]:
+        """A namespaced list; ``items`` is always a list (the API omits it when empty)."""
+        result = self._call(
+            "list", resource, namespace, func, namespace, deadline=deadline, **selectors
+        )
+        result["items"] = result.get("items") or []
+        return result
+
     def _call(
         self,
         verb: str,
@@ -379,9 +392,17 @@ class Kube:
         namespace: str,
         func: Callable[..., Any],
         *args: Any,
+        deadline: float | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        response = self._retrying(self._call_raw, verb, resource, namespace, func, *args, **kwargs)
+        """One call through the retry policy; a ``deadline`` (a ``clock`` time) also ends the
+        retries, so a wait bounded by it is not held past it by a call inside."""
+        retrying = self._retrying
+        if deadline is not None:
+            retrying = retrying.copy(
+                stop=tenacity.stop_any(retrying.stop, _StopAtDeadline(self.clock, deadline))
+            )
+        response = retrying(self._call_raw, verb, resource, namespace, func, *args, **kwargs)
         try:
             return json.loads(response.data or b"{}")
         finally:

@@ -208,7 +208,7 @@ def waiting(mocker):
     kube = Kube(mocker.MagicMock(), stop=stop, retry_for=30, clock=clock)
     script = {"lists": [], "watches": []}
 
-    def list_one(namespace, name):
+    def list_one(namespace, name, deadline):
         return script["lists"].pop(0), "rv"
 
     def watch(namespace, name, version, deadline):
@@ -289,3 +289,21 @@ def test_a_stop_ends_the_wait(waiting):
     kube.stop.set()
     with pytest.raises(Stopped):
         kube.wait_for_daemonset("ns", "n", ready, deadline=200)
+
+
+def test_a_deadline_ends_the_retries_of_a_call_inside_a_wait(mocker):
+    clock = Clock()
+
+    class AdvancingStop(InstantStop):
+        def wait(self, timeout=None):
+            clock.now += timeout or 0  # the backoff takes (fake) time
+            return super().wait(timeout)
+
+    kube = Kube(mocker.MagicMock(), stop=AdvancingStop(), retry_for=30, clock=clock)
+    kube.core = mocker.MagicMock()
+    kube.core.list_namespaced_pod.side_effect = ConnectionRefusedError("refused")
+    with pytest.raises(Transient):
+        kube._list("pods", kube.core.list_namespaced_pod, "ns", deadline=clock.now + 1)
+    # Backoff 0.5 s, then 1 s: the deadline (1 s away) ends it after 3 tries, where
+    # retry_for alone would have gone on for 30 s.
+    assert kube.core.list_namespaced_pod.call_count == 3
