@@ -148,24 +148,28 @@ class Controller:
         still there: an API hiccup must not cost every node a re-pull.
         """
         interval = self.config.caching_interval_seconds
+        refresh_at = self.refresh_at
         if not self._can_keep_current():
             created = self.recreate()
             # Kept from now on, even if waiting for it fails: a retry must not re-pull.
             self.refresh_at = self.clock() + interval
             self.wait_until_ready(created)
-            self.refresh_at = self.clock() + interval
-        assert self.refresh_at is not None
-        self.keep_until(self.refresh_at)
+            refresh_at = self.refresh_at = self.clock() + interval
+        self.keep_until(refresh_at)
         self.refresh_at = None  # refresh due, or deleted from outside: recreate next cycle
 
     def _can_keep_current(self) -> bool:
         if self.refresh_at is None or self.clock() >= self.refresh_at:
             return False
-        current = self.kube.get_daemonset(self.config.namespace, self.config.daemonset_name)
+        cfg = self.config
+        return self._is_current(self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name))
+
+    def _is_current(self, daemonset: dict[str, Any] | None) -> bool:
+        """The DaemonSet we made and keep: still there, same uid, not being deleted."""
         return (
-            current is not None
-            and current["metadata"]["uid"] == self.current_uid
-            and not current["metadata"].get("deletionTimestamp")
+            daemonset is not None
+            and daemonset["metadata"]["uid"] == self.current_uid
+            and not daemonset["metadata"].get("deletionTimestamp")
         )
 
     # --- steps --------------------------------------------------------------------------
@@ -310,11 +314,7 @@ class Controller:
             current = self.kube.wait_for_daemonset(
                 cfg.namespace,
                 cfg.daemonset_name,
-                lambda d: (
-                    d is None
-                    or d["metadata"]["uid"] != uid
-                    or bool(d["metadata"].get("deletionTimestamp"))
-                ),
+                lambda d: not self._is_current(d),
                 refresh_at,
                 on_change=self._follow_readiness,
             )
