@@ -52,6 +52,11 @@ class FakeKube:
         self.event_selectors: list[str] = []
         self.reject_dry_run: Exception | None = None
         self.fail_next: list[Exception] = []
+        # After the Nth create, the script becomes this (what happens to the new DaemonSet).
+        self.script_after_create: dict[int, list[Callable[[], None]]] = {}
+        # Run at the start of the Nth wait (1-based): set a script, or raise as the API would.
+        self.before_wait: dict[int, Callable[[], None]] = {}
+        self.wait_deadlines: list[float] = []
         self._uids = (f"uid-{n}" for n in itertools.count(1))
 
     def _maybe_fail(self):
@@ -82,6 +87,8 @@ class FakeKube:
         }
         self.objects[body["metadata"]["name"]] = obj
         self.created.append(obj)
+        if len(self.created) in self.script_after_create:
+            self.script[:] = self.script_after_create[len(self.created)]
         return obj
 
     def delete_daemonset(self, namespace, name, *, uid=None, foreground=True, timeout=None):
@@ -97,6 +104,9 @@ class FakeKube:
         return self.events
 
     def wait_for_daemonset(self, namespace, name, condition, deadline, on_change=None):
+        self.wait_deadlines.append(deadline)
+        if len(self.wait_deadlines) in self.before_wait:
+            self.before_wait[len(self.wait_deadlines)]()
         while True:
             if self.stop.is_set():
                 raise Stopped()
@@ -109,6 +119,14 @@ class FakeKube:
                 self.clock.now = max(self.clock.now, deadline)
                 raise WaitTimeout(current)
             self.script.pop(0)()
+
+    def script_at_wait(self, n, actions):
+        """From the Nth wait on, the cluster does ``actions``."""
+
+        def install():
+            self.script[:] = actions
+
+        self.before_wait[n] = install
 
     # --- what the cluster does -------------------------------------------------------------
 
@@ -168,20 +186,8 @@ def test_creates_waits_and_refreshes_every_interval(world):
     start = clock.now
     # Cycle 1 ready; then no event until the refresh is due; cycle 2 ready; then stop.
     kube.script = [kube.become_ready(), lambda: None]
+    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
     with capture_logs() as logs:
-
-        def after_refresh():
-            kube.script[:] = [kube.become_ready(), kube.request_stop()]
-
-        original_create = kube.create_daemonset
-
-        def create(body, **kwargs):
-            created = original_create(body, **kwargs)
-            if len(kube.created) == 2:
-                after_refresh()
-            return created
-
-        kube.create_daemonset = create
         assert controller.run() == 0
 
     assert [c["metadata"]["uid"] for c in kube.created] == ["uid-1", "uid-2"]
@@ -301,16 +307,7 @@ def test_ready_timeout_reports_failing_nodes_and_images_and_carries_on(world):
     ]
     # Never ready: the ready wait times out; then the keep wait is stopped.
     kube.script = [kube.become_ready(ready=2, desired=3)]
-    original = kube.wait_for_daemonset
-    calls = []
-
-    def wait(*args, **kwargs):
-        calls.append(args[3])
-        if len(calls) == 2:
-            kube.script = [kube.request_stop()]
-        return original(*args, **kwargs)
-
-    kube.wait_for_daemonset = wait
+    kube.script_at_wait(2, [kube.request_stop()])
     with capture_logs() as logs:
         assert controller.run() == 0
     (summary,) = events(logs, "daemonset_not_ready")
@@ -320,7 +317,7 @@ def test_ready_timeout_reports_failing_nodes_and_images_and_carries_on(world):
     assert failure["image"] == "quay.io/b:1"
     assert failure["reason"] == "ImagePullBackOff"
     # The ready wait was bounded by READY_TIMEOUT (60 s) from its start.
-    assert calls[0] == 1000.0 + 60
+    assert kube.wait_deadlines[0] == 1000.0 + 60
 
 
 def test_progress_is_logged_as_it_changes(world):
@@ -340,15 +337,7 @@ def test_progress_is_logged_as_it_changes(world):
 def test_deleted_from_outside_is_recreated_at_once(world):
     controller, kube, clock, stop = world
     kube.script = [kube.become_ready(), kube.delete_from_outside()]
-    original_create = kube.create_daemonset
-
-    def create(body, **kwargs):
-        created = original_create(body, **kwargs)
-        if len(kube.created) == 2:
-            kube.script[:] = [kube.become_ready(), kube.request_stop()]
-        return created
-
-    kube.create_daemonset = create
+    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
     start = clock.now
     with capture_logs() as logs:
         controller.run()
@@ -361,7 +350,6 @@ def test_a_failing_cycle_is_logged_and_retried(world):
     controller, kube, _, stop = world
     kube.fail_next = [Transient("connection refused"), RuntimeError("bug")]
     kube.script = [kube.become_ready(), kube.request_stop()]
-    stop.wait = lambda seconds: stop.is_set()
     with capture_logs() as logs:
         assert controller.run() == 0
     assert events(logs, "api_error")[0]["error"] == "connection refused"
@@ -373,7 +361,6 @@ def test_forbidden_names_the_missing_permission(world):
     controller, kube, _, stop = world
     kube.fail_next = [Forbidden("denied", permission="create daemonsets.apps in namespace ns")]
     kube.script = [kube.become_ready(), kube.request_stop()]
-    stop.wait = lambda seconds: stop.is_set()
     with capture_logs() as logs:
         controller.run()
     (denied,) = events(logs, "api_forbidden")
@@ -407,7 +394,6 @@ def test_platform_detection_is_retried_after_a_transient_failure(world):
 
     kube.is_openshift = is_openshift
     kube.script = [kube.become_ready(), kube.request_stop()]
-    stop.wait = lambda seconds: stop.is_set()
     controller.run()
     # Detected on the second cycle: OpenShift, so no fixed UID in the pods.
     security = kube.created[0]["spec"]["template"]["spec"]["securityContext"]
@@ -416,45 +402,34 @@ def test_platform_detection_is_retried_after_a_transient_failure(world):
 
 def test_a_failure_while_keeping_does_not_recreate_a_healthy_daemonset(world):
     controller, kube, clock, stop = world
-    calls = []
-    original = kube.wait_for_daemonset
 
-    def wait(*args, **kwargs):
-        calls.append(args[3])
-        if len(calls) == 2:  # the first keep: the watch fails
-            raise Transient("watch broke")
-        if len(calls) == 3:  # the second keep: stop
-            kube.script = [kube.request_stop()]
-        return original(*args, **kwargs)
+    def watch_breaks():  # the first keep
+        raise Transient("watch broke")
 
-    kube.wait_for_daemonset = wait
+    kube.before_wait[2] = watch_breaks
+    kube.script_at_wait(3, [kube.request_stop()])  # the second keep
     kube.script = [kube.become_ready()]
-    stop.wait = lambda seconds: stop.is_set()
     with capture_logs() as logs:
         controller.run()
     assert len(kube.created) == 1  # kept, not recreated
     assert events(logs, "api_error")
-    assert calls[1] == calls[2]  # same refresh time as before the failure
+    # Same refresh time as before the failure.
+    assert kube.wait_deadlines[1] == kube.wait_deadlines[2]
 
 
 def test_ready_after_the_timeout_is_reported_late_and_progress_followed(world):
     controller, kube, clock, stop = world
-    calls = []
-    original = kube.wait_for_daemonset
-
-    def wait(*args, **kwargs):
-        calls.append(args[3])
-        if len(calls) == 2:  # keeping it, after the ready wait timed out
-            kube.script = [
-                kube.become_ready(2, 3),
-                kube.become_ready(3, 3),
-                kube.become_ready(3, 4),
-                kube.become_ready(4, 4),
-                kube.request_stop(),
-            ]
-        return original(*args, **kwargs)
-
-    kube.wait_for_daemonset = wait
+    # Keeping it, after the ready wait timed out:
+    kube.script_at_wait(
+        2,
+        [
+            kube.become_ready(2, 3),
+            kube.become_ready(3, 3),
+            kube.become_ready(3, 4),
+            kube.become_ready(4, 4),
+            kube.request_stop(),
+        ],
+    )
     kube.script = [kube.become_ready(1, 3)]
     with capture_logs() as logs:
         controller.run()
@@ -467,18 +442,12 @@ def test_ready_after_the_timeout_is_reported_late_and_progress_followed(world):
 
 def test_a_failure_while_waiting_for_readiness_does_not_recreate(world):
     controller, kube, clock, stop = world
-    calls = []
-    original = kube.wait_for_daemonset
 
-    def wait(*args, **kwargs):
-        calls.append(args[3])
-        if len(calls) == 1:  # the ready wait: the watch is refused
-            raise Forbidden("denied", permission="watch daemonsets.apps in namespace ns")
-        kube.script = [kube.become_ready(), kube.request_stop()]
-        return original(*args, **kwargs)
+    def watch_refused():  # the ready wait
+        raise Forbidden("denied", permission="watch daemonsets.apps in namespace ns")
 
-    kube.wait_for_daemonset = wait
-    stop.wait = lambda seconds: stop.is_set()
+    kube.before_wait[1] = watch_refused
+    kube.script_at_wait(2, [kube.become_ready(), kube.request_stop()])
     with capture_logs() as logs:
         controller.run()
     assert len(kube.created) == 1  # the retry kept it instead of deleting and re-pulling
@@ -514,15 +483,7 @@ def test_a_configuration_the_api_rejects_exits_1_and_touches_nothing(world):
 def test_the_dry_run_happens_once(world):
     controller, kube, clock, _ = world
     kube.script = [kube.become_ready(), lambda: None]
-    original_create = kube.create_daemonset
-
-    def create(body, **kwargs):
-        created = original_create(body, **kwargs)
-        if len(kube.created) == 2:
-            kube.script[:] = [kube.become_ready(), kube.request_stop()]
-        return created
-
-    kube.create_daemonset = create
+    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
     controller.run()
     assert len(kube.created) == 2 and len(kube.dry_runs) == 1
 
@@ -547,16 +508,7 @@ def test_pods_that_could_not_be_created_are_reported_with_the_reason(world):
             "count": 2,
         },
     ]
-    calls = []
-    original = kube.wait_for_daemonset
-
-    def wait(*args, **kwargs):
-        calls.append(args[3])
-        if len(calls) == 2:
-            kube.script = [kube.request_stop()]
-        return original(*args, **kwargs)
-
-    kube.wait_for_daemonset = wait
+    kube.script_at_wait(2, [kube.request_stop()])
     kube.script = [kube.become_ready(0, 3)]  # three nodes, no pod at all
     with capture_logs() as logs:
         controller.run()
@@ -586,15 +538,7 @@ def test_a_second_controller_is_not_fought_but_waited_for(world):
     def they_stop():
         del kube.objects[NAME]
 
-    original_create = kube.create_daemonset
-
-    def create(body, **kwargs):
-        created = original_create(body, **kwargs)
-        if len(kube.created) == 2:
-            kube.script[:] = [kube.become_ready(), kube.request_stop()]
-        return created
-
-    kube.create_daemonset = create
+    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
     kube.script = [kube.become_ready(), replaced_by_another, lambda: None, they_stop]
     with capture_logs() as logs:
         controller.run()
@@ -621,17 +565,14 @@ def test_losing_the_race_for_the_name_to_another_controller_stands_aside(world):
     raced = []
 
     def create(body, dry_run=False):
-        if dry_run:
-            return original_create(body, dry_run=True)
-        if not raced:
+        if not dry_run and not raced:
             raced.append(True)
             kube.objects[NAME] = theirs  # they got there between our delete and our create
             raise Conflict("already exists", status=409)
-        created = original_create(body)
-        kube.script[:] = [kube.become_ready(), kube.request_stop()]
-        return created
+        return original_create(body, dry_run=dry_run)
 
     kube.create_daemonset = create
+    kube.script_after_create[1] = [kube.become_ready(), kube.request_stop()]
     kube.script = [lambda: kube.objects.pop(NAME)]  # later they stop and free the name
     with capture_logs() as logs:
         controller.run()
