@@ -11,6 +11,8 @@ Fixtures:
     namespace   a fresh namespace enforcing Pod Security ``restricted``; deleted afterwards.
     add_node    ``add_node(name, labels=None, taints=None)`` adds a kwok node, waits until it is
                 Ready and deletes it after the test, so the shared cluster stays at 3 plain nodes.
+    controllers ``controllers(env)`` starts `imagepuller run` (tests/controller_process.py) with
+                ``env``; every process started is killed after the test.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def api_client(cluster: object) -> Iterator[object]:
 @pytest.fixture
 def namespace(api_client: object) -> Iterator[str]:
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
+
+    from tests.apiobjects import read_or_none
 
     core = client.CoreV1Api(api_client)
     name = f"t-{uuid.uuid4().hex[:8]}"
@@ -82,17 +85,12 @@ def namespace(api_client: object) -> Iterator[str]:
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
     )
 
-    def default_sa_exists() -> bool:
-        # The serviceaccount controller creates it; until then pods are rejected.
-        try:
-            core.read_namespaced_service_account("default", name)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-
-    wait_until(default_sa_exists, 30, f"ServiceAccount default in {name}")
+    # The serviceaccount controller creates it; until then pods are rejected.
+    wait_until(
+        lambda: read_or_none(core.read_namespaced_service_account, "default", name),
+        30,
+        f"ServiceAccount default in {name}",
+    )
     try:
         yield name
     finally:
@@ -118,3 +116,20 @@ def add_node(cluster: object) -> Iterator[Callable[..., str]]:
     wait_until(
         lambda: not set(added) & set(cluster.ready_nodes()), 30, f"nodes {added} to be deleted"
     )
+
+
+@pytest.fixture
+def controllers() -> Iterator[Callable[[dict[str, str]], object]]:
+    """``controllers(env)`` runs `imagepuller run` with ``env``; every one is killed after."""
+    from tests.controller_process import ControllerProcess
+
+    started: list[ControllerProcess] = []
+
+    def start(env: dict[str, str]) -> ControllerProcess:
+        process = ControllerProcess(env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()

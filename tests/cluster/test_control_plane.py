@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.apiobjects import read_or_none
 from tests.waiting import wait_until
 
 OK_IMAGE = "registry.example/app:1"  # kwok "runs" any image except registry.invalid/...
@@ -173,16 +174,11 @@ def test_foreground_deletion_removes_pods_before_daemonset(api_client, namespace
     except ApiException as exc:  # already completely gone: fine, checked below
         assert exc.status == 404
 
-    def ds_gone() -> bool:
-        try:
-            apps.read_namespaced_daemon_set("fg", namespace)
-            return False
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-
-    wait_until(ds_gone, 60, "DaemonSet fg to be deleted")
+    wait_until(
+        lambda: read_or_none(apps.read_namespaced_daemon_set, "fg", namespace) is None,
+        60,
+        "DaemonSet fg to be deleted",
+    )
     assert pods_of(core, namespace, "fg") == []
 
 

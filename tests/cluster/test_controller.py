@@ -11,8 +11,8 @@ import time
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
+from tests.apiobjects import read_or_none
 from tests.controller_process import ControllerProcess
 from tests.waiting import wait_until
 
@@ -31,33 +31,25 @@ def core(api_client):
 
 
 @pytest.fixture
-def start_controller(cluster, namespace):
-    started: list[ControllerProcess] = []
+def start_controller(cluster, namespace, controllers):
+    """`controllers` with this file's defaults: the admin kubeconfig, the test namespace."""
 
     def start(**env: str) -> ControllerProcess:
-        full = {
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "NAMESPACE": namespace,
-            "IMAGES": IMAGES,
-            "READY_TIMEOUT": "60s",
-            **env,
-        }
-        process = ControllerProcess(full)
-        started.append(process)
-        return process
+        return controllers(
+            {
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "NAMESPACE": namespace,
+                "IMAGES": IMAGES,
+                "READY_TIMEOUT": "60s",
+                **env,
+            }
+        )
 
-    yield start
-    for process in started:
-        process.kill()
+    return start
 
 
 def read_ds(apps, namespace, name=NAME):
-    try:
-        return apps.read_namespaced_daemon_set(name, namespace)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
+    return read_or_none(apps.read_namespaced_daemon_set, name, namespace)
 
 
 def test_daemonset_ready_on_every_node_in_a_restricted_namespace(

@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.apiobjects import read_or_none
 from tests.controller_process import ControllerProcess
 from tests.templates import process_template
 from tests.waiting import wait_until
@@ -78,15 +79,6 @@ def oc_install(cluster, namespace: str, params: dict[str, dict[str, str]]) -> No
         objects = process(name, params.get(name))
         out = kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=as_list(objects))
         assert out.stdout.count("\n") == len(objects), out.stdout
-
-
-def read_or_none(read, *args):
-    try:
-        return read(*args)
-    except ApiException as err:
-        if err.status == 404:
-            return None
-        raise
 
 
 def serviceaccount_kubeconfig(cluster, api_client, namespace: str, sa: str, path: Path) -> Path:
@@ -249,20 +241,6 @@ def stop_and_check_gone(controller: ControllerProcess, api_client, namespace: st
 
 
 # --- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def controllers():
-    started: list[ControllerProcess] = []
-
-    def start(env: dict[str, str]) -> ControllerProcess:
-        process = ControllerProcess(env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
 
 
 @pytest.fixture
