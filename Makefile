@@ -33,6 +33,8 @@ unit: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check imagepuller localcluster tests benchmarks
+	$(VENV)/bin/ruff format --check imagepuller localcluster tests benchmarks
+	$(VENV)/bin/mypy imagepuller localcluster
 
 control-plane:
 	@bash hack/build-control-plane.sh >/dev/null

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Build the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok) from the Go module proxy into a cache outside the checkout.
+# kube-scheduler, kwok) and the kubectl the tests use, at the same Kubernetes version, from
+# the Go module proxy into a cache outside the checkout.
 #
 # There is no container engine and no download site on our machines, only package
 # registries, so every binary is compiled from its Go module. A build is skipped when
 # the binary is already in the cache (the cache directory is keyed by version).
 #
 # Usage: hack/build-control-plane.sh [component...]
-#   components: etcd kube-apiserver kube-controller-manager kube-scheduler kwok (default: all)
+#   components: etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
+#   (default: all). kubectl is built here rather than taken from the machine: a kubectl more
+#   than one minor away from the API server is outside Kubernetes' supported version skew.
 # Prints the cache directory on the last line of stdout.
 set -euo pipefail
 
@@ -33,7 +36,7 @@ log() { echo "build-control-plane: $*" >&2; }
 
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then
-  wanted=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+  wanted=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 fi
 missing() {  # missing NAME: true when NAME is wanted and not built yet
   local name
@@ -53,7 +56,7 @@ new_module() {
 
 build_kubernetes() {
   local k8s=()
-  for name in kube-apiserver kube-controller-manager kube-scheduler; do
+  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     missing "${name}" && k8s+=("${name}")
   done
   [ ${#k8s[@]} -eq 0 ] && return 0

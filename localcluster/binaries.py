@@ -10,6 +10,10 @@ Lookup order for each binary (first hit wins):
 
 If something is still missing, ``hack/build-control-plane.sh <missing names>`` is run (it builds
 from the Go module proxy; tens of minutes on a cold cache) and the cache is looked at again.
+
+``kubectl`` is found the same way except that ``PATH`` is never used: whatever kubectl the
+machine has may be far from the API server's version, beyond kubectl's supported skew of one
+minor version, so the tests use one built at the control plane's own version.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ class MissingBinariesError(RuntimeError):
     """Raised when binaries are neither found nor buildable."""
 
 
-def _versions() -> dict[str, str]:
+def pinned_versions() -> dict[str, str]:
     # versions.sh is the single source of truth for pinned versions; it is plain KEY=VALUE lines.
     out: dict[str, str] = {}
     for line in VERSIONS_FILE.read_text().splitlines():
@@ -43,13 +47,11 @@ def _versions() -> dict[str, str]:
 
 def cache_dir() -> Path:
     """The directory hack/build-control-plane.sh builds into (same rules as the script)."""
-    v = _versions()
+    v = pinned_versions()
     root = os.environ.get("IMAGEPULLER_CACHE") or str(
         Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagepuller"
     )
-    name = (
-        f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}_kwok-{v['KWOK_VERSION']}"
-    )
+    name = f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}_kwok-{v['KWOK_VERSION']}"
     return Path(root) / "control-plane" / name
 
 
@@ -68,6 +70,45 @@ def _lookup(name: str) -> Path | None:
     return cached if _is_executable(cached) else None
 
 
+def _run_build_script(missing: list[str]) -> None:
+    if not BUILD_SCRIPT.is_file():
+        raise MissingBinariesError(
+            f"missing control-plane binaries {missing} and no build script at {BUILD_SCRIPT}"
+        )
+    # The script's stderr (go's progress) goes straight to ours so a long build is visible.
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), *missing], stdout=subprocess.PIPE, text=True
+    )
+    if result.returncode != 0:
+        raise MissingBinariesError(
+            f"missing control-plane binaries {missing}; "
+            f"`bash {BUILD_SCRIPT} {' '.join(missing)}` failed with exit code "
+            f"{result.returncode} (see its output above)"
+        )
+
+
+def _lookup_kubectl() -> Path | None:
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    for directory in ([Path(assets)] if assets else []) + [cache_dir()]:
+        if _is_executable(directory / "kubectl"):
+            return directory / "kubectl"
+    return None
+
+
+def find_kubectl(build: bool = True) -> Path:
+    """kubectl at the control plane's version (never the machine's), built when missing."""
+    found = _lookup_kubectl()
+    if found is None and build:
+        _run_build_script(["kubectl"])
+        found = _lookup_kubectl()
+    if found is None:
+        raise MissingBinariesError(
+            f"no kubectl at the control plane's version in $KUBEBUILDER_ASSETS or {cache_dir()}; "
+            f"build it with `bash {BUILD_SCRIPT} kubectl`"
+        )
+    return found
+
+
 def find_binaries(build: bool = True) -> dict[str, Path]:
     """Return ``{component: path}`` for all five components.
 
@@ -77,20 +118,7 @@ def find_binaries(build: bool = True) -> dict[str, Path]:
     found = {name: _lookup(name) for name in COMPONENTS}
     missing = [name for name, path in found.items() if path is None]
     if missing and build:
-        if not BUILD_SCRIPT.is_file():
-            raise MissingBinariesError(
-                f"missing control-plane binaries {missing} and no build script at {BUILD_SCRIPT}"
-            )
-        # The script's stderr (go's progress) goes straight to ours so a long build is visible.
-        result = subprocess.run(
-            ["bash", str(BUILD_SCRIPT), *missing], stdout=subprocess.PIPE, text=True
-        )
-        if result.returncode != 0:
-            raise MissingBinariesError(
-                f"missing control-plane binaries {missing}; "
-                f"`bash {BUILD_SCRIPT} {' '.join(missing)}` failed with exit code "
-                f"{result.returncode} (see its output above)"
-            )
+        _run_build_script(missing)
         found = {name: _lookup(name) for name in COMPONENTS}
         missing = [name for name, path in found.items() if path is None]
     if missing:

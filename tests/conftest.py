@@ -13,10 +13,16 @@ Fixtures:
                 Ready and deletes it after the test, so the shared cluster stays at 3 plain nodes.
     controllers ``controllers(env)`` starts `imagepuller run` (tests/controller_process.py) with
                 ``env``; every process started is killed after the test.
+
+``kubectl`` in every test is the one built with the control plane, at its version (put first on
+``PATH`` here, and named in the session header), never whatever kubectl the machine has.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +35,50 @@ CLUSTER_TESTS = Path(__file__).resolve().parent / "cluster"
 CLUSTER_NODES = 3
 
 
+def _use_built_kubectl(build: bool) -> Path | None:
+    """Put the control plane's kubectl first on PATH (built first if ``build``); its path."""
+    from localcluster.binaries import MissingBinariesError, find_kubectl
+
+    try:
+        kubectl = find_kubectl(build=build)
+    except MissingBinariesError:
+        if build:
+            raise
+        return None
+    directory = str(kubectl.parent)
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != directory:
+        os.environ["PATH"] = directory + os.pathsep + os.environ.get("PATH", "")
+    return kubectl
+
+
+def kubectl_version(kubectl: Path) -> str:
+    result = subprocess.run(
+        [str(kubectl), "version", "--client", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if result.returncode != 0:
+        return f"unknown ({result.stderr.strip()})"
+    return str(json.loads(result.stdout)["clientVersion"]["gitVersion"])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `make test` builds the control plane (kubectl included) before pytest starts; the cluster
+    # fixture builds it when it is missing.
+    _use_built_kubectl(build=False)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from localcluster.binaries import MissingBinariesError, find_kubectl
+
+    try:
+        kubectl = find_kubectl(build=False)
+    except MissingBinariesError:
+        return "kubectl: not built yet (the cluster fixture builds it)"
+    return f"kubectl: {kubectl_version(kubectl)} ({kubectl})"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything under tests/cluster/ needs the control plane: mark it so that
     # `pytest -m "not cluster"` (make unit) deselects it.
@@ -38,13 +88,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[object]:
     from localcluster.cluster import LocalCluster
 
     # Under pytest's basetemp, so the component logs of the last runs are kept for debugging.
     workdir = tmp_path_factory.mktemp("localcluster")
     local = LocalCluster(workdir, nodes=CLUSTER_NODES)
     try:
+        kubectl = _use_built_kubectl(build=True)
+        reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and kubectl is not None:
+            reporter.write_line(f"cluster tests use kubectl {kubectl_version(kubectl)} ({kubectl})")
         local.start()
     except Exception as exc:  # noqa: BLE001 - any reason is reported the same way
         # pytest caches a session fixture's failure: start is attempted once, and every test

@@ -8,10 +8,16 @@ The API-server restart test comes last in this file: it disturbs the shared clus
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster.binaries import find_kubectl, pinned_versions
 from tests.apiobjects import read_or_none
 from tests.waiting import wait_until
 
@@ -78,6 +84,23 @@ def pods_of(core: client.CoreV1Api, ns: str, app: str) -> list[client.V1Pod]:
 
 
 # ---------------------------------------------------------------------------- tests
+
+
+def test_kubectl_is_the_control_planes_own_version(cluster: object) -> None:
+    """The kubectl the tests run is the one built with the control plane, not the machine's."""
+    assert shutil.which("kubectl") == str(find_kubectl(build=False))
+    result = subprocess.run(
+        ["kubectl", "version", "-o", "json"],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    versions = json.loads(result.stdout)
+    expected = pinned_versions()["KUBERNETES_VERSION"]
+    assert versions["clientVersion"]["gitVersion"] == expected
+    assert versions["serverVersion"]["gitVersion"] == expected
 
 
 def test_cluster_has_three_plain_ready_nodes(cluster, api_client):

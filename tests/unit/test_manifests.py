@@ -251,7 +251,9 @@ def test_deployment() -> None:
     assert pod.get("automountServiceAccountToken", True), "the controller needs its token"
     (container,) = pod["containers"]
     assert container["image"] == "registry.redhat.io/devspaces/imagepuller-rhel8:latest"
-    assert container["command"] + container["args"] == ["imagepuller", "run"]
+    # No command or args: the image's own entrypoint runs, so the documented default IMAGE
+    # (whose entrypoint is not `imagepuller`) and ours (ENTRYPOINT imagepuller, CMD run) both work.
+    assert "command" not in container and "args" not in container
     assert container["envFrom"] == [{"configMapRef": {"name": "kubernetes-image-puller"}}]
     env = {e["name"]: e for e in container["env"]}
     assert env["DEPLOYMENT_NAME"]["value"] == dep["metadata"]["name"]
@@ -487,3 +489,32 @@ def test_build_image_says_plainly_when_no_engine(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "no container engine is available" in proc.stderr
+
+
+def _pod_templates() -> list[tuple[str, dict]]:
+    """Every pod template in the install: the processed templates and the kustomize files."""
+    objects = [(f"openshift/{o['kind']}", o) for o in _all_objects().values()]
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        objects += [
+            (f"kubernetes/{path.name}", o) for o in yaml.safe_load_all(path.read_text()) if o
+        ]
+    return [
+        (where, o["spec"]["template"]["spec"])
+        for where, o in objects
+        if "template" in (o.get("spec") or {})
+    ]
+
+
+def test_no_manifest_overrides_the_images_entrypoint() -> None:
+    # The documented default IMAGE (registry.redhat.io/devspaces/imagepuller-rhel8) has no
+    # `imagepuller` executable: a command would make the templates' defaults start a container
+    # that cannot run. Our image's ENTRYPOINT/CMD (imagepuller run) does the same job.
+    templates = _pod_templates()
+    assert {where for where, _ in templates} == {
+        "openshift/Deployment",
+        "kubernetes/deployment.yaml",
+    }
+    for where, pod in templates:
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert "command" not in container, (where, container["name"])
+            assert "args" not in container, (where, container["name"])
