@@ -4,6 +4,11 @@ It loads the client, wraps the few calls the puller makes, turns every failure i
 our own exceptions, retries transient failures through one policy, and watches an object
 until a condition holds or a deadline passes. Objects travel as plain dicts (the JSON the
 API returns), which keeps memory flat over many refresh cycles.
+
+Request bodies are sent as the JSON we built, not through the client's generated models: those
+validate on the client side (and refuse, say, a misspelt AFFINITY field before the request is
+made), which would hide the API server's own validation, the one that decides what a cluster
+accepts and whose message an administrator can act on.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ class KubeError(Exception):
 
 class Transient(KubeError):
     """Connection refused or reset, 5xx, 429, timeouts: worth trying again."""
+
+
+class NamespaceTerminating(KubeError):
+    """403 because the namespace is being deleted: nothing can be created in it any more."""
 
 
 class Forbidden(KubeError):
@@ -160,14 +169,21 @@ class Kube:
         self._streams_lock = threading.Lock()
         # The one retry policy: exponential backoff for transient failures, bounded in time,
         # and cut short when the puller is asked to stop.
+        self._stop_retrying = tenacity.stop_any(
+            tenacity.stop_after_delay(retry_for), _StopWhenSet(self.stop)
+        )
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(Transient),
             wait=tenacity.wait_exponential(multiplier=0.5, max=10),
-            stop=tenacity.stop_any(tenacity.stop_after_delay(retry_for), _StopWhenSet(self.stop)),
-            sleep=self.stop.wait,
+            stop=self._stop_retrying,
+            sleep=self._pause,
             before_sleep=_log_retry,
             reraise=True,
         )
+
+    def _pause(self, seconds: float) -> None:
+        """The retry backoff: a wait that a stop cuts short."""
+        self.stop.wait(seconds)
 
     # --- calls --------------------------------------------------------------------------
 
@@ -184,17 +200,19 @@ class Kube:
     def create_daemonset(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """Create; ``dry_run`` has the API validate and admit it without storing anything."""
         namespace = body["metadata"]["namespace"]
-        extra = {"dry_run": "All"} if dry_run else {}
+        # Strict: a misspelt field (say in AFFINITY) is an error, not silently dropped.
+        query = [("fieldValidation", "Strict")]
+        if dry_run:
+            query.append(("dryRun", "All"))
         return self._call(
             "create",
             "daemonsets.apps",
             namespace,
-            self.apps.create_namespaced_daemon_set,
-            namespace,
-            body,
-            # Strict: a misspelt field (say in AFFINITY) is an error, not silently dropped.
-            field_validation="Strict",
-            **extra,
+            self._send,
+            "POST",
+            f"/apis/apps/v1/namespaces/{namespace}/daemonsets",
+            query=query,
+            body=body,
         )
 
     def delete_daemonset(
@@ -217,9 +235,9 @@ class Kube:
                 "delete",
                 "daemonsets.apps",
                 namespace,
-                self.apps.delete_namespaced_daemon_set,
-                name,
-                namespace,
+                self._send,
+                "DELETE",
+                f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}",
                 body=body,
                 _request_timeout=timeout,
             )
@@ -364,6 +382,33 @@ class Kube:
 
     # --- plumbing -----------------------------------------------------------------------
 
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+        _preload_content: bool = False,
+        _request_timeout: tuple[float, float] = _CALL_TIMEOUT,
+    ) -> Any:
+        """One request with a plain JSON body; the raw urllib3 response, as the generated
+        methods return it with ``_preload_content=False``. The client still supplies the
+        server address, TLS and credentials (refreshing tokens); only the models are skipped.
+        """
+        method, url, headers, payload, post_params = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(
+            method, url, headers, payload, post_params, _request_timeout=_request_timeout
+        )
+        return response.response
+
     def _get(self, verb: str, resource: str, namespace: str, func: Callable[..., Any], *args: Any):
         try:
             return self._call(verb, resource, namespace, func, *args)
@@ -400,7 +445,7 @@ class Kube:
         retrying = self._retrying
         if deadline is not None:
             retrying = retrying.copy(
-                stop=tenacity.stop_any(retrying.stop, _StopAtDeadline(self.clock, deadline))
+                stop=tenacity.stop_any(self._stop_retrying, _StopAtDeadline(self.clock, deadline))
             )
         response = retrying(self._call_raw, verb, resource, namespace, func, *args, **kwargs)
         try:
@@ -472,6 +517,13 @@ def _error_from_status(
     message = status.get("message") or status.get("reason") or f"HTTP {code}"
     reason = status.get("reason") or ""
     where = f" in namespace {namespace}" if namespace else ""
+    if code == 403 and _is_namespace_terminating(status):
+        return NamespaceTerminating(
+            f"namespace {namespace} is being deleted, so nothing can be created in it; "
+            f"recreate the namespace or point NAMESPACE elsewhere (API said: {message})",
+            status=code,
+            reason=reason,
+        )
     if code == 403:
         permission = f"{verb} {resource}{where}"
         return Forbidden(
@@ -496,3 +548,11 @@ def _error_from_status(
     return KubeError(
         f"{verb} {resource}{where} failed (HTTP {code}): {message}", status=code, reason=reason
     )
+
+
+def _is_namespace_terminating(status: dict[str, Any]) -> bool:
+    # The API says so in a cause (NamespaceLifecycle admission); older servers only in the text.
+    causes = (status.get("details") or {}).get("causes") or []
+    if any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes):
+        return True
+    return "because it is being terminated" in str(status.get("message") or "")

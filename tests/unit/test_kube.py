@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
+from types import SimpleNamespace
 
 import pytest
 import urllib3
+from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from imagepuller.kube import (
@@ -15,6 +18,7 @@ from imagepuller.kube import (
     Invalid,
     Kube,
     KubeError,
+    NamespaceTerminating,
     Stopped,
     Transient,
     WaitTimeout,
@@ -71,33 +75,123 @@ def test_not_found_is_none(kube):
     assert kube.get_daemonset("ns", "ds") is None
 
 
-def test_forbidden_names_the_permission(kube):
-    kube.apps.create_namespaced_daemon_set.return_value = Response(
+class SentRequests:
+    """The client's REST layer, mocked: records each request and answers with ``answer``."""
+
+    def __init__(self, mocker):
+        self.api_client = k8s.ApiClient(k8s.Configuration(host="https://api.test"))
+        self.request = mocker.patch.object(self.api_client.rest_client, "request")
+        self.answer(200, {})
+
+    def answer(self, code, body=None):
+        self.request.return_value = SimpleNamespace(response=Response(code, body))
+
+    @property
+    def last(self):
+        args, kwargs = self.request.call_args
+        return {"method": args[0], "url": args[1], **kwargs}
+
+
+@pytest.fixture
+def sent(mocker):
+    return SentRequests(mocker)
+
+
+@pytest.fixture
+def raw_kube(sent):
+    return Kube(sent.api_client, stop=InstantStop(), retry_for=30)
+
+
+def test_forbidden_names_the_permission(raw_kube, sent):
+    sent.answer(
         403, status(403, 'daemonsets.apps is forbidden: User "system:serviceaccount:ns:sa" cannot')
     )
     with pytest.raises(Forbidden) as caught:
-        kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}})
+        raw_kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}})
     assert caught.value.permission == "create daemonsets.apps in namespace ns"
     assert "system:serviceaccount:ns:sa" in str(caught.value)
     assert "Role" in str(caught.value)
 
 
-def test_forbidden_from_an_api_exception(kube):
-    kube.apps.delete_namespaced_daemon_set.side_effect = ApiException(
-        status=403, reason="Forbidden"
-    )
+def test_forbidden_from_an_api_exception(raw_kube, sent):
+    sent.request.side_effect = ApiException(status=403, reason="Forbidden")
     with pytest.raises(Forbidden) as caught:
-        kube.delete_daemonset("ns", "ds")
+        raw_kube.delete_daemonset("ns", "ds")
     assert caught.value.permission == "delete daemonsets.apps in namespace ns"
 
 
-def test_unprocessable_shows_the_api_message(kube):
-    kube.apps.create_namespaced_daemon_set.return_value = Response(
+def test_a_namespace_being_deleted_is_not_a_missing_permission(raw_kube, sent):
+    # What the API answers, even to a cluster admin, in a namespace being deleted.
+    sent.answer(
+        403,
+        {
+            **status(
+                403,
+                'daemonsets.apps "ds" is forbidden: unable to create new content in namespace '
+                "ns because it is being terminated",
+            ),
+            "reason": "Forbidden",
+            "details": {"causes": [{"reason": "NamespaceTerminating", "field": "metadata"}]},
+        },
+    )
+    with pytest.raises(NamespaceTerminating) as caught:
+        raw_kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}})
+    assert not isinstance(caught.value, Forbidden)
+    assert "namespace ns is being deleted" in str(caught.value)
+
+
+def test_unprocessable_shows_the_api_message(raw_kube, sent):
+    sent.answer(
         422, status(422, 'DaemonSet.apps "ds" is invalid: spec.template.spec.containers[0].name')
     )
     with pytest.raises(Invalid) as caught:
-        kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}})
+        raw_kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}})
     assert "spec.template.spec.containers[0].name" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "affinity",
+    [
+        # A misspelt field and a string where a list belongs: the client's generated models
+        # refuse both before sending; the API server must be the one to judge them.
+        {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecutio": {}}},
+        {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"x": "y"}}},
+        {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": "x"}
+            }
+        },
+    ],
+)
+def test_create_sends_our_json_as_it_is_strictly_validated_by_the_server(raw_kube, sent, affinity):
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"namespace": "ns", "name": "ds"},
+        "spec": {"template": {"spec": {"affinity": affinity}}},
+    }
+    sent.answer(
+        400, status(400, 'DaemonSet in version "v1" cannot be handled: strict decoding error')
+    )
+    with pytest.raises(Invalid) as caught:
+        raw_kube.create_daemonset(body, dry_run=True)
+    assert "strict decoding error" in str(caught.value)
+    request = sent.last
+    assert request["method"] == "POST"
+    url = urllib.parse.urlsplit(request["url"])
+    assert url.path == "/apis/apps/v1/namespaces/ns/daemonsets"
+    assert urllib.parse.parse_qs(url.query) == {"fieldValidation": ["Strict"], "dryRun": ["All"]}
+    assert request["body"] == body
+    assert request["headers"]["Content-Type"] == "application/json"
+
+
+def test_create_without_dry_run_is_stored(raw_kube, sent):
+    sent.answer(201, {"metadata": {"uid": "u"}})
+    assert raw_kube.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}}) == {
+        "metadata": {"uid": "u"}
+    }
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(sent.last["url"]).query)
+    assert query == {"fieldValidation": ["Strict"]}
 
 
 @pytest.mark.parametrize(
@@ -126,15 +220,14 @@ def test_retries_end_when_asked_to_stop(kube):
     assert kube.core.list_namespaced_pod.call_count == 1
 
 
-def test_delete_is_foreground_with_a_uid_precondition(kube):
-    kube.apps.delete_namespaced_daemon_set.return_value = Response(body={})
-    assert kube.delete_daemonset("ns", "ds", uid="u1") is True
-    body = kube.apps.delete_namespaced_daemon_set.call_args.kwargs["body"]
-    assert body == {"propagationPolicy": "Foreground", "preconditions": {"uid": "u1"}}
-    kube.apps.delete_namespaced_daemon_set.return_value = Response(404, status(404, "gone"))
-    assert kube.delete_daemonset("ns", "ds", foreground=False) is False
-    body = kube.apps.delete_namespaced_daemon_set.call_args.kwargs["body"]
-    assert body == {"propagationPolicy": "Background"}
+def test_delete_is_foreground_with_a_uid_precondition(raw_kube, sent):
+    assert raw_kube.delete_daemonset("ns", "ds", uid="u1") is True
+    assert sent.last["method"] == "DELETE"
+    assert sent.last["url"] == "https://api.test/apis/apps/v1/namespaces/ns/daemonsets/ds"
+    assert sent.last["body"] == {"propagationPolicy": "Foreground", "preconditions": {"uid": "u1"}}
+    sent.answer(404, status(404, "gone"))
+    assert raw_kube.delete_daemonset("ns", "ds", foreground=False) is False
+    assert sent.last["body"] == {"propagationPolicy": "Background"}
 
 
 def test_openshift_is_detected_by_its_api_group(kube, mocker):
