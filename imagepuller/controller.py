@@ -26,6 +26,7 @@ from imagepuller.kube import (
     Invalid,
     Kube,
     KubeError,
+    NamespaceTerminating,
     Stopped,
     WaitTimeout,
 )
@@ -64,13 +65,21 @@ def counts(daemonset: dict[str, Any] | None) -> tuple[int, int]:
     return status.get("numberReady", 0), status.get("desiredNumberScheduled", 0)
 
 
-def is_ours(existing: dict[str, Any], config: Config) -> bool:
-    """Made by this puller, by the Go original, or owned by our Deployment."""
-    labels = existing["metadata"].get("labels") or {}
+def is_ours(existing: dict[str, Any], config: Config, *, created_uid: str | None = None) -> bool:
+    """Made by this puller (this process: ``created_uid``), by the Go original, or owned by
+    our Deployment. Labels and annotations can be edited by anyone; the uid and the selector
+    cannot, so a DaemonSet we made stays ours whatever was done to its labels."""
+    metadata = existing["metadata"]
+    if created_uid and metadata.get("uid") == created_uid:
+        return True
+    labels = metadata.get("labels") or {}
     if labels.get("app.kubernetes.io/managed-by") == ds.MANAGED_BY:
         return True
-    # The Go original put its label only on the selector and the pod template.
     selector = ((existing.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    # A selector is immutable, and only our DaemonSets select our image-cache pods by name.
+    if selector == ds.selector_labels(config):
+        return True
+    # The Go original put its label only on the selector and the pod template.
     if any(
         all(found.get(k) == v for k, v in ds.LEGACY_LABELS.items()) for found in (labels, selector)
     ):
@@ -125,8 +134,22 @@ class Controller:
                 log.error("config_rejected", error=str(err))
                 code = exitcodes.CONFIG
                 break
+            except NamespaceTerminating as err:
+                # Not a permission: even a cluster admin gets this 403. Tried again in case the
+                # namespace is recreated (an uninstall and reinstall).
+                log.error("namespace_terminating", namespace=self.config.namespace, error=str(err))
             except Forbidden as err:
                 log.error("api_forbidden", missing_permission=err.permission, error=str(err))
+            except Conflict as err:
+                # Someone else wrote the DaemonSet between our read and our write: most often
+                # another puller taking the name over, or its deletion finishing. Not an API
+                # failure; the next cycle reads it again and decides.
+                log.warning(
+                    "daemonset_changed_meanwhile",
+                    name=self.config.daemonset_name,
+                    detail=str(err),
+                    note="the DaemonSet changed between our read and our write; looking again",
+                )
             except DaemonSetInTheWay as err:
                 log.error("daemonset_in_the_way", error=str(err))
             except KubeError as err:
@@ -149,7 +172,7 @@ class Controller:
         """
         interval = self.config.caching_interval_seconds
         refresh_at = self.refresh_at
-        if not self._can_keep_current():
+        if refresh_at is None or not self._can_keep_current():
             created = self.recreate()
             # Kept from now on, even if waiting for it fails: a retry must not re-pull.
             self.refresh_at = self.clock() + interval
@@ -244,7 +267,7 @@ class Controller:
             # Met after our own start, so not a leftover of an earlier run: a live puller.
             self._yield_to(other)
             return
-        if not is_ours(existing, cfg):
+        if not is_ours(existing, cfg, created_uid=self.current_uid):
             meta = existing["metadata"]
             owners = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or []]
             raise DaemonSetInTheWay(

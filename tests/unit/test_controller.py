@@ -10,8 +10,17 @@ import pytest
 from structlog.testing import capture_logs
 
 from imagepuller.config import load_config
-from imagepuller.controller import Controller, is_ready
-from imagepuller.kube import Conflict, Forbidden, Invalid, Stopped, Transient, WaitTimeout
+from imagepuller.controller import Controller, is_ours, is_ready
+from imagepuller.daemonset import build_daemonset
+from imagepuller.kube import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    NamespaceTerminating,
+    Stopped,
+    Transient,
+    WaitTimeout,
+)
 
 ENV = {
     "IMAGES": "a=quay.io/a:1;b=quay.io/b:1",
@@ -578,4 +587,71 @@ def test_losing_the_race_for_the_name_to_another_controller_stands_aside(world):
         controller.run()
     assert events(logs, "another_controller")[0]["other"] == "other/2"
     assert all(uid != "theirs" for _, uid, _ in kube.deleted)
+    assert len(kube.created) == 1
+
+
+FOREIGN_LOOKING = {
+    "metadata": {"name": NAME, "uid": "mine", "labels": {"app": "x"}},
+    "spec": {"selector": {"matchLabels": {"app": "x"}}},
+}
+
+
+def test_is_ours_by_the_uid_we_created_whatever_its_labels():
+    config = load_config(ENV)
+    assert not is_ours(FOREIGN_LOOKING, config)
+    assert not is_ours(FOREIGN_LOOKING, config, created_uid="another")
+    assert is_ours(FOREIGN_LOOKING, config, created_uid="mine")
+
+
+def test_is_ours_by_its_immutable_selector():
+    config = load_config(ENV)
+    ours = build_daemonset(config)
+    del ours["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    ours["metadata"]["uid"] = "u"
+    assert is_ours(ours, config)
+    renamed = load_config({**ENV, "DAEMONSET_NAME": "other"})
+    assert not is_ours(ours, renamed)  # another puller's image cache, not ours
+
+
+def test_our_daemonset_stays_ours_when_its_labels_are_removed(world):
+    # No owner Deployment (`make run`): only the label said it was ours, and someone removed it.
+    controller, kube, clock, stop = world
+    kube.deployment = None
+
+    def labels_removed():
+        obj = kube.objects[NAME]
+        obj["metadata"]["labels"] = {}
+        obj["spec"]["selector"] = {"matchLabels": {"app": "edited"}}  # only the uid is left
+
+    kube.script = [kube.become_ready(), labels_removed, lambda: None]
+    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
+    with capture_logs() as logs:
+        controller.run()
+    assert not events(logs, "daemonset_in_the_way")
+    assert (NAME, "uid-1", True) in kube.deleted  # refreshed: ours to delete
+    assert [c["metadata"]["uid"] for c in kube.created] == ["uid-1", "uid-2"]
+
+
+def test_a_namespace_being_deleted_is_reported_as_such(world):
+    controller, kube, _, stop = world
+    kube.fail_next = [NamespaceTerminating("namespace ns is being deleted", status=403)]
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    with capture_logs() as logs:
+        assert controller.run() == 0
+    (terminating,) = events(logs, "namespace_terminating")
+    assert terminating["namespace"] == "ns"
+    assert not events(logs, "api_forbidden")
+    assert len(kube.created) == 1  # tried again, in case the namespace comes back
+
+
+def test_a_concurrent_change_is_not_an_api_error(world):
+    # The hand-off race with another puller: our uid-guarded delete finds a new DaemonSet.
+    controller, kube, _, stop = world
+    kube.fail_next = [Conflict("Precondition failed: UID in precondition: a", status=409)]
+    kube.script = [kube.become_ready(), kube.request_stop()]
+    with capture_logs() as logs:
+        assert controller.run() == 0
+    (changed,) = events(logs, "daemonset_changed_meanwhile")
+    assert "Precondition failed" in changed["detail"]
+    assert not events(logs, "api_error")
     assert len(kube.created) == 1
