@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 from kubernetes.utils import parse_quantity
 
@@ -29,42 +30,68 @@ DEFAULT_READY_TIMEOUT = "5m"
 # The init container's name; no image container may take it (names share one namespace).
 INIT_CONTAINER_NAME = "copy-sleep"
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
+# Every pattern is used with fullmatch: `$` would also match before a final newline.
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
-# An image reference as the container runtimes accept it (distribution/reference grammar):
+# An image reference as the kubelet accepts it (distribution/reference's ParseNormalizedNamed):
 # [domain[:port]/]path[:tag][@digest], path components lower-case.
-_REF_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REF_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _REF_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _REF_DOMAIN = rf"{_REF_HOST_PART}(?:\.{_REF_HOST_PART})*(?::[0-9]+)?"
 _IMAGE_REFERENCE = re.compile(
-    rf"^(?:(?P<domain>{_REF_DOMAIN})/)?(?P<path>{_REF_COMPONENT}(?:/{_REF_COMPONENT})*)"
+    rf"(?:(?P<domain>{_REF_DOMAIN})/)?"
+    rf"(?P<path>{_REF_COMPONENT.pattern}(?:/{_REF_COMPONENT.pattern})*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    r"(?:@(?P<algorithm>[a-z0-9]+(?:[.+_-][a-z0-9]+)*):(?P<encoded>[a-zA-Z0-9=_-]+))?$"
+    # Loose here so that a bad digest gets its own message below.
+    r"(?:@(?P<algorithm>[A-Za-z0-9][A-Za-z0-9+._-]*):(?P<encoded>[A-Za-z0-9=_-]+))?"
 )
-# Registered digest algorithms have a fixed, lower-case hex encoding.
-_DIGEST_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+# The digest algorithms the kubelet knows (go-digest's registered ones), each a fixed number of
+# lower-case hex digits; any other algorithm is refused (InvalidImageName on every node).
+_DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
+# A whole reference of 64 hex digits is an image ID, which ParseNormalizedNamed refuses as a name.
+_IMAGE_ID = re.compile(r"[a-f0-9]{64}")
+# The name, once normalised to domain/path (docker.io/library/busybox), is at most 255
+# characters: distribution/reference before v0.6 and containers/image (CRI-O) count the domain,
+# v0.6 counts only the path; the stricter rule holds on every runtime.
+IMAGE_NAME_MAX = 255
+_DEFAULT_REGISTRY = "docker.io"
+_LEGACY_DEFAULT_REGISTRY = "index.docker.io"
+_OFFICIAL_PREFIX = "library/"
+# Nothing longer can be valid (name, ':' tag, '@sha512:' digest); checked before any regex runs.
+_IMAGE_REFERENCE_MAX = IMAGE_NAME_MAX + 1 + 128 + 1 + len("sha512:") + 128
 
 # Kubernetes' own quantity syntax (ASCII digits only, one suffix or exponent).
 _QUANTITY = re.compile(
-    r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+    r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?"
 )
 _QUANTITY_MAX = Decimal(2**63) / 1000  # what Kubernetes can hold (int64 milli-units)
-_DECIMAL = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$")
+_DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 # Label and annotation keys: [prefix/]name, prefix a DNS-1123 subdomain.
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+LABEL_VALUE_MAX = 63
+# The API's limit on all of an object's annotations: keys and values, in bytes of UTF-8.
+ANNOTATIONS_SIZE_MAX = 256 * 1024
+
+# JSON settings deeper than this are refused: a real affinity is about 8 levels deep, and deep
+# values would later break deepcopy, YAML and JSON serialisation with RecursionError.
+JSON_MAX_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+# Problems quote the offending value; longer values are shortened to this many characters.
+_SHOWN_MAX = 200
 
 # Bounds that keep every duration a real, schedulable time (and out of float overflow).
 INTERVAL_HOURS_RANGE = (0.001, 8760.0)  # 3.6 seconds .. one year
 READY_TIMEOUT_RANGE = (1.0, 86400.0)  # one second .. one day
 
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
-_TOLERATION_OPERATORS = {"Exists", "Equal"}
-_TAINT_EFFECTS = {"", "NoSchedule", "PreferNoSchedule", "NoExecute"}
-_AFFINITY_KEYS = {"nodeAffinity", "podAffinity", "podAntiAffinity"}
+_TOLERATION_STRINGS = ("key", "operator", "value", "effect")
+# The API treats an empty operator as Equal.
+_TOLERATION_OPERATORS = ("Exists", "Equal", "")
+_TAINT_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -161,6 +188,27 @@ def memory_limit_bytes(config: Config) -> Decimal:
     return parse_quantity(config.memory_limit)
 
 
+class _Invalid(ValueError):
+    """Several problems with one variable's value, each reported on its own line."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _show(value: str) -> str:
+    """``value`` quoted for a problem line, shortened when long (a value can be 256 KiB)."""
+    if len(value) <= _SHOWN_MAX:
+        return repr(value)
+    return f"{value[:_SHOWN_MAX]!r}... ({len(value)} characters)"
+
+
+def _show_json(value: Any) -> str:
+    """A parsed JSON value as the administrator wrote it, shortened."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else f"{text[:60]}..."
+
+
 class _Problems:
     """Collects problems; ``get`` parses one variable and records failure instead of raising."""
 
@@ -170,7 +218,7 @@ class _Problems:
         self.failed: set[str] = set()  # variables whose value could not be used
 
     def add(self, variable: str, value: str, expected: str) -> None:
-        self.items.append(f"{variable}={value!r}: {expected}")
+        self.items.append(f"{variable}={_show(value)}: {expected}")
         self.failed.add(variable)
 
     def get(self, variable: str, default: Any, parse: Callable[[str], Any]) -> Any:
@@ -179,6 +227,10 @@ class _Problems:
             return default
         try:
             return parse(raw.strip())
+        except _Invalid as err:
+            for problem in err.problems:
+                self.add(variable, raw, problem)
+            return default
         except ValueError as err:
             self.add(variable, raw, str(err))
             return default
@@ -206,7 +258,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         request, limit = quantities[request_var], quantities[limit_var]
         if parse_quantity(request) > parse_quantity(limit):
             problems.items.append(
-                f"CACHING_{kind}_REQUEST={request!r} is more than CACHING_{kind}_LIMIT={limit!r}: "
+                f"CACHING_{kind}_REQUEST={_show(request)} is more than "
+                f"CACHING_{kind}_LIMIT={_show(limit)}: "
                 "the request must not exceed the limit"
             )
 
@@ -254,14 +307,14 @@ def _parse_images(raw: str | None, problems: _Problems) -> tuple[CachedImage, ..
         if not entry:
             continue  # trailing or doubled `;`, and blank lines between entries
         name, sep, image = (part.strip() for part in entry.partition("="))
-        where = f"IMAGES entry {position} {entry!r}"
+        where = f"IMAGES entry {position} {_show(entry)}"
         if not sep or not name or not image:
             problems.items.append(f"{where}: {form}")
             continue
         try:
             _dns_label(name)
         except ValueError as err:
-            problems.items.append(f"{where}: container name {name!r}: {err}")
+            problems.items.append(f"{where}: container name {_show(name)}: {err}")
             continue
         if name == INIT_CONTAINER_NAME:
             problems.items.append(
@@ -274,19 +327,19 @@ def _parse_images(raw: str | None, problems: _Problems) -> tuple[CachedImage, ..
         try:
             _image_reference(image)
         except ValueError as err:
-            problems.items.append(f"{where}: image {image!r}: {err}")
+            problems.items.append(f"{where}: image {_show(image)}: {err}")
             continue
         seen.add(name)
         images.append(CachedImage(name, image))
     if not images and not problems.items:
-        problems.items.append(f"IMAGES={raw!r} lists no image: {form}")
+        problems.items.append(f"IMAGES={_show(raw)} lists no image: {form}")
     return tuple(images)
 
 
 def _parse_hours(raw: str) -> float:
     low, high = INTERVAL_HOURS_RANGE
     expected = f"expected a positive number of hours from {low:g} to {high:g}, such as 1 or 0.5"
-    if not _DECIMAL.match(raw):
+    if not _DECIMAL.fullmatch(raw):
         raise ValueError(expected)
     hours = float(raw)
     if not low <= hours <= high:
@@ -306,7 +359,7 @@ def _positive_duration(raw: str) -> float:
 
 
 def _quantity(raw: str, expected: str) -> Decimal:
-    if not _QUANTITY.match(raw):
+    if not _QUANTITY.fullmatch(raw):
         raise ValueError(expected)
     try:
         value = parse_quantity(raw)
@@ -336,7 +389,7 @@ def _cpu_quantity(raw: str) -> str:
 
 
 def _dns_label(raw: str) -> str:
-    if len(raw) > 63 or not _DNS1123_LABEL.match(raw):
+    if len(raw) > 63 or not _DNS1123_LABEL.fullmatch(raw):
         raise ValueError(
             "expected a DNS-1123 label: at most 63 lower-case letters, digits and '-', "
             "starting and ending with a letter or digit"
@@ -345,7 +398,7 @@ def _dns_label(raw: str) -> str:
 
 
 def _is_dns_subdomain(name: str) -> bool:
-    return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.match(name))
+    return len(name) <= 253 and bool(_DNS1123_SUBDOMAIN.fullmatch(name))
 
 
 def _dns_subdomain(raw: str) -> str:
@@ -358,28 +411,57 @@ def _dns_subdomain(raw: str) -> str:
 
 
 def _image_reference(raw: str) -> str:
-    match = _IMAGE_REFERENCE.match(raw)
-    domain = (match.group("domain") or "") if match else ""
-    algorithm = (match.group("algorithm") or "") if match else ""
-    hex_length = _DIGEST_HEX_LENGTH.get(algorithm)
-    if hex_length and not re.fullmatch(rf"[0-9a-f]{{{hex_length}}}", match.group("encoded")):
-        raise ValueError(f"a {algorithm} digest is {hex_length} lower-case hexadecimal digits")
+    """``raw`` if the kubelet can parse it, following distribution/reference's rules."""
+    expected = (
+        "expected an image reference such as registry.example.com/team/image:tag "
+        "or image@sha256:<digest> (lower-case repository path)"
+    )
+    if len(raw) > _IMAGE_REFERENCE_MAX:
+        raise ValueError(f"too long ({len(raw)} characters); {expected}")
+    match = _IMAGE_REFERENCE.fullmatch(raw)
+    if match is None:
+        raise ValueError(expected)
+    if _IMAGE_ID.fullmatch(raw):
+        raise ValueError(
+            "64 hexadecimal digits alone are an image ID, which the kubelet refuses as a name; "
+            "give the full name, such as docker.io/library/<name>"
+        )
+    algorithm, encoded = match.group("algorithm"), match.group("encoded")
+    if algorithm is not None:
+        hex_length = _DIGEST_HEX_LENGTH.get(algorithm)
+        if hex_length is None:
+            raise ValueError(
+                f"digest algorithm {algorithm!r} is not supported: "
+                "expected sha256, sha384 or sha512"
+            )
+        if not re.fullmatch(f"[0-9a-f]{{{hex_length}}}", encoded or ""):
+            raise ValueError(f"a {algorithm} digest is {hex_length} lower-case hexadecimal digits")
+    domain, path = match.group("domain") or "", match.group("path")
     # As in the runtimes: a first part without '.' or ':' (and not localhost) is not a
     # registry host but part of the repository path, so it must be lower-case too.
-    looks_like_host = "." in domain or ":" in domain or domain == "localhost"
-    if (
-        not match
-        or (domain and not looks_like_host and not re.fullmatch(_REF_COMPONENT, domain))
-        or len(match.group("path")) + len(domain) > 255
-    ):
+    if domain and not ("." in domain or ":" in domain or domain == "localhost"):
+        if not _REF_COMPONENT.fullmatch(domain):
+            raise ValueError(expected)
+        domain, path = "", f"{domain}/{path}"
+    # Normalised as the kubelet does: busybox -> docker.io/library/busybox.
+    if domain in ("", _LEGACY_DEFAULT_REGISTRY):
+        domain = _DEFAULT_REGISTRY
+    if domain == _DEFAULT_REGISTRY and "/" not in path:
+        path = _OFFICIAL_PREFIX + path
+    length = len(domain) + 1 + len(path)
+    if length > IMAGE_NAME_MAX:
         raise ValueError(
-            "expected an image reference such as registry.example.com/team/image:tag "
-            "or image@sha256:<digest> (lower-case repository path)"
+            f"the repository name is {length} characters once normalised to "
+            f"{domain}/{path[:20]}...; the runtimes accept at most {IMAGE_NAME_MAX}"
         )
     return raw
 
 
 class _DuplicateKey(ValueError):
+    pass
+
+
+class _NotANumber(ValueError):
     pass
 
 
@@ -392,67 +474,245 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _no_constant(name: str) -> Any:
+    raise _NotANumber(name)  # Python's json takes NaN and Infinity, which are not JSON
+
+
 def _json(raw: str, expected: str) -> Any:
+    """``raw`` parsed as strict JSON that every later step (copy, YAML, the API) can handle."""
     try:
-        return json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+        value = json.loads(raw, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise ValueError(f"not valid JSON ({err.msg} at character {err.pos}); {expected}") from None
     except _DuplicateKey as err:
-        raise ValueError(f"the key {err} is given twice; {expected}") from None
+        raise ValueError(f"the key {_show(str(err))} is given twice; {expected}") from None
+    except _NotANumber as err:
+        raise ValueError(f"not valid JSON ({err} is not a JSON number); {expected}") from None
     except RecursionError:
-        raise ValueError(f"nested too deeply; {expected}") from None
+        raise ValueError(
+            f"nested too deeply (more than {JSON_MAX_DEPTH} levels); {expected}"
+        ) from None
+    except ValueError:  # Python's limit on the digits of an integer
+        raise ValueError(f"not valid JSON (a number too long); {expected}") from None
+    problem = _json_value_problem(value)
+    if problem:
+        raise ValueError(f"{problem}; {expected}")
+    return value
 
 
-def _json_string_map(raw: str, expected: str) -> dict[str, str]:
+def _json_value_problem(value: Any) -> str | None:
+    """What in a parsed JSON value would break later, if anything (without recursing)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > JSON_MAX_DEPTH:
+                return f"nested too deeply (more than {JSON_MAX_DEPTH} levels of objects and lists)"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if _SURROGATE.search(key):
+                        return "not valid Unicode (a key holds an unpaired surrogate escape)"
+                    stack.append((child, depth + 1))
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str) and _SURROGATE.search(item):
+            return "not valid Unicode (a string holds an unpaired surrogate escape)"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "a number out of range"
+    return None
+
+
+def _show_all(values: list[str]) -> str:
+    return "[" + ", ".join(_show(value) for value in values) + "]"
+
+
+def _json_string_map(
+    raw: str, expected: str, key_ok: Callable[[str], bool], key_form: str
+) -> dict[str, str]:
     value = _json(raw, expected)
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError(expected)
-    bad_keys = [key for key in value if not _is_qualified_name(key)]
+    bad_keys = [key for key in value if not key_ok(key)]
     if bad_keys:
+        raise ValueError(f"invalid keys {_show_all(bad_keys)}: {key_form}")
+    return value
+
+
+_KEY_FORM = (
+    "a key is [prefix/]name, name at most 63 letters, digits, '-', '_' or '.', starting and "
+    "ending with a letter or digit, prefix a DNS-1123 name"
+)
+_LABEL_KEY_FORM = _KEY_FORM + " (lower case)"
+_ANNOTATION_KEY_FORM = _KEY_FORM + " (upper or lower case)"
+
+
+def _json_labels(raw: str) -> dict[str, str]:
+    value = _json_string_map(
+        raw,
+        'expected a JSON object of node labels, such as {"key": "value"}',
+        _is_qualified_name,
+        _LABEL_KEY_FORM,
+    )
+    bad = [v for v in value.values() if not _is_label_value(v)]
+    if bad:
         raise ValueError(
-            f"invalid keys {bad_keys}: a key is [prefix/]name, name at most 63 letters, digits, "
+            f"invalid label values {_show_all(bad)}: at most {LABEL_VALUE_MAX} letters, digits, "
             "'-', '_' or '.', starting and ending with a letter or digit"
         )
     return value
 
 
-def _json_labels(raw: str) -> dict[str, str]:
-    value = _json_string_map(raw, 'expected a JSON object of node labels, such as {"key": "value"}')
-    bad = [v for v in value.values() if not _is_label_value(v)]
-    if bad:
+def _json_annotations(raw: str) -> dict[str, str]:
+    value = _json_string_map(
+        raw,
+        'expected a JSON object of strings, such as {"key": "value"}',
+        _is_annotation_key,
+        _ANNOTATION_KEY_FORM,
+    )
+    # As the API counts: bytes of UTF-8 (surrogates were refused above).
+    size = sum(len(key.encode()) + len(text.encode()) for key, text in value.items())
+    if size > ANNOTATIONS_SIZE_MAX:
         raise ValueError(
-            f"invalid label values {bad}: at most 63 letters, digits, '-', '_' or '.', "
-            "starting and ending with a letter or digit"
+            f"the annotations total {size} bytes (keys and values, in UTF-8); Kubernetes "
+            f"allows at most {ANNOTATIONS_SIZE_MAX} bytes (256 KiB) on an object"
         )
     return value
-
-
-def _json_annotations(raw: str) -> dict[str, str]:
-    return _json_string_map(raw, 'expected a JSON object of strings, such as {"key": "value"}')
 
 
 def _is_qualified_name(key: str) -> bool:
     prefix, slash, name = key.rpartition("/")
     if slash and not _is_dns_subdomain(prefix):
         return False
-    return len(name) <= 63 and bool(_QUALIFIED_NAME.match(name))
+    return len(name) <= 63 and bool(_QUALIFIED_NAME.fullmatch(name))
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _is_annotation_key(key: str) -> bool:
+    # The API checks annotation keys case-insensitively (ValidateAnnotations lower-cases them);
+    # only ASCII is lowered here, so no exotic character passes that Go would lower otherwise.
+    return _is_qualified_name(key.translate(_ASCII_LOWER))
 
 
 def _is_label_value(value: str) -> bool:
-    return len(value) <= 63 and bool(_LABEL_VALUE.match(value))
+    return len(value) <= LABEL_VALUE_MAX and bool(_LABEL_VALUE.fullmatch(value))
+
+
+# --- the shape of a pod's affinity (Kubernetes 1.37 core/v1), fields and JSON types only ----
+# A shape is "string", "int32", a dict of field name -> shape (a JSON object with those fields),
+# a _ListOf or a _MapOf. The API's dry run still judges the values.
+
+
+@dataclass(frozen=True)
+class _ListOf:
+    item: _Shape
+
+
+@dataclass(frozen=True)
+class _MapOf:
+    value: _Shape
+
+
+_Shape: TypeAlias = "str | dict[str, _Shape] | _ListOf | _MapOf"
+
+_STRINGS = _ListOf("string")
+# NodeSelectorRequirement and LabelSelectorRequirement have the same fields.
+_REQUIREMENTS = _ListOf({"key": "string", "operator": "string", "values": _STRINGS})
+_NODE_SELECTOR_TERM: dict[str, _Shape] = {
+    "matchExpressions": _REQUIREMENTS,
+    "matchFields": _REQUIREMENTS,
+}
+_LABEL_SELECTOR: dict[str, _Shape] = {
+    "matchLabels": _MapOf("string"),
+    "matchExpressions": _REQUIREMENTS,
+}
+_POD_AFFINITY_TERM: dict[str, _Shape] = {
+    "labelSelector": _LABEL_SELECTOR,
+    "namespaceSelector": _LABEL_SELECTOR,
+    "namespaces": _STRINGS,
+    "topologyKey": "string",
+    "matchLabelKeys": _STRINGS,
+    "mismatchLabelKeys": _STRINGS,
+}
+_POD_AFFINITY: dict[str, _Shape] = {
+    "requiredDuringSchedulingIgnoredDuringExecution": _ListOf(_POD_AFFINITY_TERM),
+    "preferredDuringSchedulingIgnoredDuringExecution": _ListOf(
+        {"weight": "int32", "podAffinityTerm": _POD_AFFINITY_TERM}
+    ),
+}
+_AFFINITY: dict[str, _Shape] = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": _ListOf(_NODE_SELECTOR_TERM)
+        },
+        "preferredDuringSchedulingIgnoredDuringExecution": _ListOf(
+            {"weight": "int32", "preference": _NODE_SELECTOR_TERM}
+        ),
+    },
+    "podAffinity": _POD_AFFINITY,
+    "podAntiAffinity": _POD_AFFINITY,
+}
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _child_path(path: str, key: str) -> str:
+    if not _PLAIN_KEY.fullmatch(key):
+        return f"{path}[{_show(key)}]"
+    return f"{path}.{key}" if path else key
+
+
+def _shape_problems(value: Any, shape: _Shape, path: str) -> list[str]:
+    """Every unknown field and wrong JSON type in ``value``, each with its JSON path."""
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object"]
+        problems = []
+        for key, child in value.items():
+            where = _child_path(path, key)
+            if key not in shape:
+                problems.append(
+                    f"{where}: unknown field (expected one of {', '.join(sorted(shape))})"
+                )
+            elif child is not None:  # null is an unset field, as the API decodes it
+                problems.extend(_shape_problems(child, shape[key], where))
+        return problems
+    if isinstance(shape, _ListOf):
+        if not isinstance(value, list):
+            return [f"{path}: expected a list"]
+        return [
+            problem
+            for index, child in enumerate(value)
+            for problem in _shape_problems(child, shape.item, f"{path}[{index}]")
+        ]
+    if isinstance(shape, _MapOf):
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object"]
+        return [
+            problem
+            for key, child in value.items()
+            for problem in _shape_problems(child, shape.value, _child_path(path, key))
+        ]
+    if shape == "int32":
+        low, high = _INT32
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return [f"{path}: expected an integer (32-bit)"]
+        return []
+    if not isinstance(value, str):
+        return [f"{path}: expected a string"]
+    return []
 
 
 def _json_affinity(raw: str) -> dict[str, Any]:
     expected = "expected a JSON object shaped like a pod's affinity, with keys among " + ", ".join(
-        sorted(_AFFINITY_KEYS)
+        sorted(_AFFINITY)
     )
     value = _json(raw, expected)
     if not isinstance(value, dict):
         raise ValueError(expected)
-    unknown = sorted(set(value) - _AFFINITY_KEYS)
-    if unknown or not all(isinstance(v, dict) for v in value.values()):
-        detail = f" (unknown: {', '.join(unknown)})" if unknown else " (each value an object)"
-        raise ValueError(expected + detail)
+    problems = _shape_problems(value, _AFFINITY, "")
+    if problems:
+        raise _Invalid(problems)
     return value
 
 
@@ -479,27 +739,47 @@ def _toleration_problems(toleration: Any) -> list[str]:
     if not isinstance(toleration, dict):
         return ["is not an object"]
     unknown = sorted(set(toleration) - _TOLERATION_KEYS)
-    problems = [f"unknown keys {unknown}"] if unknown else []
-    key, value = toleration.get("key", ""), toleration.get("value", "")
-    operator = toleration.get("operator", "Equal")
-    effect = toleration.get("effect", "")
+    problems = [f"unknown keys {_show_all(unknown)}"] if unknown else []
+    # null is an unset field, as the API decodes it; another JSON type is a problem of its own
+    # (and the field is then not checked further: None below).
+    fields: dict[str, str | None] = {}
+    for name in _TOLERATION_STRINGS:
+        given = toleration.get(name)
+        fields[name] = "" if given is None else given if isinstance(given, str) else None
+    key, operator, value, effect = (fields[name] for name in _TOLERATION_STRINGS)
+    if key is None:
+        problems.append(
+            f"key {_show_json(toleration['key'])} is not a valid label key (expected a string)"
+        )
+    elif key and not _is_qualified_name(key):
+        problems.append(f"key {_show(key)} is not a valid label key")
+    if operator is None or operator not in _TOLERATION_OPERATORS:
+        shown = _show_json(toleration["operator"])
+        problems.append(f"operator must be Exists or Equal (not {shown})")
+    elif operator == "Exists":
+        if value:
+            problems.append("operator Exists takes no value")
+    else:  # Equal, or empty which the API takes for Equal
+        if key == "":
+            problems.append("an empty key (all taints) needs operator Exists")
+        if value is not None and not _is_label_value(value):
+            problems.append(f"value {_show(value)} is not a valid label value")
+    if value is None:
+        shown = _show_json(toleration["value"])
+        problems.append(f"value {shown} is not a valid label value (expected a string)")
+    if effect is None or effect not in _TAINT_EFFECTS:
+        shown = _show_json(toleration["effect"])
+        problems.append(
+            f"effect must be NoSchedule, PreferNoSchedule, NoExecute or empty (not {shown})"
+        )
     seconds = toleration.get("tolerationSeconds")
-    if not isinstance(key, str) or (key and not _is_qualified_name(key)):
-        problems.append(f"key {key!r} is not a valid label key")
-    if not isinstance(value, str) or not _is_label_value(value):
-        problems.append(f"value {value!r} is not a valid label value")
-    if operator not in _TOLERATION_OPERATORS:
-        problems.append("operator must be Exists or Equal")
-    elif operator == "Exists" and value:
-        problems.append("operator Exists takes no value")
-    elif operator == "Equal" and not key:
-        problems.append("an empty key (all taints) needs operator Exists")
-    if effect not in _TAINT_EFFECTS:
-        problems.append("effect must be NoSchedule, PreferNoSchedule, NoExecute or empty")
     if seconds is not None:
+        low, high = _INT64
         if isinstance(seconds, bool) or not isinstance(seconds, int):
-            problems.append("tolerationSeconds must be a whole number")
-        elif effect != "NoExecute":
+            problems.append(f"tolerationSeconds must be a whole number (not {_show_json(seconds)})")
+        elif not low <= seconds <= high:
+            problems.append("tolerationSeconds is out of range: at most a 64-bit whole number")
+        elif effect is not None and effect != "NoExecute":
             problems.append("tolerationSeconds needs effect NoExecute")
     return problems
 
@@ -508,10 +788,14 @@ def _secret_names(raw: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in raw.split(";") if name.strip())
     bad = [name for name in names if not _is_dns_subdomain(name)]
     if bad:
-        raise ValueError(f"secret names {bad} are not DNS-1123 names; expected `secret1;secret2`")
-    twice = sorted({name for name in names if names.count(name) > 1})
+        raise ValueError(
+            f"secret names {_show_all(bad)} are not DNS-1123 names; expected `secret1;secret2`"
+        )
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
     if twice:
-        raise ValueError(f"secret names {twice} are given twice; expected `secret1;secret2`")
+        raise ValueError(
+            f"secret names {_show_all(twice)} are given twice; expected `secret1;secret2`"
+        )
     return names
 
 

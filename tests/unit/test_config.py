@@ -1,5 +1,7 @@
 """Configuration: every variable, its default, and every kind of error."""
 
+import json
+
 import pytest
 
 from imagepuller.config import DEFAULT_KIP_IMAGE, CachedImage, ConfigError, load_config
@@ -194,7 +196,7 @@ def test_json_settings():
         ("NODE_SELECTOR", '{"a": 1}', "JSON object of node labels"),
         ("DAEMONSET_ANNOTATIONS", '{"a": true}', "JSON object of strings"),
         ("AFFINITY", "[]", "shaped like a pod's affinity"),
-        ("AFFINITY", '{"nodeAfinity": {}}', "unknown: nodeAfinity"),
+        ("AFFINITY", '{"nodeAfinity": {}}', "nodeAfinity: unknown field"),
         ("TOLERATIONS", "{}", "JSON list of tolerations"),
         ("TOLERATIONS", '["x"]', "item 0: is not an object"),
         ("TOLERATIONS", '[{"kee": "x"}]', "unknown keys"),
@@ -345,7 +347,7 @@ def test_check_survives_the_largest_accepted_values(capsys):
         ("NODE_SELECTOR", '{"/name": "x"}', "invalid keys"),
         ("NODE_SELECTOR", '{"pool": "has space"}', "invalid label values"),
         ("NODE_SELECTOR", '{"pool": "' + "v" * 64 + '"}', "invalid label values"),
-        ("NODE_SELECTOR", '{"a": "1", "a": "2"}', "the key a is given twice"),
+        ("NODE_SELECTOR", '{"a": "1", "a": "2"}', "the key 'a' is given twice"),
         ("DAEMONSET_ANNOTATIONS", '{"bad key!": "x"}', "invalid keys"),
         ("DAEMONSET_ANNOTATIONS", '{"a": "1", "a": "2"}', "given twice"),
         ("AFFINITY", "[" * 100000, "nested too deeply"),
@@ -405,3 +407,521 @@ def test_valid_labels_annotations_and_tolerations():
 def test_image_tags_and_digests_are_strict(image):
     (problem,) = problems(IMAGES=f"x={image}")
     assert "IMAGES entry 1" in problem
+
+
+# --- hardening: every bad value is a listed problem, never a crash or a late API error -------
+
+
+def _nested(depth, innermost="0"):
+    return "[" * depth + innermost + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("operator", []),
+        ("operator", {}),
+        ("operator", 5),
+        ("effect", {}),
+        ("effect", []),
+        ("effect", True),
+        ("key", []),
+        ("value", {}),
+        ("value", 1),
+        ("tolerationSeconds", []),
+        ("tolerationSeconds", {}),
+        ("tolerationSeconds", 1.5),
+        ("tolerationSeconds", True),
+        ("tolerationSeconds", "5"),
+    ],
+)
+def test_toleration_fields_of_the_wrong_json_type_are_problems_not_crashes(field, value):
+    toleration = {"key": "k", "operator": "Exists", "effect": "NoExecute", field: value}
+    raw = json.dumps([toleration])
+    (problem,) = problems(TOLERATIONS=raw)
+    assert problem.startswith(f"TOLERATIONS={raw!r}")
+    assert f"item 0: {field} " in problem
+
+
+def test_every_wrongly_typed_toleration_field_is_listed_at_once():
+    raw = '[{"key": [], "operator": [], "value": {}, "effect": {}, "tolerationSeconds": []}]'
+    (problem,) = problems(TOLERATIONS=raw)
+    for field in ("key", "operator", "value", "effect", "tolerationSeconds"):
+        assert f"item 0: {field} " in problem
+
+
+@pytest.mark.parametrize("seconds", [2**63, -(2**63) - 1, 10**30])
+def test_toleration_seconds_beyond_int64_are_refused(seconds):
+    raw = json.dumps([{"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}])
+    (problem,) = problems(TOLERATIONS=raw)
+    assert "tolerationSeconds" in problem and "64-bit" in problem
+
+
+@pytest.mark.parametrize("seconds", [2**63 - 1, -(2**63), 0])
+def test_toleration_seconds_within_int64_are_accepted(seconds):
+    raw = json.dumps([{"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}])
+    assert load(TOLERATIONS=raw).tolerations[0]["tolerationSeconds"] == seconds
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AFFINITY", '{"nodeAffinity": ' + _nested(500) + "}"),
+        ("AFFINITY", '{"nodeAffinity": ' + _nested(40) + "}"),
+        ("NODE_SELECTOR", '{"a": ' + _nested(500) + "}"),
+        ("DAEMONSET_ANNOTATIONS", '{"a": ' + _nested(500) + "}"),
+        ("TOLERATIONS", "[" + _nested(500) + "]"),
+        ("TOLERATIONS", '[{"kee": ' + _nested(500) + "}]"),
+    ],
+)
+def test_json_nested_deeper_than_the_limit_is_a_problem_naming_the_setting(variable, value):
+    (problem,) = problems(**{variable: value})
+    assert problem.startswith(f"{variable}=")
+    assert "nested too deeply" in problem and "32" in problem
+
+
+def test_json_nesting_up_to_the_limit_is_not_refused_for_depth():
+    # 32 levels in all: the affinity object and 31 lists; refused for its shape, not its depth.
+    found = problems(AFFINITY='{"nodeAffinity": ' + _nested(31) + "}")
+    assert all("nested too deeply" not in p for p in found)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NODE_SELECTOR", '{"pool\\n": "a"}'),
+        ("NODE_SELECTOR", '{"pool": "a\\n"}'),
+        ("NODE_SELECTOR", '{"example.com\\n/pool": "a"}'),
+        ("DAEMONSET_ANNOTATIONS", '{"note\\n": "a"}'),
+        ("DAEMONSET_ANNOTATIONS", '{"example.com\\n/note": "a"}'),
+        ("TOLERATIONS", '[{"key": "k\\n", "operator": "Exists"}]'),
+        ("TOLERATIONS", '[{"key": "k", "operator": "Equal", "value": "v\\n"}]'),
+    ],
+)
+def test_a_trailing_newline_does_not_slip_through_a_pattern(variable, value):
+    (problem,) = problems(**{variable: value})
+    assert problem.startswith(f"{variable}=")
+
+
+def test_parsers_match_whole_values_not_up_to_a_final_newline():
+    from imagepuller import config
+
+    for parse, good in [
+        (config._dns_label, "cache"),
+        (config._dns_subdomain, "puller.v2"),
+        (config._image_reference, "quay.io/a/b:1"),
+        (config._memory_quantity, "20Mi"),
+        (config._cpu_quantity, "200m"),
+        (config._parse_hours, "1"),
+    ]:
+        assert parse(good)
+        with pytest.raises(ValueError):
+            parse(good + "\n")
+    assert config._is_qualified_name("a") and not config._is_qualified_name("a\n")
+    assert config._is_label_value("a") and not config._is_label_value("a\n")
+
+
+@pytest.mark.parametrize(
+    ("image", "fragment"),
+    [
+        ("x@md5:" + "a" * 32, "digest algorithm 'md5'"),
+        ("x@blake3:" + "a" * 64, "digest algorithm 'blake3'"),
+        ("x@sha384:zz", "sha384 digest is 96"),
+        ("x@sha384:" + "a" * 64, "sha384 digest is 96"),
+        ("x@sha384:" + "A" * 96, "sha384 digest is 96"),
+        ("x@sha512:" + "a" * 96, "sha512 digest is 128"),
+        ("a" * 64, "64 hexadecimal"),
+        ("0123456789abcdef" * 4, "64 hexadecimal"),
+        ("a" * 255, "at most 255"),
+        ("a" * 238, "at most 255"),
+        ("team/" + "a" * 241, "at most 255"),
+        ("quay.io/" + "a" * 248, "at most 255"),
+    ],
+)
+def test_image_references_the_kubelet_refuses(image, fragment):
+    (problem,) = problems(IMAGES=f"x={image}")
+    assert problem.startswith("IMAGES entry 1")
+    assert fragment in problem
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "x@sha384:" + "0123456789abcdef" * 6,
+        "x@sha512:" + "0123456789abcdef" * 8,
+        "quay.io/a/b:1@sha384:" + "a" * 96,
+        # Only a whole reference of 64 hex digits is taken for an image ID; with a tag it is a name.
+        "a" * 64 + ":v1",
+        "a" * 63,
+        # The longest names: 255 characters once normalised to docker.io/library/<name>.
+        "a" * 237,
+        "team/" + "a" * 240,
+        "quay.io/" + "a" * 247,
+        "index.docker.io/team/" + "a" * 240,
+    ],
+)
+def test_image_references_the_kubelet_accepts(image):
+    assert load(IMAGES=f"x={image}").images[0].image == image
+
+
+def test_annotations_may_total_256_kib_and_no_more():
+    key = "example.com/blob"
+    fits = "v" * (262144 - len(key))
+    assert load(DAEMONSET_ANNOTATIONS=json.dumps({key: fits})).daemonset_annotations[key] == fits
+    (problem,) = problems(DAEMONSET_ANNOTATIONS=json.dumps({key: fits + "v"}))
+    assert problem.startswith("DAEMONSET_ANNOTATIONS=")
+    assert "262145 bytes" in problem and "262144" in problem
+    # The size is counted as the API counts it: bytes of UTF-8, not characters.
+    (problem,) = problems(DAEMONSET_ANNOTATIONS=json.dumps({"a": "\u00e9" * 131072}))
+    assert "262145 bytes" in problem
+    # A long value is shortened in the message, which stays readable.
+    assert len(problem) < 1000 and "characters)" in problem
+
+
+def test_label_values_longer_than_63_characters_say_so():
+    (problem,) = problems(NODE_SELECTOR=json.dumps({"pool": "v" * 64}))
+    assert "at most 63" in problem
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    [
+        {"key": "k", "operator": "", "value": "v"},
+        {"key": "k", "operator": "", "value": "v", "effect": "NoSchedule"},
+        {"key": "k", "operator": None, "value": "v"},
+    ],
+)
+def test_an_empty_toleration_operator_means_equal(toleration):
+    assert load(TOLERATIONS=json.dumps([toleration])).tolerations == (toleration,)
+
+
+@pytest.mark.parametrize(
+    "toleration", [{"key": "", "operator": ""}, {"operator": "", "value": "v"}, {"operator": ""}]
+)
+def test_an_empty_operator_with_an_empty_key_is_refused_like_equal(toleration):
+    (problem,) = problems(TOLERATIONS=json.dumps([toleration]))
+    assert "needs operator Exists" in problem
+
+
+def test_annotation_keys_are_case_insensitive_like_the_api_but_label_keys_are_not():
+    annotations = {"Example.COM/Note": "x", "UPPER.example.com/a": "y"}
+    config = load(DAEMONSET_ANNOTATIONS=json.dumps(annotations))
+    assert config.daemonset_annotations == annotations
+    (problem,) = problems(NODE_SELECTOR='{"Example.COM/pool": "a"}')
+    assert "invalid keys" in problem
+    (problem,) = problems(TOLERATIONS='[{"key": "Example.COM/k", "operator": "Exists"}]')
+    assert "not a valid label key" in problem
+    # Still a qualified name once lower-cased: no spaces, no empty prefix.
+    assert problems(DAEMONSET_ANNOTATIONS='{"Bad Key/x": "y"}')
+
+
+FULL_AFFINITY = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}
+                    ],
+                    "matchFields": [
+                        {"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}
+                    ],
+                }
+            ]
+        },
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "weight": 10,
+                "preference": {
+                    "matchExpressions": [{"key": "pool", "operator": "Exists"}],
+                },
+            }
+        ],
+    },
+    "podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {
+                "labelSelector": {
+                    "matchLabels": {"app": "ide"},
+                    "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]}],
+                },
+                "namespaceSelector": {"matchLabels": {"team": "x"}},
+                "namespaces": ["ns1"],
+                "topologyKey": "kubernetes.io/hostname",
+                "matchLabelKeys": ["pod-template-hash"],
+                "mismatchLabelKeys": ["tenant"],
+            }
+        ],
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "podAffinityTerm": {"topologyKey": "zone"}}
+        ],
+    },
+    "podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "zone"}],
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": {"topologyKey": "zone", "namespaces": []}}
+        ],
+    },
+}
+
+
+def test_every_affinity_field_of_the_api_is_accepted():
+    assert load(AFFINITY=json.dumps(FULL_AFFINITY)).affinity == FULL_AFFINITY
+
+
+def test_null_affinity_fields_mean_unset_as_in_the_api():
+    raw = json.dumps(
+        {
+            "nodeAffinity": None,
+            "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": None},
+        }
+    )
+    assert load(AFFINITY=raw).affinity == json.loads(raw)
+
+
+NODE_REQUIRED = "nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+
+
+@pytest.mark.parametrize(
+    ("affinity", "expected"),
+    [
+        (
+            {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecutio": {}}},
+            "nodeAffinity.requiredDuringSchedulingIgnoredDuringExecutio: unknown field "
+            "(expected one of preferredDuringSchedulingIgnoredDuringExecution, "
+            "requiredDuringSchedulingIgnoredDuringExecution)",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": "x"}
+                }
+            },
+            f"{NODE_REQUIRED}.nodeSelectorTerms: expected a list",
+        ),
+        ({"nodeAfinity": {}}, "nodeAfinity: unknown field (expected one of nodeAffinity, "),
+        ({"nodeAffinity": []}, "nodeAffinity: expected an object"),
+        (
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [{"matchExpressions": [{"key": 1, "operator": "In"}]}]
+                    }
+                }
+            },
+            f"{NODE_REQUIRED}.nodeSelectorTerms[0].matchExpressions[0].key: expected a string",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchFields": [{"key": "k", "operator": "In", "values": "a"}]}
+                        ]
+                    }
+                }
+            },
+            f"{NODE_REQUIRED}.nodeSelectorTerms[0].matchFields[0].values: expected a list",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchFields": [{"key": "k", "operator": "In", "values": ["a", 2]}]}
+                        ]
+                    }
+                }
+            },
+            f"{NODE_REQUIRED}.nodeSelectorTerms[0].matchFields[0].values[1]: expected a string",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": "1", "preference": {}}
+                    ]
+                }
+            },
+            "nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight: "
+            "expected an integer",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 1.5, "preference": {}}
+                    ]
+                }
+            },
+            "weight: expected an integer",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": True, "preference": {}}
+                    ]
+                }
+            },
+            "weight: expected an integer",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 2**31, "preference": {}}
+                    ]
+                }
+            },
+            "weight: expected an integer",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 1, "preferenc": {}}
+                    ]
+                }
+            },
+            "[0].preferenc: unknown field (expected one of preference, weight)",
+        ),
+        (
+            {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"topologyKey": "z"}
+                }
+            },
+            "podAffinity.requiredDuringSchedulingIgnoredDuringExecution: expected a list",
+        ),
+        (
+            {
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": ["z"]}]
+                }
+            },
+            "podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: "
+            "expected a string",
+        ),
+        (
+            {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"topologyKey": "z", "labelSelector": {"matchLabels": {"a": 1}}}
+                    ]
+                }
+            },
+            "labelSelector.matchLabels.a: expected a string",
+        ),
+        (
+            {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"topologyKey": "z", "namespaceSelector": {"matchLabel": {}}}
+                    ]
+                }
+            },
+            "namespaceSelector.matchLabel: unknown field "
+            "(expected one of matchExpressions, matchLabels)",
+        ),
+        (
+            {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"topologyKey": "z", "namespaces": "ns"}
+                    ]
+                }
+            },
+            "[0].namespaces: expected a list",
+        ),
+        (
+            {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"topologyKey": "z", "matchLabelKeys": [1]}
+                    ]
+                }
+            },
+            "[0].matchLabelKeys[0]: expected a string",
+        ),
+        (
+            {
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 1,
+                            "podAffinityTerm": {"topologyKey": "z", "mismatchLabelKeys": {}},
+                        }
+                    ]
+                }
+            },
+            "podAffinityTerm.mismatchLabelKeys: expected a list",
+        ),
+        (
+            {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [None]}},
+            "podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0]: expected an object",
+        ),
+    ],
+)
+def test_affinity_fields_and_json_types_are_checked_without_a_cluster(affinity, expected):
+    raw = json.dumps(affinity)
+    found = problems(AFFINITY=raw)
+    assert all(p.startswith(f"AFFINITY={raw!r}: ") for p in found)
+    assert any(expected in p for p in found), found
+
+
+def test_every_affinity_problem_is_listed_once_each():
+    raw = json.dumps(
+        {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecutio": {},
+                "preferredDuringSchedulingIgnoredDuringExecution": "x",
+            },
+            "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": 1}]},
+            "extra": 1,
+        }
+    )
+    found = problems(AFFINITY=raw, NODE_SELECTOR="[]")
+    # The long value is shortened in each line: "AFFINITY='...'... (228 characters): <problem>".
+    affinity = [p.partition(" characters): ")[2] for p in found if p.startswith("AFFINITY=")]
+    assert sorted(affinity) == sorted(
+        [
+            "extra: unknown field (expected one of nodeAffinity, podAffinity, podAntiAffinity)",
+            "nodeAffinity.requiredDuringSchedulingIgnoredDuringExecutio: unknown field "
+            "(expected one of preferredDuringSchedulingIgnoredDuringExecution, "
+            "requiredDuringSchedulingIgnoredDuringExecution)",
+            "nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution: expected a list",
+            "podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: "
+            "expected a string",
+        ]
+    )
+    assert found[0].startswith("NODE_SELECTOR=")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        (
+            "TOLERATIONS",
+            '[{"key": "k", "operator": "Exists", "tolerationSeconds": NaN}]',
+            "not valid JSON",
+        ),
+        ("AFFINITY", '{"nodeAffinity": Infinity}', "not valid JSON"),
+        ("NODE_SELECTOR", '{"a": -Infinity}', "not valid JSON"),
+        ("TOLERATIONS", '[{"tolerationSeconds": ' + "1" * 5000 + "}]", "number too long"),
+        ("DAEMONSET_ANNOTATIONS", '{"a": "\\ud800"}', "not valid Unicode"),
+        ("DAEMONSET_ANNOTATIONS", '{"\\udfff": "a"}', "not valid Unicode"),
+        ("AFFINITY", '{"nodeAffinity": {"\\ud800": 1}}', "not valid Unicode"),
+    ],
+)
+def test_json_that_is_not_portable_json_is_refused(variable, value, fragment):
+    (problem,) = problems(**{variable: value})
+    assert problem.startswith(f"{variable}=")
+    assert fragment in problem
+
+
+def test_long_values_are_shortened_in_problems():
+    value = "x" * 100000
+    (problem,) = problems(NAMESPACE=value)
+    assert problem.startswith("NAMESPACE='xxx")
+    assert "(100000 characters)" in problem and len(problem) < 1000

@@ -1,6 +1,7 @@
 """The DaemonSet builder: a pure function of the configuration."""
 
 import copy
+import json
 
 from imagepuller.config import load_config
 from imagepuller.daemonset import (
@@ -90,17 +91,33 @@ def test_openshift_sets_no_fixed_ids():
         assert "runAsUser" not in container["securityContext"]
 
 
+AFFINITY = json.dumps(
+    {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 1,
+                    "preference": {
+                        "matchExpressions": [{"key": "pool", "operator": "In", "values": ["a"]}]
+                    },
+                }
+            ]
+        }
+    }
+)
+
+
 def test_scheduling_settings_are_passed_through():
     spec = pod_spec(
         build(
             NODE_SELECTOR='{"pool": "workspaces"}',
-            AFFINITY='{"nodeAffinity": {"x": {}}}',
+            AFFINITY=AFFINITY,
             TOLERATIONS='[{"key": "dedicated", "operator": "Exists"}]',
             IMAGE_PULL_SECRETS="reg1;reg2",
         )
     )
     assert spec["nodeSelector"] == {"pool": "workspaces"}
-    assert spec["affinity"] == {"nodeAffinity": {"x": {}}}
+    assert spec["affinity"] == json.loads(AFFINITY)
     assert spec["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
     assert spec["imagePullSecrets"] == [{"name": "reg1"}, {"name": "reg2"}]
 
