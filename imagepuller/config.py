@@ -14,11 +14,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any
 
 from kubernetes.utils import parse_quantity
 
+from imagepuller.affinity import FIELDS as AFFINITY_FIELDS
+from imagepuller.affinity import affinity_problems
 from imagepuller.durations import DurationError, parse_duration
+from imagepuller.imageref import check_image_reference
 
 # Where the original documentation's tables (3.37-3.39) and the Go code disagree, the
 # documentation wins: these are the defaults an administrator reads about.
@@ -33,33 +36,6 @@ INIT_CONTAINER_NAME = "copy-sleep"
 # Every pattern is used with fullmatch: `$` would also match before a final newline.
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-# An image reference as the kubelet accepts it (distribution/reference's ParseNormalizedNamed):
-# [domain[:port]/]path[:tag][@digest], path components lower-case.
-_REF_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_REF_HOST_PART = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_REF_DOMAIN = rf"{_REF_HOST_PART}(?:\.{_REF_HOST_PART})*(?::[0-9]+)?"
-_IMAGE_REFERENCE = re.compile(
-    rf"(?:(?P<domain>{_REF_DOMAIN})/)?"
-    rf"(?P<path>{_REF_COMPONENT.pattern}(?:/{_REF_COMPONENT.pattern})*)"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
-    # Loose here so that a bad digest gets its own message below.
-    r"(?:@(?P<algorithm>[A-Za-z0-9][A-Za-z0-9+._-]*):(?P<encoded>[A-Za-z0-9=_-]+))?"
-)
-# The digest algorithms the kubelet knows (go-digest's registered ones), each a fixed number of
-# lower-case hex digits; any other algorithm is refused (InvalidImageName on every node).
-_DIGEST_HEX_LENGTH = {"sha256": 64, "sha384": 96, "sha512": 128}
-# A whole reference of 64 hex digits is an image ID, which ParseNormalizedNamed refuses as a name.
-_IMAGE_ID = re.compile(r"[a-f0-9]{64}")
-# The name, once normalised to domain/path (docker.io/library/busybox), is at most 255
-# characters: distribution/reference before v0.6 and containers/image (CRI-O) count the domain,
-# v0.6 counts only the path; the stricter rule holds on every runtime.
-IMAGE_NAME_MAX = 255
-_DEFAULT_REGISTRY = "docker.io"
-_LEGACY_DEFAULT_REGISTRY = "index.docker.io"
-_OFFICIAL_PREFIX = "library/"
-# Nothing longer can be valid (name, ':' tag, '@sha512:' digest); checked before any regex runs.
-_IMAGE_REFERENCE_MAX = IMAGE_NAME_MAX + 1 + 128 + 1 + len("sha512:") + 128
 
 # Kubernetes' own quantity syntax (ASCII digits only, one suffix or exponent).
 _QUANTITY = re.compile(
@@ -278,7 +254,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         tolerations=problems.get("TOLERATIONS", (), _json_tolerations),
         image_pull_secrets=problems.get("IMAGE_PULL_SECRETS", (), _secret_names),
         daemonset_annotations=problems.get("DAEMONSET_ANNOTATIONS", {}, _json_annotations),
-        kip_image=problems.get("KIP_IMAGE", DEFAULT_KIP_IMAGE, _image_reference),
+        kip_image=problems.get("KIP_IMAGE", DEFAULT_KIP_IMAGE, check_image_reference),
         ready_timeout_seconds=problems.get(
             "READY_TIMEOUT", parse_duration(DEFAULT_READY_TIMEOUT), _positive_duration
         ),
@@ -325,7 +301,7 @@ def _parse_images(raw: str | None, problems: _Problems) -> tuple[CachedImage, ..
             problems.items.append(f"{where}: the name {name!r} is used twice; names must be unique")
             continue
         try:
-            _image_reference(image)
+            check_image_reference(image)
         except ValueError as err:
             problems.items.append(f"{where}: image {_show(image)}: {err}")
             continue
@@ -406,53 +382,6 @@ def _dns_subdomain(raw: str) -> str:
         raise ValueError(
             "expected a DNS-1123 name: lower-case letters, digits, '-' and '.', "
             "starting and ending with a letter or digit, at most 253 characters"
-        )
-    return raw
-
-
-def _image_reference(raw: str) -> str:
-    """``raw`` if the kubelet can parse it, following distribution/reference's rules."""
-    expected = (
-        "expected an image reference such as registry.example.com/team/image:tag "
-        "or image@sha256:<digest> (lower-case repository path)"
-    )
-    if len(raw) > _IMAGE_REFERENCE_MAX:
-        raise ValueError(f"too long ({len(raw)} characters); {expected}")
-    match = _IMAGE_REFERENCE.fullmatch(raw)
-    if match is None:
-        raise ValueError(expected)
-    if _IMAGE_ID.fullmatch(raw):
-        raise ValueError(
-            "64 hexadecimal digits alone are an image ID, which the kubelet refuses as a name; "
-            "give the full name, such as docker.io/library/<name>"
-        )
-    algorithm, encoded = match.group("algorithm"), match.group("encoded")
-    if algorithm is not None:
-        hex_length = _DIGEST_HEX_LENGTH.get(algorithm)
-        if hex_length is None:
-            raise ValueError(
-                f"digest algorithm {algorithm!r} is not supported: "
-                "expected sha256, sha384 or sha512"
-            )
-        if not re.fullmatch(f"[0-9a-f]{{{hex_length}}}", encoded or ""):
-            raise ValueError(f"a {algorithm} digest is {hex_length} lower-case hexadecimal digits")
-    domain, path = match.group("domain") or "", match.group("path")
-    # As in the runtimes: a first part without '.' or ':' (and not localhost) is not a
-    # registry host but part of the repository path, so it must be lower-case too.
-    if domain and not ("." in domain or ":" in domain or domain == "localhost"):
-        if not _REF_COMPONENT.fullmatch(domain):
-            raise ValueError(expected)
-        domain, path = "", f"{domain}/{path}"
-    # Normalised as the kubelet does: busybox -> docker.io/library/busybox.
-    if domain in ("", _LEGACY_DEFAULT_REGISTRY):
-        domain = _DEFAULT_REGISTRY
-    if domain == _DEFAULT_REGISTRY and "/" not in path:
-        path = _OFFICIAL_PREFIX + path
-    length = len(domain) + 1 + len(path)
-    if length > IMAGE_NAME_MAX:
-        raise ValueError(
-            f"the repository name is {length} characters once normalised to "
-            f"{domain}/{path[:20]}...; the runtimes accept at most {IMAGE_NAME_MAX}"
         )
     return raw
 
@@ -599,118 +528,14 @@ def _is_label_value(value: str) -> bool:
     return len(value) <= LABEL_VALUE_MAX and bool(_LABEL_VALUE.fullmatch(value))
 
 
-# --- the shape of a pod's affinity (Kubernetes 1.37 core/v1), fields and JSON types only ----
-# A shape is "string", "int32", a dict of field name -> shape (a JSON object with those fields),
-# a _ListOf or a _MapOf. The API's dry run still judges the values.
-
-
-@dataclass(frozen=True)
-class _ListOf:
-    item: _Shape
-
-
-@dataclass(frozen=True)
-class _MapOf:
-    value: _Shape
-
-
-_Shape: TypeAlias = "str | dict[str, _Shape] | _ListOf | _MapOf"
-
-_STRINGS = _ListOf("string")
-# NodeSelectorRequirement and LabelSelectorRequirement have the same fields.
-_REQUIREMENTS = _ListOf({"key": "string", "operator": "string", "values": _STRINGS})
-_NODE_SELECTOR_TERM: dict[str, _Shape] = {
-    "matchExpressions": _REQUIREMENTS,
-    "matchFields": _REQUIREMENTS,
-}
-_LABEL_SELECTOR: dict[str, _Shape] = {
-    "matchLabels": _MapOf("string"),
-    "matchExpressions": _REQUIREMENTS,
-}
-_POD_AFFINITY_TERM: dict[str, _Shape] = {
-    "labelSelector": _LABEL_SELECTOR,
-    "namespaceSelector": _LABEL_SELECTOR,
-    "namespaces": _STRINGS,
-    "topologyKey": "string",
-    "matchLabelKeys": _STRINGS,
-    "mismatchLabelKeys": _STRINGS,
-}
-_POD_AFFINITY: dict[str, _Shape] = {
-    "requiredDuringSchedulingIgnoredDuringExecution": _ListOf(_POD_AFFINITY_TERM),
-    "preferredDuringSchedulingIgnoredDuringExecution": _ListOf(
-        {"weight": "int32", "podAffinityTerm": _POD_AFFINITY_TERM}
-    ),
-}
-_AFFINITY: dict[str, _Shape] = {
-    "nodeAffinity": {
-        "requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": _ListOf(_NODE_SELECTOR_TERM)
-        },
-        "preferredDuringSchedulingIgnoredDuringExecution": _ListOf(
-            {"weight": "int32", "preference": _NODE_SELECTOR_TERM}
-        ),
-    },
-    "podAffinity": _POD_AFFINITY,
-    "podAntiAffinity": _POD_AFFINITY,
-}
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _child_path(path: str, key: str) -> str:
-    if not _PLAIN_KEY.fullmatch(key):
-        return f"{path}[{_show(key)}]"
-    return f"{path}.{key}" if path else key
-
-
-def _shape_problems(value: Any, shape: _Shape, path: str) -> list[str]:
-    """Every unknown field and wrong JSON type in ``value``, each with its JSON path."""
-    if isinstance(shape, dict):
-        if not isinstance(value, dict):
-            return [f"{path}: expected an object"]
-        problems = []
-        for key, child in value.items():
-            where = _child_path(path, key)
-            if key not in shape:
-                problems.append(
-                    f"{where}: unknown field (expected one of {', '.join(sorted(shape))})"
-                )
-            elif child is not None:  # null is an unset field, as the API decodes it
-                problems.extend(_shape_problems(child, shape[key], where))
-        return problems
-    if isinstance(shape, _ListOf):
-        if not isinstance(value, list):
-            return [f"{path}: expected a list"]
-        return [
-            problem
-            for index, child in enumerate(value)
-            for problem in _shape_problems(child, shape.item, f"{path}[{index}]")
-        ]
-    if isinstance(shape, _MapOf):
-        if not isinstance(value, dict):
-            return [f"{path}: expected an object"]
-        return [
-            problem
-            for key, child in value.items()
-            for problem in _shape_problems(child, shape.value, _child_path(path, key))
-        ]
-    if shape == "int32":
-        low, high = _INT32
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            return [f"{path}: expected an integer (32-bit)"]
-        return []
-    if not isinstance(value, str):
-        return [f"{path}: expected a string"]
-    return []
-
-
 def _json_affinity(raw: str) -> dict[str, Any]:
     expected = "expected a JSON object shaped like a pod's affinity, with keys among " + ", ".join(
-        sorted(_AFFINITY)
+        AFFINITY_FIELDS
     )
     value = _json(raw, expected)
     if not isinstance(value, dict):
         raise ValueError(expected)
-    problems = _shape_problems(value, _AFFINITY, "")
+    problems = affinity_problems(value)
     if problems:
         raise _Invalid(problems)
     return value

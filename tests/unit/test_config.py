@@ -509,7 +509,7 @@ def test_parsers_match_whole_values_not_up_to_a_final_newline():
     for parse, good in [
         (config._dns_label, "cache"),
         (config._dns_subdomain, "puller.v2"),
-        (config._image_reference, "quay.io/a/b:1"),
+        (config.check_image_reference, "quay.io/a/b:1"),
         (config._memory_quantity, "20Mi"),
         (config._cpu_quantity, "200m"),
         (config._parse_hours, "1"),
