@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import socket
@@ -12,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import structlog
-import yaml
 
 from imagepuller import __version__, exitcodes
 from imagepuller.config import Config, ConfigError, load_config, memory_limit_bytes
@@ -21,10 +21,16 @@ from imagepuller.daemonset import build_daemonset
 from imagepuller.durations import format_duration
 from imagepuller.kube import Kube, KubeError, load_api_client
 from imagepuller.logs import configure_logging
+from imagepuller.manifest_yaml import dump_manifest
+from imagepuller.output import write_output
 
 EXIT_OK = exitcodes.OK
 EXIT_CONFIG = exitcodes.CONFIG
 EXIT_USAGE = exitcodes.USAGE
+
+# --nodes: far above Kubernetes' tested limit of 5,000 nodes, and small enough that the total
+# `check` computes (at most 8Pi x images x nodes) fits Decimal's 28 digits exactly.
+MAX_NODES = 1_000_000
 
 # After SIGTERM the worker gets this long to finish on its own. If a call it is blocked in
 # cannot be interrupted (an unanswered request), the main thread deletes the DaemonSet
@@ -72,16 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--nodes",
-        type=_positive_int,
+        type=_node_count,
         default=None,
         metavar="N",
-        help="number of nodes to size for (default: show the per-node figure)",
+        help=f"number of nodes to size for, 1 to {MAX_NODES} (default: the per-node figure)",
     )
     return parser
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:
+        # --help and --version print, then exit 0: flush now, so that a closed pipe ends
+        # quietly here too instead of in the interpreter's "Exception ignored" at exit.
+        if exit_.code in (0, None) and sys.stdout is not None:
+            code = write_output("")
+            if code != EXIT_OK:
+                raise SystemExit(code) from None
+        raise
     env = os.environ if env is None else env
     try:
         config = load_config(env)
@@ -96,13 +111,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def render(config: Config, *, openshift: bool) -> int:
-    manifest = build_daemonset(config, openshift=openshift)
-    sys.stdout.write(yaml.safe_dump(manifest, sort_keys=False))
-    return EXIT_OK
+    return write_output(dump_manifest(build_daemonset(config, openshift=openshift)))
 
 
 def check(config: Config, *, nodes: int | None) -> int:
-    out = sys.stdout
+    return write_output(check_report(config, nodes=nodes))
+
+
+def check_report(config: Config, *, nodes: int | None) -> str:
+    """What `check` prints: the effective configuration and the memory sizing."""
+    out = io.StringIO()
     out.write("configuration is valid\n")
     out.write(f"images ({len(config.images)}), in container order:\n")
     for image in config.images:
@@ -141,7 +159,7 @@ def check(config: Config, *, nodes: int | None) -> int:
             f"memory reserved in total: {config.memory_limit} x {len(config.images)} images "
             f"x {nodes} nodes = {format_bytes(per_node * nodes)}\n"
         )
-    return EXIT_OK
+    return out.getvalue()
 
 
 def run(config: Config) -> int:
@@ -204,23 +222,39 @@ def run(config: Config) -> int:
     return result[0] if result else EXIT_CONFIG
 
 
-def format_bytes(amount: Decimal) -> str:
-    """2097152000 -> '2000Mi': the largest binary unit that divides the amount exactly."""
+# Whole byte counts below this are formatted exactly (with integers: Decimal arithmetic would
+# round or fail beyond its 28 digits); `check` never computes more than about 1e26 bytes.
+_EXACT_BYTES_BELOW = 10**40
+
+
+def format_bytes(amount: Decimal | int) -> str:
+    """2097152000 -> '2000Mi': the largest binary unit that divides the amount exactly.
+
+    Any Decimal is shown without raising: infinities and NaN as such, a fraction of a byte or
+    an amount beyond ``_EXACT_BYTES_BELOW`` to four significant digits (``1.000e+40``)."""
+    value = Decimal(amount)
+    if not value.is_finite():
+        return str(value)
+    if value.is_signed() and value:
+        return "-" + format_bytes(-value)
+    if value >= _EXACT_BYTES_BELOW or value != value.to_integral_value():
+        return f"{value:.4g}"
+    whole = int(value)
     for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
-        if amount >= size and amount % size == 0:
-            return f"{int(amount // size)}{unit}"
-    if amount >= 2**20:
-        return f"{float(amount) / 2**20:.1f}Mi"
-    return f"{int(amount)}"
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    if whole >= 2**20:
+        return f"{Decimal(whole) / 2**20:.1f}Mi"
+    return str(whole)
 
 
-def _positive_int(text: str) -> int:
+def _node_count(text: str) -> int:
+    shown = text if len(text) <= 40 else f"{text[:37]}..."
+    expected = f"expected a whole number of nodes from 1 to {MAX_NODES}, got {shown!r}"
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number of nodes, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("expected at least 1 node")
+        raise argparse.ArgumentTypeError(expected) from None
+    if not 1 <= value <= MAX_NODES:
+        raise argparse.ArgumentTypeError(expected)
     return value

@@ -1,9 +1,22 @@
 """The command line, called as `main([...], env)`: output, exit codes, no tracebacks."""
 
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
 import pytest
 import yaml
 
 from imagepuller.cli import EXIT_CONFIG, EXIT_OK, format_bytes, main
+from imagepuller.config import load_config
+from imagepuller.daemonset import build_daemonset
+from imagepuller.exitcodes import OUTPUT as EXIT_OUTPUT
+from tests.unit.test_manifest_yaml import strict_load
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ENV = {"IMAGES": "a=quay.io/a:1;b=quay.io/b:1;c=quay.io/c:1;d=quay.io/d:1;e=quay.io/e:1"}
 
@@ -72,12 +85,235 @@ def test_help_lists_the_commands(capsys):
         assert command in out
 
 
+@pytest.mark.parametrize("nodes", ["0", "-3", "1000001", "99999999999999999999999999"])
+def test_nodes_out_of_range_is_a_usage_error_naming_the_range(capsys, nodes):
+    with pytest.raises(SystemExit) as caught:
+        main(["check", "--nodes", nodes], ENV)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --nodes" in err
+    assert "from 1 to 1000000" in err
+    assert "Traceback" not in err
+
+
+def test_check_sizes_the_largest_node_count_with_the_largest_limit(capsys):
+    env = {**ENV, "CACHING_MEMORY_LIMIT": "8Pi", "CACHING_MEMORY_REQUEST": "8Pi"}
+    assert main(["check", "--nodes", "1000000"], env) == EXIT_OK
+    # 8Pi x 5 x 1,000,000 = 40,000,000 Pi = 40,960,000,000 Ti, exactly.
+    assert "x 1000000 nodes = 40960000000Ti" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("amount", "text"),
-    [(2000 * 2**20, "2000Mi"), (5 * 2**30, "5Gi"), (1536, "1536"), (3 * 2**20 + 1, "3.0Mi")],
+    [
+        (2000 * 2**20, "2000Mi"),
+        (5 * 2**30, "5Gi"),
+        (1536, "1536"),
+        (3 * 2**20 + 1, "3.0Mi"),
+        (Decimal(2000 * 2**20), "2000Mi"),
+        (Decimal("1e3"), "1000"),
+        # The total a reviewer's `--nodes 99999999999999999999999999` used to crash on.
+        (Decimal(20 * 2**20 * 5 * 99999999999999999999999999), "9999999999999999999999999900Mi"),
+        (-(2**20), "-1Mi"),
+    ],
 )
 def test_format_bytes(amount, text):
     assert format_bytes(amount) == text
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "NaN",
+        "sNaN",
+        "-NaN",
+        "Infinity",
+        "-Infinity",
+        "1e999999",
+        "-1e999999",
+        "1e-999999",
+        "1.5",
+        "-0",
+        "123456789012345678901234567890123456789e50",
+        "3145728.5",
+    ],
+)
+def test_format_bytes_takes_any_decimal(amount):
+    text = format_bytes(Decimal(amount))
+    assert text and len(text) < 40
+
+
+IMAGES_1E3 = "1e3=busybox;a=1e3;b=quay.io/b:1"
+AMBIGUOUS_ENV = {
+    "IMAGES": IMAGES_1E3,
+    "DAEMONSET_NAME": "1e3",
+    "DEPLOYMENT_NAME": "0o17",
+    "NAMESPACE": "2001-12-14",
+    "NODE_SELECTOR": '{"k": "1e3", "1e3": "0o17", "y": "n"}',
+    "DAEMONSET_ANNOTATIONS": (
+        '{"a": "0o17", "b": "+.5", "c": "1e-1", "d": "yes", "e": "0x1F", "f": "1_000", '
+        '"g": ".inf", "h": "on", "i": "~", "j": "null", "k": "12:30:00", "l": "2001-12-14", '
+        '"m": "y", "1e3": "1E3"}'
+    ),
+    "TOLERATIONS": '[{"key": "1e3", "operator": "Equal", "value": "0o17", "effect": "NoSchedule"}]',
+    "AFFINITY": json.dumps(
+        {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": "1e3", "operator": "In", "values": ["1e3", "+.5", "yes"]}
+                            ]
+                        }
+                    ]
+                },
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 1,
+                        "preference": {"matchExpressions": [{"key": "y", "operator": "Exists"}]},
+                    }
+                ],
+            }
+        }
+    ),
+    "IMAGE_PULL_SECRETS": "1e3;0o17",
+    "KIP_IMAGE": "0o17",
+    "CACHING_CPU_LIMIT": "1e3",
+    "CACHING_MEMORY_LIMIT": "1e9",
+}
+
+
+@pytest.mark.parametrize("openshift", [False, True])
+def test_render_quotes_every_string_another_yaml_reader_would_take_for_a_number(capsys, openshift):
+    assert main(["render", "--openshift"] if openshift else ["render"], AMBIGUOUS_ENV) == EXIT_OK
+    out = capsys.readouterr().out
+    expected = build_daemonset(load_config(AMBIGUOUS_ENV), openshift=openshift)
+    # A YAML 1.1 reader that also resolves 1.2 and go-yaml numbers (as kubectl does) ...
+    assert strict_load(out) == expected
+    # ... and PyYAML's own.
+    assert yaml.safe_load(out) == expected
+    assert "name: '1e3'" in out
+
+
+def test_render_reads_back_as_exactly_the_daemonset(capsys):
+    assert main(["render"], ENV) == EXIT_OK
+    assert yaml.safe_load(capsys.readouterr().out) == build_daemonset(load_config(ENV))
+
+
+# --- output that cannot be written: real processes, real pipes and devices -----------------
+
+
+def _images(count: int) -> str:
+    return ";".join(f"i{n}=quay.io/team/i{n}" for n in range(count))
+
+
+# Far more output than a pipe buffers (64 KiB), so the writer is still writing when the reader
+# goes away: about 200 KiB from `render` and 120 KiB from `check`.
+MANY_IMAGES = {"render": _images(300), "check": _images(4000)}
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "imagepuller", *args]
+
+
+def _env(command: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return {**env, "IMAGES": MANY_IMAGES[command], **extra}
+
+
+def _assert_no_traceback(err: str) -> None:
+    assert "Traceback" not in err
+    assert "Exception ignored" not in err
+
+
+# Unbuffered, sys.stdout ignores short writes (what a pipe gives when its reader goes away).
+BUFFERING = pytest.mark.parametrize(
+    "buffering", [{}, {"PYTHONUNBUFFERED": "1"}], ids=["buffered", "unbuffered"]
+)
+
+
+@BUFFERING
+@pytest.mark.parametrize("command", [["render"], ["render", "--openshift"], ["check"]])
+def test_a_reader_that_stops_after_one_line_ends_the_command_quietly(command, buffering):
+    with subprocess.Popen(
+        _command(*command),
+        cwd=ROOT,
+        env=_env(command[0], **buffering),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        first = proc.stdout.readline()
+        proc.stdout.close()  # like `| head -1`
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == EXIT_OUTPUT
+    assert first in (b"apiVersion: apps/v1\n", b"configuration is valid\n")
+    _assert_no_traceback(err)
+    assert err == ""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["render", "--help"]])
+def test_help_into_a_closed_pipe_ends_quietly(argv):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run(
+            _command(*argv), cwd=ROOT, env=_env("render"), stdout=write_end, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == EXIT_OUTPUT
+    assert done.stderr.decode() == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@BUFFERING
+@pytest.mark.parametrize("command", [["render"], ["check", "--nodes", "3"]])
+def test_a_full_device_gives_one_line_and_a_non_zero_exit(command, buffering):
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            _command(*command),
+            cwd=ROOT,
+            env=_env(command[0], **buffering),
+            stdout=full,
+            stderr=subprocess.PIPE,
+        )
+    err = done.stderr.decode()
+    assert done.returncode == EXIT_OUTPUT
+    assert err == "imagepuller: cannot write output: No space left on device\n"
+
+
+@pytest.mark.parametrize("command", ["render", "check"])
+def test_a_closed_stdout_gives_one_line_and_a_non_zero_exit(command):
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m imagepuller "$1" >&-', sys.executable, command],
+        cwd=ROOT,
+        env=_env(command),
+        stderr=subprocess.PIPE,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == EXIT_OUTPUT
+    assert err.startswith("imagepuller: cannot write output: ")
+    assert err.count("\n") == 1
+    _assert_no_traceback(err)
+
+
+def test_check_on_an_ascii_only_terminal_escapes_what_it_cannot_encode():
+    done = subprocess.run(
+        _command("check"),
+        cwd=ROOT,
+        env=_env(
+            "check",
+            IMAGES="a=busybox",
+            DAEMONSET_ANNOTATIONS='{"note": "caf\u00e9"}',
+            PYTHONIOENCODING="ascii",
+        ),
+        capture_output=True,
+    )
+    _assert_no_traceback(done.stderr.decode())
+    assert done.returncode == EXIT_OK
+    assert b"annotations: {'note': 'caf\\xe9'}" in done.stdout
 
 
 def test_run_warns_when_namespace_is_not_the_pods_own(capsys, tmp_path):
