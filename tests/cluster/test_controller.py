@@ -6,12 +6,16 @@ three kwok nodes. Assertions are on what the API returns and on the controller's
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
 import pytest
 from kubernetes import client
 
+from imagepuller.config import load_config
+from imagepuller.daemonset import build_daemonset
+from imagepuller.kube import Invalid, Kube, load_api_client
 from tests.apiobjects import read_or_none
 from tests.controller_process import ControllerProcess
 from tests.waiting import wait_until
@@ -339,19 +343,59 @@ def test_on_openshift_the_pods_get_no_fixed_uid(
     assert controller.stop() == 0
 
 
+def _wait_until_quota_admission_refuses_pods(core, namespace):
+    """A new ResourceQuota is not enforced at once: the quota controller must fill in its
+    status and quota admission must see it. Until a pod is refused, pods are admitted."""
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "quota-probe"},
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "quay.io/probe:1",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+    def refused():
+        try:
+            # A dry run goes through admission, quota included, and stores nothing.
+            core.create_namespaced_pod(namespace, probe, dry_run="All")
+        except client.ApiException as err:
+            if err.status == 403 and "exceeded quota" in (err.body or ""):
+                return True
+            raise
+        return False
+
+    wait_until(refused, 30, "quota admission to refuse a pod")
+
+
 def test_pods_refused_by_a_quota_are_reported_with_the_reason(start_controller, core, namespace):
     core.create_namespaced_resource_quota(
         namespace,
         {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
-            "metadata": {"name": "one-pod"},
-            "spec": {"hard": {"pods": "1"}},
+            "metadata": {"name": "no-pods"},
+            "spec": {"hard": {"pods": "0"}},
         },
     )
+    _wait_until_quota_admission_refuses_pods(core, namespace)
     controller = start_controller(READY_TIMEOUT="8s")
     summary = controller.wait_for("daemonset_not_ready", 60)
-    assert summary["desired"] == 3 and summary["ready"] <= 1
+    assert (summary["desired"], summary["ready"]) == (3, 0)
     refused = controller.wait_for(
         "image_not_cached", 10, where=lambda e: e["reason"] == "FailedCreate"
     )
@@ -385,4 +429,88 @@ def test_two_controllers_do_not_fight(start_controller, apps, namespace):
     loser.wait_for("daemonset_created", 30)
     loser.wait_for("daemonset_ready", 60)
     assert loser.stop() == 0
+    assert read_ds(apps, namespace) is None
+
+
+# Valid JSON of the right shape whose value only the API judges: a required node affinity
+# needs at least one node selector term.
+AFFINITY_THE_API_REFUSES = json.dumps(
+    {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}
+)
+
+
+def test_a_configuration_the_api_refuses_exits_1_and_leaves_the_running_daemonset(
+    start_controller, apps, namespace
+):
+    good = start_controller()
+    good.wait_for("daemonset_ready", 90)
+    running = read_ds(apps, namespace).metadata.uid
+    good.kill()  # as a crash would: the DaemonSet stays
+
+    bad = start_controller(AFFINITY=AFFINITY_THE_API_REFUSES)
+    rejected = bad.wait_for("config_rejected", 60)
+    assert "nodeSelectorTerms" in rejected["error"]
+    assert bad.process.wait(timeout=30) == 1  # exits, so the pod's restarts alert someone
+    assert not any('"cycle_failed"' in line or "Traceback" in line for line in bad.lines)
+    assert read_ds(apps, namespace).metadata.uid == running  # untouched
+
+
+@pytest.mark.parametrize(
+    "affinity, field",
+    [
+        (
+            {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecutio": {}}},
+            "requiredDuringSchedulingIgnoredDuringExecutio",
+        ),
+        (
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": "x"}
+                }
+            },
+            "nodeSelectorTerms",
+        ),
+    ],
+    ids=["misspelt-field", "string-for-a-list"],
+)
+def test_the_api_server_judges_bodies_the_client_models_would_refuse(
+    cluster, namespace, affinity, field
+):
+    # What used to loop for ever: the client's models refused these before sending, with an
+    # exception no handler expected. Sent as JSON, the API's strict validation answers.
+    kube = Kube(load_api_client(str(cluster.kubeconfig)))
+    body = build_daemonset(load_config({"IMAGES": "a=busybox", "NAMESPACE": namespace}))
+    body["spec"]["template"]["spec"]["affinity"] = affinity
+    with pytest.raises(Invalid) as caught:
+        kube.create_daemonset(body, dry_run=True)
+    assert field in str(caught.value)
+
+
+def test_a_misspelt_affinity_exits_1_naming_the_field(start_controller, apps, namespace):
+    bad = start_controller(
+        AFFINITY=json.dumps({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecutio": {}}})
+    )
+    assert bad.process.wait(timeout=30) == 1
+    log = "".join(bad.lines)
+    assert "requiredDuringSchedulingIgnoredDuringExecutio" in log
+    assert "Traceback" not in log
+    assert read_ds(apps, namespace) is None
+
+
+def test_our_daemonset_stays_ours_without_its_label(start_controller, apps, namespace):
+    # No owner Deployment (as with `make run`): only the label said it was ours.
+    controller = start_controller(CACHING_INTERVAL_HOURS="0.001")  # refresh every 3.6 s
+    controller.wait_for("daemonset_ready", 60)
+    patched = apps.patch_namespaced_daemon_set(
+        NAME,
+        namespace,
+        [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}],
+    )
+    assert "app.kubernetes.io/managed-by" not in (patched.metadata.labels or {})
+    uid = patched.metadata.uid
+    # The next refresh replaces it, as its own, instead of failing on it for ever.
+    controller.wait_for("daemonset_deleted", 60, where=lambda e: e["uid"] == uid)
+    controller.wait_for("daemonset_created", 60, where=lambda e: e["uid"] != uid)
+    assert not any('"daemonset_in_the_way"' in line for line in controller.lines)
+    assert controller.stop() == 0
     assert read_ds(apps, namespace) is None

@@ -26,6 +26,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from localcluster.binaries import find_kubectl
 from tests.apiobjects import read_or_none
 from tests.controller_process import ControllerProcess
 from tests.templates import process_template
@@ -45,6 +46,12 @@ TEMPLATES = ("serviceaccount.yaml", "configmap.yaml", "app.yaml")
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def kubectl_env(kubeconfig: Path) -> dict[str, str]:
+    """A clean environment whose kubectl is the one built at the API server's version."""
+    built = find_kubectl(build=False).parent
+    return {"KUBECONFIG": str(kubeconfig), "PATH": f"{built}:/usr/bin:/bin", "HOME": "/tmp"}
+
+
 def kubectl(
     cluster, *args: str, stdin: str | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
@@ -55,7 +62,7 @@ def kubectl(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+        env=kubectl_env(cluster.kubeconfig),
         check=False,
     )
     assert result.returncode == 0, (
@@ -115,7 +122,7 @@ def serviceaccount_kubeconfig(cluster, api_client, namespace: str, sa: str, path
         capture_output=True,
         text=True,
         timeout=30,
-        env={"KUBECONFIG": str(path), "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+        env=kubectl_env(path),
         check=True,
     )
     assert whoami.stdout == f"system:serviceaccount:{namespace}:{sa}", whoami
@@ -195,7 +202,7 @@ DENIED = [
 
 
 def assert_least_privilege(kubeconfig: Path, namespace: str) -> None:
-    env = {"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    env = kubectl_env(kubeconfig)
     for expected, checks in (("yes", ALLOWED), ("no", DENIED)):
         for verb, resource in checks:
             out = subprocess.run(
