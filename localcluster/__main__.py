@@ -80,8 +80,12 @@ def supervise(directory: Path, nodes: int, timeout: float) -> int:
         kubeconfig=str(cluster.kubeconfig),
         start_seconds=cluster.start_seconds,
         processes={
-            name: {"pid": p["pid"], "exe": p["argv"][0], "ready_seconds": p["ready_seconds"],
-                   "log": p["log"]}
+            name: {
+                "pid": p["pid"],
+                "exe": p["argv"][0],
+                "ready_seconds": p["ready_seconds"],
+                "log": p["log"],
+            }
             for name, p in cluster.processes.items()
         },
     )
@@ -105,17 +109,32 @@ def up(directory: Path, nodes: int, timeout: float) -> int:
     began = time.monotonic()
     old = _read_state(directory)
     if old and pid_alive(old.get("supervisor_pid", -1)) and old.get("status") != "stopped":
-        print(f"a cluster is already running from {directory} "
-              f"(supervisor pid {old['supervisor_pid']}); run `down` first", file=sys.stderr)
+        print(
+            f"a cluster is already running from {directory} "
+            f"(supervisor pid {old['supervisor_pid']}); run `down` first",
+            file=sys.stderr,
+        )
         return 1
     directory.mkdir(parents=True, exist_ok=True)
     (directory / STATE).unlink(missing_ok=True)
     log = directory / "supervisor.log"
     with open(log, "ab") as out:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "localcluster", "_supervise", "--dir", str(directory),
-             "--nodes", str(nodes), "--timeout", str(timeout)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "localcluster",
+                "_supervise",
+                "--dir",
+                str(directory),
+                "--nodes",
+                str(nodes),
+                "--timeout",
+                str(timeout),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # detached: survives this command and its terminal
             cwd=Path(__file__).resolve().parent.parent,
         )
@@ -125,8 +144,10 @@ def up(directory: Path, nodes: int, timeout: float) -> int:
         if state and state.get("status") in ("ready", "failed"):
             return state
         if supervisor.poll() is not None:
-            return {"status": "failed",
-                    "error": f"supervisor exited with code {supervisor.returncode}\n{tail(log)}"}
+            return {
+                "status": "failed",
+                "error": f"supervisor exited with code {supervisor.returncode}\n{tail(log)}",
+            }
         return None
 
     try:
@@ -141,8 +162,10 @@ def up(directory: Path, nodes: int, timeout: float) -> int:
         return 1
 
     total = time.monotonic() - began
-    print(f"cluster with {nodes} nodes up in {total:.1f}s "
-          f"(control plane + nodes Ready: {state['start_seconds']:.1f}s)")
+    print(
+        f"cluster with {nodes} nodes up in {total:.1f}s "
+        f"(control plane + nodes Ready: {state['start_seconds']:.1f}s)"
+    )
     print(f"{'component':<26}{'pid':>8}{'ready after s':>15}{'RSS MiB':>10}")
     total_rss = 0.0
     for name, proc in state["processes"].items():
@@ -185,12 +208,16 @@ def _cmdline(pid: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m localcluster", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m localcluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "_supervise"):
-        p = sub.add_parser(name, help="start a cluster in the background" if name == "up"
-                           else argparse.SUPPRESS)
+        p = sub.add_parser(
+            name, help="start a cluster in the background" if name == "up" else argparse.SUPPRESS
+        )
         p.add_argument("--nodes", type=int, default=3, help="number of simulated nodes")
         p.add_argument("--dir", type=Path, default=Path(".cluster"), help="state directory")
         p.add_argument("--timeout", type=float, default=300.0, help="start-up deadline, seconds")

@@ -119,7 +119,9 @@ class LocalCluster:
         if not sa_key.exists():
             subprocess.run(
                 ["openssl", "genrsa", "-out", str(sa_key), "2048"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         # Static tokens: the admin (also used by the other components) is in system:masters.
         self.token = secrets.token_hex(24)
@@ -128,92 +130,115 @@ class LocalCluster:
         tokens.chmod(0o600)
 
         etcd_url = f"http://127.0.0.1:{etcd_client}"
-        self._procs["etcd"] = Process("etcd", [
-            str(bins["etcd"]),
-            "--name=default",
-            f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
-            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
-            # Throw-away data: skipping fsync makes writes (and so the whole cluster) much faster.
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ], self.logs_dir / "etcd.log")
+        self._procs["etcd"] = Process(
+            "etcd",
+            [
+                str(bins["etcd"]),
+                "--name=default",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+                # Throw-away data: skipping fsync makes writes (and so the whole cluster)
+                # much faster.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            self.logs_dir / "etcd.log",
+        )
 
-        self._procs["kube-apiserver"] = Process("kube-apiserver", [
-            str(bins["kube-apiserver"]),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            # Needed where there is no default route; also what goes into the kubernetes Service.
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={api_port}",
-            # No serving cert given: it generates a self-signed one (and its CA) in --cert-dir and
-            # reuses it on restart, so the CA in our kubeconfig stays valid.
-            f"--cert-dir={pki / 'apiserver'}",
-            f"--token-auth-file={tokens}",
-            "--authorization-mode=Node,RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={sa_key}",
-            f"--service-account-signing-key-file={sa_key}",
-            "--service-cluster-ip-range=10.96.0.0/16",
-            # New Nodes would get node.kubernetes.io/not-ready:NoSchedule from this plugin, which
-            # DaemonSet pods do not tolerate. (Pod Security admission stays on: it is default.)
-            "--disable-admission-plugins=TaintNodesByCondition",
-            # On as on OpenShift: setting blockOwnerDeletion in an owner reference then needs
-            # `update` on the owner's finalizers, so a Role that lacks it fails here too.
-            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
-            # The endpoint reconciler would try to publish 127.0.0.1 as the kubernetes Service's
-            # endpoint, which validation rejects (loopback), and log that forever.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-        ], self.logs_dir / "kube-apiserver.log")
+        self._procs["kube-apiserver"] = Process(
+            "kube-apiserver",
+            [
+                str(bins["kube-apiserver"]),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                # Needed where there is no default route; also what goes into the kubernetes
+                # Service.
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                # No serving cert given: it generates a self-signed one (and its CA) in
+                # --cert-dir and reuses it on restart, so the CA in our kubeconfig stays valid.
+                f"--cert-dir={pki / 'apiserver'}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                # New Nodes would get node.kubernetes.io/not-ready:NoSchedule from this plugin,
+                # which DaemonSet pods do not tolerate. (Pod Security admission stays on: it is
+                # default.)
+                "--disable-admission-plugins=TaintNodesByCondition",
+                # On as on OpenShift: setting blockOwnerDeletion in an owner reference then needs
+                # `update` on the owner's finalizers, so a Role that lacks it fails here too.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+                # The endpoint reconciler would try to publish 127.0.0.1 as the kubernetes Service's
+                # endpoint, which validation rejects (loopback), and log that forever.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+            self.logs_dir / "kube-apiserver.log",
+        )
 
         kcm_kubeconfig = self.workdir / "kube-controller-manager.kubeconfig"
         sched_kubeconfig = self.workdir / "kube-scheduler.kubeconfig"
-        self._procs["kube-controller-manager"] = Process("kube-controller-manager", [
-            str(bins["kube-controller-manager"]),
-            f"--kubeconfig={kcm_kubeconfig}",
-            f"--authentication-kubeconfig={kcm_kubeconfig}",
-            f"--authorization-kubeconfig={kcm_kubeconfig}",
-            "--leader-elect=false",
-            # All default controllers (daemonset, garbagecollector, namespace, serviceaccount,
-            # serviceaccount-token, nodelifecycle, ...). nodelifecycle works with kwok's leases.
-            "--controllers=*",
-            f"--service-account-private-key-file={sa_key}",
-            f"--root-ca-file={self.ca_file}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={kcm_port}",
-            f"--cert-dir={pki / 'kube-controller-manager'}",
-        ], self.logs_dir / "kube-controller-manager.log")
+        self._procs["kube-controller-manager"] = Process(
+            "kube-controller-manager",
+            [
+                str(bins["kube-controller-manager"]),
+                f"--kubeconfig={kcm_kubeconfig}",
+                f"--authentication-kubeconfig={kcm_kubeconfig}",
+                f"--authorization-kubeconfig={kcm_kubeconfig}",
+                "--leader-elect=false",
+                # All default controllers (daemonset, garbagecollector, namespace, serviceaccount,
+                # serviceaccount-token, nodelifecycle, ...). nodelifecycle works with kwok's leases.
+                "--controllers=*",
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={self.ca_file}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                f"--cert-dir={pki / 'kube-controller-manager'}",
+            ],
+            self.logs_dir / "kube-controller-manager.log",
+        )
 
-        self._procs["kube-scheduler"] = Process("kube-scheduler", [
-            str(bins["kube-scheduler"]),
-            f"--kubeconfig={sched_kubeconfig}",
-            f"--authentication-kubeconfig={sched_kubeconfig}",
-            f"--authorization-kubeconfig={sched_kubeconfig}",
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={sched_port}",
-            f"--cert-dir={pki / 'kube-scheduler'}",
-        ], self.logs_dir / "kube-scheduler.log")
+        self._procs["kube-scheduler"] = Process(
+            "kube-scheduler",
+            [
+                str(bins["kube-scheduler"]),
+                f"--kubeconfig={sched_kubeconfig}",
+                f"--authentication-kubeconfig={sched_kubeconfig}",
+                f"--authorization-kubeconfig={sched_kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={sched_port}",
+                f"--cert-dir={pki / 'kube-scheduler'}",
+            ],
+            self.logs_dir / "kube-scheduler.log",
+        )
 
-        self._procs["kwok"] = Process("kwok", [
-            str(bins["kwok"]),
-            f"--kubeconfig={self.kubeconfig}",
-            # Our config only: without -c kwok would also read ~/.kwok/kwok.yaml.
-            f"--config={STAGES_FILE}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=" + "=".join(FAKE_NODE_ANNOTATION),
-            # Pod IPs come from here; the default /24 runs out with 50 nodes.
-            "--cidr=10.64.0.1/14",
-            "--node-ip=127.0.0.1",
-            # Required: the kwok binary's default is 0, which means "no node Leases". Without
-            # Leases the node-lifecycle controller marks every node NotReady after ~50s and
-            # flips all pods to Ready=False (kwok's pod-ready stage never re-readies them).
-            "--node-lease-duration-seconds=40",
-        ], self.logs_dir / "kwok.log")
+        self._procs["kwok"] = Process(
+            "kwok",
+            [
+                str(bins["kwok"]),
+                f"--kubeconfig={self.kubeconfig}",
+                # Our config only: without -c kwok would also read ~/.kwok/kwok.yaml.
+                f"--config={STAGES_FILE}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=" + "=".join(FAKE_NODE_ANNOTATION),
+                # Pod IPs come from here; the default /24 runs out with 50 nodes.
+                "--cidr=10.64.0.1/14",
+                "--node-ip=127.0.0.1",
+                # Required: the kwok binary's default is 0, which means "no node Leases". Without
+                # Leases the node-lifecycle controller marks every node NotReady after ~50s and
+                # flips all pods to Ready=False (kwok's pod-ready stage never re-readies them).
+                "--node-lease-duration-seconds=40",
+            ],
+            self.logs_dir / "kwok.log",
+        )
 
         deadline = time.monotonic() + timeout
 
@@ -228,10 +253,14 @@ class LocalCluster:
         self._procs["kube-scheduler"].start()
         self._wait_ready(
             "kube-controller-manager",
-            lambda: self._http_ok(f"https://127.0.0.1:{kcm_port}/healthz", verify=False), left())
+            lambda: self._http_ok(f"https://127.0.0.1:{kcm_port}/healthz", verify=False),
+            left(),
+        )
         self._wait_ready(
             "kube-scheduler",
-            lambda: self._http_ok(f"https://127.0.0.1:{sched_port}/healthz", verify=False), left())
+            lambda: self._http_ok(f"https://127.0.0.1:{sched_port}/healthz", verify=False),
+            left(),
+        )
         # kwok serves nothing we could probe; it is ready when it has made our nodes Ready.
         self._procs["kwok"].start()
         for i in range(self.nodes):
@@ -239,8 +268,12 @@ class LocalCluster:
         self.wait_nodes_ready(self.nodes, left())
         self._procs["kwok"].ready_seconds = time.monotonic() - (self._procs["kwok"].started_at or 0)
         # Pods can only be created once the namespace's "default" ServiceAccount exists.
-        wait_for(lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default"),
-                 left(), "the default ServiceAccount", on_timeout=self._log_tails)
+        wait_for(
+            lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default"),
+            left(),
+            "the default ServiceAccount",
+            on_timeout=self._log_tails,
+        )
 
     def stop(self) -> None:
         """Stop every process (reverse start order) by its pid. Data stays in workdir."""
@@ -312,15 +345,20 @@ class LocalCluster:
         return [
             n["metadata"]["name"]
             for n in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in n.get("status", {}).get("conditions", []))
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
         ]
 
     def wait_nodes_ready(self, count: int, timeout: float = 60.0) -> list[str]:
         """Wait until at least ``count`` nodes are Ready; returns their names."""
         return wait_for(
             lambda: (lambda ready: ready if len(ready) >= count else None)(self.ready_nodes()),
-            timeout, f"{count} Ready nodes", on_timeout=self._log_tails)
+            timeout,
+            f"{count} Ready nodes",
+            on_timeout=self._log_tails,
+        )
 
     # ------------------------------------------------------------------ introspection
 
@@ -405,8 +443,9 @@ class LocalCluster:
             # Keep the API's explanation (it is in the body), and close the response.
             detail = exc.read().decode(errors="replace")
             exc.close()
-            raise urllib.error.HTTPError(exc.url, exc.code, f"{exc.reason}: {detail}",
-                                         exc.headers, None) from None
+            raise urllib.error.HTTPError(
+                exc.url, exc.code, f"{exc.reason}: {detail}", exc.headers, None
+            ) from None
 
     def _get(self, path: str) -> Any:
         return self._request("GET", path)
@@ -417,8 +456,12 @@ class LocalCluster:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "local", "cluster": {
-                "server": self.server, "certificate-authority-data": ca_data}}],
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {"server": self.server, "certificate-authority-data": ca_data},
+                }
+            ],
             "users": [{"name": "admin", "user": {"token": self.token}}],
             "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
             "current-context": "local",
