@@ -50,6 +50,10 @@ LABEL_VALUE_MAX = 63
 # The API's limit on all of an object's annotations: keys and values, in bytes of UTF-8.
 ANNOTATIONS_SIZE_MAX = 256 * 1024
 
+# The puller's own annotations (spec hash, refresh time, controller) live under this prefix, so
+# DAEMONSET_ANNOTATIONS may not use it: a key of ours there would be overwritten or misread.
+RESERVED_ANNOTATION_PREFIX = "imagepuller.io/"
+
 # JSON settings deeper than this are refused: a real affinity is about 8 levels deep, and deep
 # values would later break deepcopy, YAML and JSON serialisation with RecursionError.
 JSON_MAX_DEPTH = 32
@@ -70,6 +74,49 @@ _TOLERATION_OPERATORS = ("Exists", "Equal", "")
 _TAINT_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# rolling: each refresh rolls the pods in place (maxUnavailable 0, maxSurge REFRESH_MAX_SURGE);
+# recreate: the Go original's delete-and-create.
+REFRESH_STRATEGIES = ("rolling", "recreate")
+DEFAULT_REFRESH_MAX_SURGE = "10%"
+# maxSurge is an IntOrString: a count (int32) or a percentage of the nodes.
+_SURGE_COUNT_MAX = 2**31 - 1
+_SURGE = re.compile(r"(?P<number>[0-9]+)(?P<percent>%?)")
+
+# Every variable load_config reads (a key of the ConfigMap that is none of these is not a setting).
+SETTINGS = frozenset(
+    {
+        "IMAGES",
+        "CACHING_INTERVAL_HOURS",
+        "CACHING_MEMORY_REQUEST",
+        "CACHING_MEMORY_LIMIT",
+        "CACHING_CPU_REQUEST",
+        "CACHING_CPU_LIMIT",
+        "DAEMONSET_NAME",
+        "DEPLOYMENT_NAME",
+        "NAMESPACE",
+        "NODE_SELECTOR",
+        "AFFINITY",
+        "TOLERATIONS",
+        "IMAGE_PULL_SECRETS",
+        "DAEMONSET_ANNOTATIONS",
+        "KIP_IMAGE",
+        "READY_TIMEOUT",
+        "REFRESH_STRATEGY",
+        "REFRESH_MAX_SURGE",
+        "LOG_FORMAT",
+        "LOG_LEVEL",
+        "KUBECONFIG",
+        "POD_NAMESPACE",
+        "CONFIGMAP_NAME",
+    }
+)
+
+# Variables that describe the controller's process rather than the DaemonSet: read from the
+# environment only, never from a live edit of the ConfigMap. The Deployment sets the first four
+# with `env:`, which wins over the ConfigMap's `envFrom` in the pod as well.
+ENV_ONLY_VARIABLES = frozenset(
+    {"DEPLOYMENT_NAME", "POD_NAMESPACE", "POD_NAME", "CONFIGMAP_NAME", "KUBECONFIG"}
+)
 
 
 class ConfigError(ValueError):
@@ -96,7 +143,7 @@ class Config:
 
     # IMAGES: `name=image;name=image;`, required, order kept (containers follow it).
     images: tuple[CachedImage, ...]
-    # CACHING_INTERVAL_HOURS: hours between refreshes (delete + recreate); default 1.
+    # CACHING_INTERVAL_HOURS: hours between refreshes (re-pulls, see REFRESH_STRATEGY); default 1.
     caching_interval_hours: float = 1.0
     # CACHING_MEMORY_REQUEST / CACHING_MEMORY_LIMIT: per image container; 10Mi / 20Mi.
     memory_request: str = "10Mi"
@@ -124,6 +171,12 @@ class Config:
     kip_image: str = DEFAULT_KIP_IMAGE
     # READY_TIMEOUT: bound on every wait (readiness, deletion); a duration such as 5m.
     ready_timeout_seconds: float = 300.0
+    # REFRESH_STRATEGY: rolling (default; the pods are replaced in place, each node's new pod
+    # ready before its old one goes) or recreate (the DaemonSet is deleted and created again).
+    refresh_strategy: str = "rolling"
+    # REFRESH_MAX_SURGE: how many nodes refresh at once in a rolling refresh, the DaemonSet's
+    # maxSurge: an int for a count of nodes (>= 1) or a percentage string "1%".."100%"; "10%".
+    refresh_max_surge: int | str = DEFAULT_REFRESH_MAX_SURGE
     # LOG_FORMAT: auto (JSON unless on a terminal), json or console. LOG_LEVEL: info.
     log_format: str = "auto"
     log_level: str = "info"
@@ -133,6 +186,10 @@ class Config:
     # POD_NAMESPACE: set by the Deployment (downward API) to the namespace the puller runs in;
     # only used to warn when NAMESPACE points elsewhere, where its Role grants nothing.
     pod_namespace: str | None = None
+    # CONFIGMAP_NAME: the puller's own ConfigMap (in the namespace it runs in), read and watched
+    # through the API for live edits; set by the Deployment. Empty (default): none, the settings
+    # come from the environment only.
+    configmap_name: str | None = None
 
     @property
     def caching_interval_seconds(self) -> float:
@@ -157,6 +214,9 @@ class Config:
             "daemonset_annotations": dict(self.daemonset_annotations),
             "kip_image": self.kip_image,
             "ready_timeout_seconds": self.ready_timeout_seconds,
+            "refresh_strategy": self.refresh_strategy,
+            "refresh_max_surge": self.refresh_max_surge,
+            "configmap_name": self.configmap_name,
         }
 
 
@@ -258,10 +318,13 @@ def load_config(env: Mapping[str, str]) -> Config:
         ready_timeout_seconds=problems.get(
             "READY_TIMEOUT", parse_duration(DEFAULT_READY_TIMEOUT), _positive_duration
         ),
+        refresh_strategy=problems.get("REFRESH_STRATEGY", "rolling", _choice(REFRESH_STRATEGIES)),
+        refresh_max_surge=problems.get("REFRESH_MAX_SURGE", DEFAULT_REFRESH_MAX_SURGE, _max_surge),
         log_format=problems.get("LOG_FORMAT", "auto", _choice(LOG_FORMATS)),
         log_level=problems.get("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
         kubeconfig=env.get("KUBECONFIG") or None,
         pod_namespace=env.get("POD_NAMESPACE") or None,
+        configmap_name=problems.get("CONFIGMAP_NAME", None, _dns_subdomain),
     )
     if problems.items:
         raise ConfigError(problems.items)
@@ -321,6 +384,25 @@ def _parse_hours(raw: str) -> float:
     if not low <= hours <= high:
         raise ValueError(expected)
     return hours
+
+
+def _max_surge(raw: str) -> int | str:
+    """A count of nodes (an int) or a percentage of them (the string with `%`): IntOrString."""
+    expected = (
+        f"expected a whole number of nodes from 1 to {_SURGE_COUNT_MAX}, such as 5, "
+        "or a percentage of the nodes from 1% to 100%, such as 10%"
+    )
+    match = _SURGE.fullmatch(raw)
+    if match is None:
+        raise ValueError(expected)
+    number = int(match["number"])
+    if match["percent"]:
+        if not 1 <= number <= 100:
+            raise ValueError(expected)
+        return f"{number}%"
+    if not 1 <= number <= _SURGE_COUNT_MAX:
+        raise ValueError(expected)
+    return number
 
 
 def _positive_duration(raw: str) -> float:
@@ -498,6 +580,12 @@ def _json_annotations(raw: str) -> dict[str, str]:
         _is_annotation_key,
         _ANNOTATION_KEY_FORM,
     )
+    reserved = [key for key in value if _is_reserved_annotation(key)]
+    if reserved:
+        raise ValueError(
+            f"the keys {_show_all(reserved)} are reserved: the puller keeps its own state in "
+            f"annotations under {RESERVED_ANNOTATION_PREFIX}; choose another prefix"
+        )
     # As the API counts: bytes of UTF-8 (surrogates were refused above).
     size = sum(len(key.encode()) + len(text.encode()) for key, text in value.items())
     if size > ANNOTATIONS_SIZE_MAX:
@@ -506,6 +594,11 @@ def _json_annotations(raw: str) -> dict[str, str]:
             f"allows at most {ANNOTATIONS_SIZE_MAX} bytes (256 KiB) on an object"
         )
     return value
+
+
+def _is_reserved_annotation(key: str) -> bool:
+    prefix, slash, _ = key.rpartition("/")
+    return bool(slash) and f"{prefix.translate(_ASCII_LOWER)}/" == RESERVED_ANNOTATION_PREFIX
 
 
 def _is_qualified_name(key: str) -> bool:

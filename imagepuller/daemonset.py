@@ -2,27 +2,48 @@
 
 Each pod runs one container per image, in the order configured. The containers run a static
 `sleep` that the init container copies from KIP_IMAGE into a shared emptyDir, so images with
-no shell and no libc (scratch images) can be held too. `imagePullPolicy: Always` makes every
-recreation pull mutable tags again.
+no shell and no libc (scratch images) can be held too.
+
+A refresh replaces every pod, so that each node pulls mutable tags again (`imagePullPolicy:
+Always`; an image pinned by digest can never change and is `IfNotPresent`). With
+REFRESH_STRATEGY=rolling the controller changes one pod-template annotation (``refreshed_at``)
+and the DaemonSet rolls with maxUnavailable 0 and maxSurge REFRESH_MAX_SURGE: on each node the
+new pod pulls and is ready before the old one goes. With `recreate` the controller deletes the
+DaemonSet and creates it again, as the Go original did.
+
+The DaemonSet's annotations hold what the controller needs after a restart: the hash of what it
+set (``spec_hash``), to adopt a DaemonSet that is already right, and the last refresh time.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from imagepuller.config import INIT_CONTAINER_NAME, Config
+from imagepuller.config import INIT_CONTAINER_NAME, RESERVED_ANNOTATION_PREFIX, Config
 
 APP_NAME = "kubernetes-image-puller"
 MANAGED_BY = "imagepuller"
 # The Go original labelled its DaemonSets this way; recognising it lets us take over a
 # DaemonSet it left behind when an installation migrates to this puller.
 LEGACY_LABELS = {"test": "daemonset-test"}
-CONFIG_HASH_ANNOTATION = "imagepuller.io/config-hash"
+# The hash of everything the controller sets that is not volatile (see spec_hash), on the
+# DaemonSet: equal to the desired one means the running DaemonSet can be adopted as it is.
+SPEC_HASH_ANNOTATION = f"{RESERVED_ANNOTATION_PREFIX}spec-hash"
 # Which running controller made the DaemonSet, so that two of them notice each other.
-CONTROLLER_ANNOTATION = "imagepuller.io/controller"
+CONTROLLER_ANNOTATION = f"{RESERVED_ANNOTATION_PREFIX}controller"
+# When the pods were last refreshed (RFC 3339, UTC). On the pod template, a new value is what
+# rolls every pod; on the DaemonSet, it is what a restarted controller reads to keep the schedule.
+REFRESH_ANNOTATION = f"{RESERVED_ANNOTATION_PREFIX}refreshed-at"
+# Annotations that change without the desired DaemonSet changing; spec_hash leaves them out.
+VOLATILE_ANNOTATIONS = frozenset({SPEC_HASH_ANNOTATION, CONTROLLER_ANNOTATION, REFRESH_ANNOTATION})
+_RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
+# A reference pinned by digest ends in @<algorithm>:<hex> (config checked the whole reference).
+_DIGEST = re.compile(r"@[A-Za-z0-9][A-Za-z0-9+._-]*:[0-9a-f]+\Z")
 
 SLEEP_VOLUME = "kip"
 SLEEP_MOUNT = "/kip"
@@ -61,10 +82,31 @@ def owner_reference(deployment: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def config_hash(config: Config) -> str:
-    """A short digest of what shapes the pods; shows in the object which config made it."""
-    blob = json.dumps(config.summary(), sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+def spec_hash(daemonset: Mapping[str, Any]) -> str:
+    """16 hex digits of sha256 over what the controller sets on ``daemonset`` and keeps:
+    its labels, its annotations but the volatile ones, and its whole spec without the refresh
+    time on the pod template. Owner, controller, refresh time and anything the API adds to
+    metadata do not count. Compare it with the SPEC_HASH_ANNOTATION of a DaemonSet read back,
+    not with the hash of that body: the API fills in defaults throughout the spec."""
+    metadata = daemonset.get("metadata") or {}
+    annotations = {
+        key: value
+        for key, value in (metadata.get("annotations") or {}).items()
+        if key not in VOLATILE_ANNOTATIONS
+    }
+    spec = copy.deepcopy(dict(daemonset.get("spec") or {}))
+    template_metadata = (spec.get("template") or {}).get("metadata") or {}
+    template_annotations = template_metadata.get("annotations")
+    if template_annotations is not None:
+        template_annotations.pop(REFRESH_ANNOTATION, None)
+        if not template_annotations:
+            del template_metadata["annotations"]  # none left: the same as none given
+    canonical = json.dumps(
+        {"labels": metadata.get("labels") or {}, "annotations": annotations, "spec": spec},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def build_daemonset(
@@ -73,12 +115,22 @@ def build_daemonset(
     owner: Mapping[str, Any] | None = None,
     openshift: bool = False,
     controller_id: str | None = None,
+    refreshed_at: str | None = None,
 ) -> dict[str, Any]:
     """The DaemonSet manifest for ``config``; ``owner`` is the puller's Deployment, if any,
-    ``controller_id`` names the running controller that creates it."""
-    annotations = {**config.daemonset_annotations, CONFIG_HASH_ANNOTATION: config_hash(config)}
+    ``controller_id`` names the running controller that creates it, ``refreshed_at`` (RFC 3339
+    UTC, such as 2026-11-28T20:00:00Z) the last refresh: on the pod template (a new value rolls
+    every pod) and on the DaemonSet (read back after a restart)."""
+    if refreshed_at is not None and not _RFC3339_UTC.fullmatch(refreshed_at):
+        raise ValueError(
+            f"refreshed_at={refreshed_at!r}: expected an RFC 3339 time in UTC, "
+            "such as 2026-11-28T20:00:00Z"
+        )
+    annotations = dict(config.daemonset_annotations)
     if controller_id:
         annotations[CONTROLLER_ANNOTATION] = controller_id
+    if refreshed_at is not None:
+        annotations[REFRESH_ANNOTATION] = refreshed_at
     metadata: dict[str, Any] = {
         "name": config.daemonset_name,
         "namespace": config.namespace,
@@ -87,28 +139,51 @@ def build_daemonset(
     }
     if owner is not None:
         metadata["ownerReferences"] = [owner_reference(owner)]
-    return {
+    daemonset = {
         "apiVersion": "apps/v1",
         "kind": "DaemonSet",
         "metadata": metadata,
         "spec": {
             "selector": {"matchLabels": selector_labels(config)},
-            # The controller recreates the DaemonSet to refresh it; a spec update never happens,
-            # but RollingUpdate is the safe default should anyone edit it by hand.
-            "updateStrategy": {"type": "RollingUpdate"},
+            "updateStrategy": _update_strategy(config),
             "template": {
-                "metadata": _template_metadata(config),
+                "metadata": _template_metadata(config, refreshed_at),
                 "spec": _pod_spec(config, openshift=openshift),
             },
         },
     }
+    annotations[SPEC_HASH_ANNOTATION] = spec_hash(daemonset)
+    return daemonset
 
 
-def _template_metadata(config: Config) -> dict[str, Any]:
+def _update_strategy(config: Config) -> dict[str, Any]:
+    if config.refresh_strategy == "rolling":
+        # On each node the new pod starts, pulls and becomes ready before the old one is
+        # stopped (maxUnavailable 0): no node is ever without its images, and at most maxSurge
+        # nodes pull at once. A node whose new pod cannot pull keeps its old one.
+        return {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": config.refresh_max_surge},
+        }
+    # recreate: the controller deletes the DaemonSet and creates it again to refresh; the API's
+    # default rolling update (one node at a time) only applies to a hand edit.
+    return {"type": "RollingUpdate"}
+
+
+def _template_metadata(config: Config, refreshed_at: str | None) -> dict[str, Any]:
     metadata: dict[str, Any] = {"labels": object_labels(config)}
-    if config.daemonset_annotations:
-        metadata["annotations"] = dict(config.daemonset_annotations)
+    annotations = dict(config.daemonset_annotations)
+    if refreshed_at is not None:
+        annotations[REFRESH_ANNOTATION] = refreshed_at
+    if annotations:
+        metadata["annotations"] = annotations
     return metadata
+
+
+def pull_policy(image: str) -> str:
+    """`IfNotPresent` for an image pinned by digest (it can never change, so a refresh costs
+    the registry nothing), `Always` otherwise (a refresh pulls mutable tags again)."""
+    return "IfNotPresent" if _DIGEST.search(image) else "Always"
 
 
 def _pod_spec(config: Config, *, openshift: bool) -> dict[str, Any]:
@@ -182,7 +257,7 @@ def _image_container(config: Config, name: str, image: str) -> dict[str, Any]:
         "image": image,
         "command": [f"{SLEEP_MOUNT}/sleep"],
         "args": [SLEEP_DURATION],
-        "imagePullPolicy": "Always",
+        "imagePullPolicy": pull_policy(image),
         "resources": _resources(config),
         "securityContext": _container_security(),
         "volumeMounts": [{"name": SLEEP_VOLUME, "mountPath": SLEEP_MOUNT}],

@@ -218,6 +218,9 @@ SETTINGS: dict[str, st.SearchStrategy[str]] = {
     "READY_TIMEOUT": duration | text,
     "LOG_FORMAT": choice("auto", "json", "console"),
     "LOG_LEVEL": choice("debug", "info", "warning", "error"),
+    "REFRESH_STRATEGY": choice("rolling", "recreate"),
+    "REFRESH_MAX_SURGE": st.sampled_from(["10%", "0", "1", "100%", "101%", "1.5"]) | text,
+    "CONFIGMAP_NAME": dns_name | tricky | text,
 }
 # Valid values, so that `render` gets to run: every setting may be set, none is wrong.
 valid_images = st.lists(
@@ -246,6 +249,9 @@ VALID: dict[str, st.SearchStrategy[str]] = {
     "READY_TIMEOUT": st.sampled_from(["5m", "300s", "1h", "24h", "1.5h", "1h30m"]),
     "LOG_FORMAT": st.sampled_from(["auto", "json", "console", "JSON"]),
     "LOG_LEVEL": st.sampled_from(["debug", "info", "warning", "error", "Info"]),
+    "REFRESH_STRATEGY": st.sampled_from(["rolling", "recreate", "RECREATE"]),
+    "REFRESH_MAX_SURGE": st.sampled_from(["10%", "1", "100%", "07", "007%"]),
+    "CONFIGMAP_NAME": dns_name,
 }
 valid_environments = st.fixed_dictionaries({"IMAGES": valid_images}, optional=VALID)
 # Valid but for one setting, which gets anything.

@@ -925,3 +925,158 @@ def test_long_values_are_shortened_in_problems():
     (problem,) = problems(NAMESPACE=value)
     assert problem.startswith("NAMESPACE='xxx")
     assert "(100000 characters)" in problem and len(problem) < 1000
+
+
+# --- Refresh and live-reload settings (issue 7) ---------------------------------------------
+
+
+def test_refresh_defaults():
+    config = load()
+    assert config.refresh_strategy == "rolling"
+    assert config.refresh_max_surge == "10%"
+    assert config.configmap_name is None
+
+
+@pytest.mark.parametrize(
+    ("value", "strategy"),
+    [("rolling", "rolling"), ("Recreate", "recreate"), (" ROLLING ", "rolling")],
+)
+def test_refresh_strategy_is_case_insensitive(value, strategy):
+    assert load(REFRESH_STRATEGY=value).refresh_strategy == strategy
+
+
+@pytest.mark.parametrize("value", ["rollout", "delete", "RollingUpdate", "OnDelete"])
+def test_bad_refresh_strategy(value):
+    (problem,) = problems(REFRESH_STRATEGY=value)
+    assert problem.startswith(f"REFRESH_STRATEGY={value!r}")
+    assert "rolling" in problem and "recreate" in problem
+
+
+@pytest.mark.parametrize(
+    ("value", "surge"),
+    [
+        ("1", 1),
+        ("5", 5),
+        (" 250 ", 250),
+        ("2147483647", 2147483647),
+        ("1%", "1%"),
+        ("10%", "10%"),
+        ("100%", "100%"),
+        ("007", 7),  # leading zeros are read as the API reads them, and dropped
+        ("05%", "5%"),
+    ],
+)
+def test_refresh_max_surge_is_a_count_or_a_percentage(value, surge):
+    got = load(REFRESH_MAX_SURGE=value).refresh_max_surge
+    assert got == surge
+    assert type(got) is type(surge)  # an int for a count: that is how it goes into the API
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0",
+        "0%",
+        "101%",
+        "1.5",
+        "-1",
+        "10 %",
+        "ten",
+        "%",
+        "5%%",
+        "+5",
+        "1e2",
+        "\u0661",
+        "2147483648",
+        "000%",
+    ],
+)
+def test_bad_refresh_max_surge(value):
+    (problem,) = problems(REFRESH_MAX_SURGE=value)
+    assert problem.startswith(f"REFRESH_MAX_SURGE={value!r}")
+    assert "whole number" in problem and "percentage" in problem
+
+
+def test_configmap_name():
+    assert load(CONFIGMAP_NAME="puller-settings").configmap_name == "puller-settings"
+    assert load(CONFIGMAP_NAME="a.b-c").configmap_name == "a.b-c"
+    assert load(CONFIGMAP_NAME=" ").configmap_name is None
+
+
+@pytest.mark.parametrize("value", ["Not_A_Name", "-x", "x" * 254, "a..b"])
+def test_bad_configmap_name(value):
+    (problem,) = problems(CONFIGMAP_NAME=value)
+    assert problem.startswith(f"CONFIGMAP_NAME={value[:20]!r}"[:-1])
+    assert "DNS-1123" in problem
+
+
+def test_new_settings_are_reported_with_the_others():
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            {
+                "IMAGES": "ok=quay.io/x",
+                "REFRESH_STRATEGY": "sometimes",
+                "REFRESH_MAX_SURGE": "0",
+                "CONFIGMAP_NAME": "Bad",
+            }
+        )
+    variables = sorted(p.split("=")[0] for p in caught.value.problems)
+    assert variables == ["CONFIGMAP_NAME", "REFRESH_MAX_SURGE", "REFRESH_STRATEGY"]
+
+
+def test_summary_has_the_refresh_settings():
+    summary = load(
+        REFRESH_STRATEGY="recreate", REFRESH_MAX_SURGE="3", CONFIGMAP_NAME="cm"
+    ).summary()
+    assert summary["refresh_strategy"] == "recreate"
+    assert summary["refresh_max_surge"] == 3
+    assert summary["configmap_name"] == "cm"
+
+
+def test_env_only_variables_are_the_process_settings():
+    from imagepuller.config import ENV_ONLY_VARIABLES
+
+    process = {"DEPLOYMENT_NAME", "POD_NAMESPACE", "POD_NAME", "CONFIGMAP_NAME", "KUBECONFIG"}
+    assert isinstance(ENV_ONLY_VARIABLES, frozenset)
+    assert set(ENV_ONLY_VARIABLES) == process
+
+
+@pytest.mark.parametrize(
+    "key", ["imagepuller.io/refreshed-at", "imagepuller.io/spec-hash", "ImagePuller.io/x"]
+)
+def test_the_pullers_own_annotation_prefix_is_reserved(key):
+    (problem,) = problems(DAEMONSET_ANNOTATIONS=json.dumps({"ok": "1", key: "x"}))
+    assert problem.startswith("DAEMONSET_ANNOTATIONS=")
+    assert "reserved" in problem and key in problem
+
+
+def test_other_prefixes_that_contain_imagepuller_are_fine():
+    value = {"example.imagepuller.io/a": "1", "imagepuller.io.example.com/b": "2"}
+    assert load(DAEMONSET_ANNOTATIONS=json.dumps(value)).daemonset_annotations == value
+
+
+class _RecordingEnv(dict):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: set[str] = set()
+
+    def get(self, key, default=None):
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+
+def test_settings_is_every_variable_load_config_reads():
+    from imagepuller.config import ENV_ONLY_VARIABLES, SETTINGS
+
+    env = _RecordingEnv(BASE)
+    load_config(env)
+    assert isinstance(SETTINGS, frozenset)
+    assert set(SETTINGS) == env.asked
+    assert {"REFRESH_STRATEGY", "REFRESH_MAX_SURGE", "CONFIGMAP_NAME"} <= SETTINGS
+    # Everything but POD_NAME (read by nobody here, set for the process) is a setting.
+    not_read = ENV_ONLY_VARIABLES - SETTINGS
+    assert not_read == {"POD_NAME"}

@@ -41,11 +41,17 @@ VARIABLES = (
     "READY_TIMEOUT",
     "LOG_FORMAT",
     "LOG_LEVEL",
+    "REFRESH_STRATEGY",
+    "REFRESH_MAX_SURGE",
+    "CONFIGMAP_NAME",
 )
 JSON_VARIABLES = ("NODE_SELECTOR", "AFFINITY", "TOLERATIONS", "DAEMONSET_ANNOTATIONS")
 
 # Values that work, so that generated environments also get past validation now and then.
 GOOD = {
+    "REFRESH_STRATEGY": ["rolling", "recreate", "Rolling"],
+    "REFRESH_MAX_SURGE": ["10%", "1", "100%", "25"],
+    "CONFIGMAP_NAME": ["kubernetes-image-puller", "puller.v2"],
     "IMAGES": ["java=quay.io/eclipse/java:17;", "a=busybox;b=localhost:5000/x@sha256:" + "a" * 64],
     "CACHING_INTERVAL_HOURS": ["1", "0.5", "8760"],
     "CACHING_MEMORY_REQUEST": ["10Mi", "1e3", "1"],

@@ -94,3 +94,17 @@ def test_every_logged_event_is_in_the_readme_logs_table():
     events = logged_events()
     assert len(events) > 20  # the scan found them
     assert events - documented == set()
+
+
+def test_refresh_strategies_follow_the_table_and_name_what_the_code_does():
+    from imagepuller.config import REFRESH_STRATEGIES
+    from imagepuller.daemonset import REFRESH_ANNOTATION
+
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    after_table = section.split("| `KUBECONFIG` |", 1)[1].split("\n\n", 2)[1]
+    assert after_table.startswith("**Refresh strategies.**")
+    for strategy in REFRESH_STRATEGIES:
+        assert f"`{strategy}`" in after_table
+    for fact in (f"`{REFRESH_ANNOTATION}`", "`maxUnavailable: 0`", "REFRESH_MAX_SURGE",
+                 "`imagePullPolicy: IfNotPresent`"):  # fmt: skip
+        assert fact in after_table, fact

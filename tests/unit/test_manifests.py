@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagepuller.config import load_config
+from imagepuller.config import ENV_ONLY_VARIABLES, load_config
 from imagepuller.daemonset import build_daemonset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,17 +80,25 @@ EXTRAS = {
         "TOLERATIONS": "[]",
         "KIP_IMAGE": "registry.redhat.io/devspaces/imagepuller-rhel8:latest",
         "DAEMONSET_ANNOTATIONS": "{}",
+        "REFRESH_STRATEGY": "rolling",
+        "REFRESH_MAX_SURGE": "10%",
     },
-    SERVICEACCOUNT: {},
+    # The Role's rule on the ConfigMap names it.
+    SERVICEACCOUNT: {"CONFIGMAP_NAME": "kubernetes-image-puller"},
 }
 
-EXPECTED_RULES = [
-    {"apiGroups": ["apps"], "resources": ["daemonsets"],
-     "verbs": ["get", "list", "watch", "create", "delete"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
-]  # fmt: skip
+
+def expected_rules(configmap: str = "kubernetes-image-puller") -> list[dict]:
+    return [
+        {"apiGroups": ["apps"], "resources": ["daemonsets"],
+         "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "create"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [configmap],
+         "verbs": ["get", "list", "watch"]},
+    ]  # fmt: skip
+
 
 # The Deployment's selector: `component: controller` keeps it off the DaemonSet's pods, which
 # share name and instance with the defaults (DAEMONSET_NAME == DEPLOYMENT_NAME).
@@ -104,7 +112,7 @@ CONFIG_KEYS = {
     "IMAGES", "DAEMONSET_NAME", "DEPLOYMENT_NAME", "NAMESPACE", "CACHING_INTERVAL_HOURS",
     "CACHING_MEMORY_REQUEST", "CACHING_MEMORY_LIMIT", "CACHING_CPU_REQUEST", "CACHING_CPU_LIMIT",
     "NODE_SELECTOR", "AFFINITY", "TOLERATIONS", "IMAGE_PULL_SECRETS", "KIP_IMAGE",
-    "DAEMONSET_ANNOTATIONS", "READY_TIMEOUT", "LOG_LEVEL",
+    "DAEMONSET_ANNOTATIONS", "READY_TIMEOUT", "LOG_LEVEL", "REFRESH_STRATEGY", "REFRESH_MAX_SURGE",
 }  # fmt: skip
 
 TEMPLATES = [APP, CONFIGMAP, SERVICEACCOUNT]
@@ -230,6 +238,13 @@ def test_configmap_holds_every_setting_as_a_string() -> None:
         assert cm["data"][key] == parameter_defaults(CONFIGMAP)[key]
 
 
+def test_configmap_defaults_are_the_code_defaults() -> None:
+    data = _all_objects()["ConfigMap"]["data"]
+    from_configmap = load_config({**data, "IMAGES": "a=quay.io/a:1"})
+    assert from_configmap == load_config({"IMAGES": "a=quay.io/a:1"})
+    assert (from_configmap.refresh_strategy, from_configmap.refresh_max_surge) == ("rolling", "10%")
+
+
 def test_configmap_overrides() -> None:
     images = "java=quay.io/eclipse/java:1;node=quay.io/eclipse/node:2;"
     cm = process_template(CONFIGMAP, {"IMAGES": images, "CACHING_INTERVAL_HOURS": "5"})[0]
@@ -257,6 +272,16 @@ def test_deployment() -> None:
     assert container["envFrom"] == [{"configMapRef": {"name": "kubernetes-image-puller"}}]
     env = {e["name"]: e for e in container["env"]}
     assert env["DEPLOYMENT_NAME"]["value"] == dep["metadata"]["name"]
+    # The ConfigMap the controller reads and watches through the API is the one of envFrom.
+    assert env["CONFIGMAP_NAME"]["value"] == container["envFrom"][0]["configMapRef"]["name"]
+    assert env["CONFIGMAP_NAME"]["value"] == _all_objects()["ConfigMap"]["metadata"]["name"]
+    # Process settings come from `env:` (which wins over envFrom), and load as valid settings.
+    assert set(env) == {"DEPLOYMENT_NAME", "CONFIGMAP_NAME", "POD_NAMESPACE", "POD_NAME"}
+    assert set(env) <= ENV_ONLY_VARIABLES
+    config = load_config(
+        {"IMAGES": "a=quay.io/a:1", **{n: e["value"] for n, e in env.items() if "value" in e}}
+    )
+    assert config.configmap_name == "kubernetes-image-puller"
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "96Mi"},
         "limits": {"cpu": "500m", "memory": "256Mi"},
@@ -315,6 +340,7 @@ def test_deployment_overrides() -> None:
     assert c["envFrom"][0]["configMapRef"]["name"] == "cm"
     assert c["resources"]["limits"]["memory"] == "128Mi"
     assert {"name": "DEPLOYMENT_NAME", "value": "puller"} in c["env"]
+    assert {"name": "CONFIGMAP_NAME", "value": "cm"} in c["env"]
     selector = dep["spec"]["selector"]["matchLabels"]
     assert selector == {**DEPLOYMENT_SELECTOR, "app.kubernetes.io/instance": "puller"}
     assert selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
@@ -336,8 +362,23 @@ def test_deployment_selector_does_not_match_the_daemonset_pods() -> None:
 
 def test_role_rules_are_exactly_least_privilege() -> None:
     objs = _all_objects()
-    assert objs["Role"]["rules"] == EXPECTED_RULES
+    assert objs["Role"]["rules"] == expected_rules()
     assert "ClusterRole" not in objs and "ClusterRoleBinding" not in objs
+
+
+def test_role_reaches_only_the_configmap_it_is_told() -> None:
+    by = _by_kind(process_template(SERVICEACCOUNT, {"CONFIGMAP_NAME": "cm"}))
+    assert by["Role"]["rules"] == expected_rules("cm")
+
+
+@pytest.mark.parametrize("path", [KUBERNETES / "role.yaml", SERVICEACCOUNT], ids=lambda p: p.name)
+def test_every_role_rule_says_why(path: Path) -> None:
+    # Each rule (`- apiGroups:`) is preceded by a comment line.
+    lines = path.read_text().splitlines()
+    rules = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
+    assert len(rules) == len(expected_rules())
+    for i in rules:
+        assert lines[i - 1].strip().startswith("#"), lines[i]
 
 
 def test_rolebinding_binds_the_role_to_the_serviceaccount() -> None:
