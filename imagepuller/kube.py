@@ -44,6 +44,12 @@ _CALL_TIMEOUT = (10.0, 30.0)  # connect, read (seconds) for ordinary calls
 WATCH_MAX_SECONDS = 300
 
 
+# Where each kind we list and watch lives: its name in messages, its collection's path.
+DAEMONSETS = ("daemonsets.apps", "/apis/apps/v1/namespaces/{namespace}/daemonsets")
+CONFIGMAPS = ("configmaps", "/api/v1/namespaces/{namespace}/configmaps")
+_MERGE_PATCH = "application/merge-patch+json"
+
+
 class KubeError(Exception):
     """A call to the API failed; ``status`` is the HTTP status (0 when none came back)."""
 
@@ -245,6 +251,121 @@ class Kube:
             return False
         return True
 
+    def replace_daemonset(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace (PUT) it; ``metadata.resourceVersion`` in ``body`` guards against writing
+        over a change made since it was read (409 Conflict)."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        return self._call(
+            "update",
+            "daemonsets.apps",
+            namespace,
+            self._send,
+            "PUT",
+            f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}",
+            query=[("fieldValidation", "Strict")],
+            body=body,
+        )
+
+    def patch_daemonset(
+        self, namespace: str, name: str, patch: dict[str, Any], *, uid: str | None = None
+    ) -> dict[str, Any]:
+        """A JSON merge patch; with ``uid``, it only applies to that DaemonSet (409 if the
+        name now holds another one)."""
+        if uid:
+            patch = {**patch, "metadata": {**(patch.get("metadata") or {}), "uid": uid}}
+        return self._call(
+            "patch",
+            "daemonsets.apps",
+            namespace,
+            self._send,
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}",
+            query=[("fieldValidation", "Strict")],
+            body=patch,
+            content_type=_MERGE_PATCH,
+        )
+
+    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call(
+                "get",
+                "configmaps",
+                namespace,
+                self._send,
+                "GET",
+                f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+            )
+        except NotFound:
+            return None
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call(
+            "create",
+            "events",
+            namespace,
+            self._send,
+            "POST",
+            f"/api/v1/namespaces/{namespace}/events",
+            body=body,
+        )
+
+    def list_objects(
+        self,
+        kind: tuple[str, str],
+        namespace: str,
+        *,
+        field_selector: str | None = None,
+        deadline: float | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` in ``namespace`` (matching the selector) and the list's
+        resourceVersion, to watch from."""
+        resource, path = kind
+        query = [("fieldSelector", field_selector)] if field_selector else []
+        result = self._call(
+            "list",
+            resource,
+            namespace,
+            self._send,
+            "GET",
+            path.format(namespace=namespace),
+            query=query,
+            deadline=deadline,
+        )
+        return result.get("items") or [], result["metadata"]["resourceVersion"]
+
+    def watch_objects(
+        self,
+        kind: tuple[str, str],
+        namespace: str,
+        version: str,
+        *,
+        field_selector: str | None = None,
+        seconds: int = WATCH_MAX_SECONDS,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Changes after ``version``: (ADDED | MODIFIED | DELETED | BOOKMARK, object) until the
+        server ends the watch (at most ``seconds``). Raises Expired when ``version`` is too
+        old (list again), Transient when the stream breaks, Stopped on stop."""
+        resource, path = kind
+        query = [
+            ("watch", "true"),
+            ("resourceVersion", version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(seconds)),
+        ]
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        response = self._call_raw(
+            "watch",
+            resource,
+            namespace,
+            self._send,
+            "GET",
+            path.format(namespace=namespace),
+            query=query,
+            _request_timeout=(_CALL_TIMEOUT[0], seconds + _WATCH_READ_SLACK),
+        )
+        return self._stream_events(response, resource, namespace)
+
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(
             "get",
@@ -341,19 +462,17 @@ class Kube:
         self, namespace: str, name: str, version: str, deadline: float
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         seconds = max(1, min(WATCH_MAX_SECONDS, math.ceil(deadline - self.clock())))
-        response = self._call_raw(
-            "watch",
-            "daemonsets.apps",
+        return self.watch_objects(
+            DAEMONSETS,
             namespace,
-            self.apps.list_namespaced_daemon_set,
-            namespace,
+            version,
             field_selector=f"metadata.name={name}",
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            watch=True,
-            timeout_seconds=seconds,
-            _request_timeout=(_CALL_TIMEOUT[0], seconds + _WATCH_READ_SLACK),
+            seconds=seconds,
         )
+
+    def _stream_events(
+        self, response: Any, resource: str, namespace: str
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         with self._streams_lock:
             self._streams.add(response)
         try:
@@ -365,12 +484,12 @@ class Kube:
                 event = json.loads(line)
                 if event.get("type") == "ERROR":
                     raise _error_from_status(
-                        event.get("object") or {}, "watch", "daemonsets.apps", namespace
+                        event.get("object") or {}, "watch", resource, namespace
                     )
                 yield event["type"], event["object"]
         except (urllib3.exceptions.HTTPError, OSError) as err:
             self._check_stop()  # an interrupted stream is a stop, not an error
-            raise Transient(f"watch of daemonsets.apps in {namespace} broke: {err}") from None
+            raise Transient(f"watch of {resource} in {namespace} broke: {err}") from None
         finally:
             with self._streams_lock:
                 self._streams.discard(response)
@@ -389,6 +508,7 @@ class Kube:
         *,
         query: list[tuple[str, str]] | None = None,
         body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
         _preload_content: bool = False,
         _request_timeout: tuple[float, float] = _CALL_TIMEOUT,
     ) -> Any:
@@ -400,7 +520,7 @@ class Kube:
             method=method,
             resource_path=path,
             query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
+            header_params={"Accept": "application/json", "Content-Type": content_type},
             body=body,
             auth_settings=["BearerToken"],
         )
