@@ -23,6 +23,7 @@ from imagepuller.kube import Kube, KubeError, load_api_client
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output
+from imagepuller.sources import ConfigMapSource
 
 EXIT_OK = exitcodes.OK
 EXIT_CONFIG = exitcodes.CONFIG
@@ -39,9 +40,11 @@ WORKER_STOP_SECONDS = 12.0
 
 DESCRIPTION = """\
 Keeps container images cached on every node of a Kubernetes cluster.
-It runs a DaemonSet with one container per image and recreates it every
-CACHING_INTERVAL_HOURS so mutable tags are pulled again. Settings come from
-environment variables (normally a ConfigMap); see the README for the table.
+It runs a DaemonSet with one container per image and refreshes it every
+CACHING_INTERVAL_HOURS so mutable tags are pulled again: a rolling refresh in
+which every node keeps its images until its new pod holds them. Settings come
+from environment variables (normally a ConfigMap, watched live when
+CONFIGMAP_NAME is set); see the README for the table.
 """
 
 
@@ -55,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
         "run",
-        help="run the controller until SIGTERM/SIGINT (then delete the DaemonSet)",
-        description="Create the DaemonSet, wait until it is ready on every node, refresh it "
-        "every CACHING_INTERVAL_HOURS, recreate it if deleted, delete it on SIGTERM or SIGINT.",
+        help="run the controller until SIGTERM/SIGINT",
+        description="Create the DaemonSet (or adopt the one an earlier run left), follow it "
+        "until it is ready on every node, refresh it every CACHING_INTERVAL_HOURS, apply "
+        "ConfigMap edits live, recreate it if deleted. On SIGTERM or SIGINT it is kept when the "
+        "puller's Deployment owns it (the next start adopts it) and deleted otherwise.",
     )
     render = commands.add_parser(
         "render",
@@ -182,14 +187,25 @@ def run(config: Config) -> int:
         return EXIT_CONFIG
     stop = threading.Event()
     kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
-    controller = Controller(
-        config, kube, stop=stop, identity=f"{socket.gethostname()}/{os.getpid()}"
-    )
+    identity = f"{socket.gethostname()}/{os.getpid()}"
+    controller = Controller(config, kube, stop=stop, identity=identity)
+    if config.configmap_name:
+        # Live edits: the ConfigMap lives where the puller runs (the templates put both there).
+        source = ConfigMapSource(
+            kube,
+            config.pod_namespace or config.namespace,
+            config.configmap_name,
+            os.environ,
+            controller.offer,
+            identity=identity,
+        ).start()
+        controller.on_rejected = lambda _config, message: source.report_rejected(message)
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)
         stop.set()
         kube.interrupt()
+        controller.wake.poke()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

@@ -1,10 +1,15 @@
-"""The puller's lifecycle: create the DaemonSet, keep it, refresh it, remove it on stop.
+"""The puller's lifecycle as a reconciler: look at the DaemonSet, do one thing, look again.
 
-One cycle: remove a DaemonSet of our name left from before (ours or the Go original's),
-create a fresh one, wait (bounded) until every scheduled pod is ready, then watch it until
-the caching interval ends (refresh) or someone deletes it (recreate at once). Errors never
-end the loop: they are logged and the cycle is tried again after a growing pause. Time and
-the stop event are injected so tests drive the loop without sleeping.
+Watches (informers) only say "something changed"; ``reconcile`` reads the configuration in
+force and the DaemonSet from the watch-fed cache, lets ``reconciler.decide`` choose one action
+(create, take over, update the template, roll for a refresh, delete for a recreate, wait,
+stand aside, nothing), performs it, and returns when to look again. A missed event, a restart
+or a retry cannot confuse it: what matters is read from the cluster each time, and what must
+survive a restart (what the pods are, when they were last refreshed, which process keeps them)
+is kept in the DaemonSet's annotations.
+
+Errors never end the loop: they are logged and the reconcile is tried again after a growing
+pause. Time and the stop event are injected so tests drive it without sleeping.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import structlog
 from imagepuller import daemonset as ds
 from imagepuller import exitcodes
 from imagepuller.config import Config
+from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import (
+    DAEMONSETS,
     Conflict,
     Forbidden,
     Invalid,
@@ -28,16 +35,31 @@ from imagepuller.kube import (
     KubeError,
     NamespaceTerminating,
     Stopped,
-    WaitTimeout,
 )
+from imagepuller.logs import configure_logging
 from imagepuller.pods import pull_failures
+from imagepuller.reconciler import (
+    Action,
+    Desired,
+    Do,
+    decide,
+    format_time,
+    rollout,
+    spec_hash_of,
+)
 
 log = structlog.get_logger("imagepuller.controller")
 
-# Pause after a failed cycle: doubles from the first value up to the second.
+# Pause after a failed reconcile: doubles from the first value up to the second.
 ERROR_BACKOFF = (2.0, 60.0)
 # On shutdown the DaemonSet must be gone well within the pod's 30 s grace period.
 SHUTDOWN_DELETE_TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
+
+# After a write, the watch-fed cache shows the old object for a moment. Until it shows ours,
+# nothing is decided from it (a DaemonSet just created would look deleted); past this long the
+# cache is trusted again whatever it shows (the watch may have missed it, and relists).
+CATCH_UP_SECONDS = 5.0
+CATCH_UP_POLL = 0.2
 
 # Dry runs are made under another name: a create dry run of an existing name is a conflict.
 DRY_RUN_SUFFIX = "-dry-run"
@@ -52,17 +74,8 @@ class ConfigRejected(KubeError):
 
 
 def is_ready(daemonset: dict[str, Any]) -> bool:
-    """The DaemonSet controller has seen this generation and every scheduled pod is ready."""
-    status = daemonset.get("status") or {}
-    generation = daemonset["metadata"].get("generation", 0)
-    if status.get("observedGeneration", -1) < generation:
-        return False
-    return status.get("numberReady", 0) == status.get("desiredNumberScheduled", 0)
-
-
-def counts(daemonset: dict[str, Any] | None) -> tuple[int, int]:
-    status = (daemonset or {}).get("status") or {}
-    return status.get("numberReady", 0), status.get("desiredNumberScheduled", 0)
+    """Every scheduled node runs an available pod of the current template."""
+    return rollout(daemonset)[0]
 
 
 def is_ours(existing: dict[str, Any], config: Config, *, created_uid: str | None = None) -> bool:
@@ -86,7 +99,7 @@ def is_ours(existing: dict[str, Any], config: Config, *, created_uid: str | None
         return True
     return any(
         ref.get("kind") == "Deployment" and ref.get("name") == config.deployment_name
-        for ref in existing["metadata"].get("ownerReferences") or []
+        for ref in metadata.get("ownerReferences") or []
     )
 
 
@@ -98,34 +111,53 @@ class Controller:
         *,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         identity: str = "",
+        informer: Callable[..., Informer] = Informer,
     ):
+        # The configuration in force; a new one waits in ``_offered`` for the API's verdict.
         self.config = config
         self.kube = kube
         self.stop = stop
-        # Names this controller in the DaemonSets it makes (host name and pid by default).
+        self.clock = clock  # for deadlines (monotonic)
+        self.wall = wall  # for the refresh schedule, kept in the cluster as a time of day
+        # Names this controller in the DaemonSets it keeps (host name and pid by default).
         self.identity = identity
-        self.clock = clock
+        self.wake = WakeUp(stop)
+        self._new_informer = informer  # tests give a fake one that reads their objects
+        self.on_rejected: Callable[[Config, str], None] | None = None
+        self._offered: Config | None = None
+        self._offer_lock = threading.Lock()
+        self._accepted_once = False  # the first configuration was accepted by the API
+        self._informers: dict[str, Informer] = {}
         self.openshift: bool | None = None
-        self.current_uid: str | None = None
-        # When the current DaemonSet is due for a refresh (clock time); None: make one now.
-        self.refresh_at: float | None = None
+        self._owner: tuple[str, str, dict[str, Any] | None] | None = None
+        self._validated: set[str] = set()  # spec hashes the API accepted in a dry run
+        self._claimed: set[tuple[str, str]] = set()  # (namespace, name) this process took
+        self.current_uid: str | None = None  # the DaemonSet this process keeps
+        self._deleting_uid: str | None = None  # deleted by us (recreate), not from outside
+        self._standing_aside: str | None = None  # the other puller's identity
+        self._retiring: list[tuple[str, str]] = []  # our DaemonSets under an earlier name
+        # Following the current rollout: when it began (clock), whether it was reported.
+        self._rollout_started: float | None = None
+        self._rollout_reason = ""
+        self._not_ready_reported = False
+        self._ready_reported = False
         self._progress: tuple[int, int] | None = None
-        self._ready_uid: str | None = None  # the DaemonSet last reported ready
-        self._validated = False  # the API accepted a dry run of our DaemonSet
-        self._created_before = False  # leftovers are replaced only before our first create
+        # What our last write made (uid, generation), and when, until the cache shows it.
+        self._expected: tuple[str, int, float] | None = None
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
 
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until the stop event is set; then delete the DaemonSet. Returns the exit code."""
+        """Reconcile until the stop event is set; then shut down. Returns the exit code."""
         backoff = ERROR_BACKOFF[0]
         code = exitcodes.OK
         while not self.stop.is_set():
             try:
-                self.run_cycle()
+                requeue = self.reconcile()
                 backoff = ERROR_BACKOFF[0]
             except Stopped:
                 break
@@ -143,107 +175,138 @@ class Controller:
             except Conflict as err:
                 # Someone else wrote the DaemonSet between our read and our write: most often
                 # another puller taking the name over, or its deletion finishing. Not an API
-                # failure; the next cycle reads it again and decides.
+                # failure; the next reconcile reads it again and decides.
                 log.warning(
                     "daemonset_changed_meanwhile",
                     name=self.config.daemonset_name,
                     detail=str(err),
                     note="the DaemonSet changed between our read and our write; looking again",
                 )
+                self.wake.wait(0.2)
+                continue
             except DaemonSetInTheWay as err:
                 log.error("daemonset_in_the_way", error=str(err))
             except KubeError as err:
                 log.error("api_error", error=str(err), status=err.status)
-            except Exception:  # noqa: BLE001 - one bad cycle must not end the puller
+            except Exception:  # noqa: BLE001 - one bad reconcile must not end the puller
                 log.exception("cycle_failed")
             else:
+                self.wake.wait(requeue)
                 continue
             log.info("cycle_retry", wait_seconds=backoff)
-            self.stop.wait(backoff)
+            self.wake.wait(backoff)
             backoff = min(backoff * 2, ERROR_BACKOFF[1])
         self.shutdown()
+        for informer in self._informers.values():
+            informer.end()
         return code
 
-    def run_cycle(self) -> None:
-        """Create a fresh DaemonSet and wait for it, then keep it until the next refresh.
+    def offer(self, config: Config) -> None:
+        """A new configuration (a ConfigMap edit): applied at the next reconcile if the API
+        accepts it; called from the ConfigMap's watch thread."""
+        with self._offer_lock:
+            self._offered = config
+        self.wake.poke()
 
-        After a failure while keeping it, the next cycle keeps the same DaemonSet if it is
-        still there: an API hiccup must not cost every node a re-pull.
-        """
-        interval = self.config.caching_interval_seconds
-        refresh_at = self.refresh_at
-        if refresh_at is None or not self._can_keep_current():
-            created = self.recreate()
-            # Kept from now on, even if waiting for it fails: a retry must not re-pull.
-            self.refresh_at = self.clock() + interval
-            self.wait_until_ready(created)
-            refresh_at = self.refresh_at = self.clock() + interval
-        self.keep_until(refresh_at)
-        self.refresh_at = None  # refresh due, or deleted from outside: recreate next cycle
-
-    def _can_keep_current(self) -> bool:
-        if self.refresh_at is None or self.clock() >= self.refresh_at:
-            return False
+    def reconcile(self) -> float | None:
+        """One look: returns the seconds until the next (None: when something changes)."""
+        self._take_offered()
         cfg = self.config
-        return self._is_current(self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name))
-
-    def _is_current(self, daemonset: dict[str, Any] | None) -> bool:
-        """The DaemonSet we made and keep: still there, same uid, not being deleted."""
-        return (
-            daemonset is not None
-            and daemonset["metadata"]["uid"] == self.current_uid
-            and not daemonset["metadata"].get("deletionTimestamp")
-        )
-
-    # --- steps --------------------------------------------------------------------------
-
-    def recreate(self) -> dict[str, Any]:
-        """Remove any previous DaemonSet of our name, then create a new one."""
-        cfg = self.config
+        informer = self._informer(cfg.namespace)
+        if not informer.has_synced():
+            return None  # the informer pokes once its first list is in
         if self.openshift is None:
             self.openshift = self._detect_openshift()
-        owner = self.kube.get_deployment(cfg.namespace, cfg.deployment_name)
-        if owner is None:
-            log.info(
-                "owner_not_found",
-                deployment=cfg.deployment_name,
-                namespace=cfg.namespace,
-                note="creating the DaemonSet without an owner reference",
-            )
-        body = ds.build_daemonset(
-            cfg, owner=owner, openshift=self.openshift, controller_id=self.identity or None
+        desired = self._desired(cfg)
+        if not self._accepted_once:
+            self._validate(desired)  # at start: a refusal exits, nothing is touched
+            self._accepted_once = True
+        observed = informer.get(cfg.daemonset_name)
+        if not self._caught_up(observed):
+            return CATCH_UP_POLL  # the watch has not delivered our own last write yet
+        self._notice(observed)
+        action = decide(
+            desired,
+            observed,
+            self.wall(),
+            identity=self.identity,
+            claimed=(cfg.namespace, cfg.daemonset_name) in self._claimed,
+            is_ours=observed is not None and is_ours(observed, cfg, created_uid=self.current_uid),
         )
-        if not self._validated:
-            self.validate(body)
-        self.remove_previous()
-        try:
-            created = self.kube.create_daemonset(body)
-        except Conflict:
-            # Someone created one between our delete and create. Another puller racing us for
-            # the name: let it have it (the alternative is an endless delete/create fight).
-            # Anything else propagates and the next cycle sorts it out.
-            other = self._other_controller(
-                self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name)
-            )
-            if not other:
-                raise
-            self._yield_to(other)
-            created = self.kube.create_daemonset(body)
-        self._created_before = True
-        self.current_uid = created["metadata"]["uid"]
-        self._progress = None
-        log.info(
-            "daemonset_created",
-            name=cfg.daemonset_name,
-            namespace=cfg.namespace,
-            uid=self.current_uid,
-            images=len(cfg.images),
-        )
-        return created
+        requeue = self._perform(action, desired, observed)
+        self._retire_earlier_names(observed)
+        return _sooner(requeue, self._readiness_deadline())
 
-    def validate(self, body: dict[str, Any]) -> None:
+    def _expect(self, written: dict[str, Any]) -> None:
+        """Remember what a write returned, so a cache that lags behind it is not acted on."""
+        metadata = written.get("metadata") or {}
+        if metadata.get("uid"):
+            generation = int(metadata.get("generation") or 0)
+            self._expected = (metadata["uid"], generation, self.clock())
+
+    def _caught_up(self, observed: dict[str, Any] | None) -> bool:
+        if self._expected is None:
+            return True
+        uid, generation, written_at = self._expected
+        metadata = (observed or {}).get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        shows_ours = (
+            metadata.get("uid") == uid
+            and int(metadata.get("generation") or 0) >= generation
+            and annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity
+        )
+        if shows_ours or self.clock() - written_at > CATCH_UP_SECONDS:
+            self._expected = None
+            return True
+        return False
+
+    # --- configuration ------------------------------------------------------------------
+
+    def _take_offered(self) -> None:
+        with self._offer_lock:
+            offered, self._offered = self._offered, None
+        if offered is None or offered == self.config:
+            return
+        try:
+            self._validate(self._desired(offered))
+        except ConfigRejected as err:
+            # A bad edit changes nothing that runs; the next good edit is applied.
+            log.error("config_rejected", error=str(err), note="keeping the configuration in force")
+            if self.on_rejected:
+                self.on_rejected(offered, str(err))
+            return
+        previous, self.config = self.config, offered
+        if (offered.log_format, offered.log_level) != (previous.log_format, previous.log_level):
+            configure_logging(offered.log_format, offered.log_level)
+        changed = sorted(
+            key for key, value in offered.summary().items() if previous.summary().get(key) != value
+        )
+        log.info("config_applied", changed=changed)
+        if (offered.namespace, offered.daemonset_name) != (
+            previous.namespace,
+            previous.daemonset_name,
+        ) and self.current_uid:
+            # The new name is created; the old DaemonSet goes once the new one is ready, so
+            # no node is without its images in between.
+            self._retiring.append((previous.namespace, previous.daemonset_name))
+            self.current_uid = None
+
+    def _desired(self, cfg: Config) -> Desired:
+        body = ds.build_daemonset(
+            cfg,
+            owner=self._owner_deployment(cfg),
+            openshift=bool(self.openshift),
+            controller_id=self.identity or None,
+        )
+        return Desired(
+            body, cfg.refresh_strategy, cfg.caching_interval_seconds, cfg.ready_timeout_seconds
+        )
+
+    def _validate(self, desired: Desired) -> None:
         """Have the API validate and admit the DaemonSet before anything running is touched."""
-        probe = copy.deepcopy(body)
+        if desired.spec_hash in self._validated:
+            return
+        probe = copy.deepcopy(desired.body)
         name = probe["metadata"]["name"]
         probe["metadata"]["name"] = name[: 63 - len(DRY_RUN_SUFFIX)] + DRY_RUN_SUFFIX
         try:
@@ -251,224 +314,271 @@ class Controller:
         except Invalid as err:
             raise ConfigRejected(
                 f"the API rejects the DaemonSet this configuration makes, so nothing was "
-                f"changed; fix the ConfigMap and restart: {err}"
+                f"changed; fix the configuration: {err}"
             ) from None
         except Conflict:
-            pass  # something already holds the probe's name; the real create will tell
-        self._validated = True
+            pass  # something already holds the probe's name; the real write will tell
+        self._validated.add(desired.spec_hash)
 
-    def remove_previous(self) -> None:
-        cfg = self.config
-        existing = self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name)
-        if existing is None:
-            return
-        other = self._other_controller(existing)
-        if other and self._created_before:
-            # Met after our own start, so not a leftover of an earlier run: a live puller.
-            self._yield_to(other)
-            return
-        if not is_ours(existing, cfg, created_uid=self.current_uid):
-            meta = existing["metadata"]
-            owners = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or []]
-            raise DaemonSetInTheWay(
-                f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} (uid {meta.get('uid')}, "
-                f"labels {meta.get('labels') or {}}, owners "
-                f"{owners}) "
-                "was not made by this puller; remove it or set DAEMONSET_NAME to another name"
-            )
-        uid = existing["metadata"]["uid"]
-        self.kube.delete_daemonset(cfg.namespace, cfg.daemonset_name, uid=uid, foreground=True)
-        log.info("daemonset_deleting", name=cfg.daemonset_name, uid=uid)
-        deadline = self.clock() + cfg.ready_timeout_seconds
-        try:
-            self.kube.wait_for_daemonset(
-                cfg.namespace,
-                cfg.daemonset_name,
-                lambda d: d is None or d["metadata"]["uid"] != uid,
-                deadline,
-            )
-        except WaitTimeout:
-            raise KubeError(
-                f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} was not gone after "
-                f"READY_TIMEOUT ({cfg.ready_timeout_seconds:g}s); its pods may be stuck terminating"
-            ) from None
-        log.info("daemonset_deleted", name=cfg.daemonset_name, uid=uid)
+    def _owner_deployment(self, cfg: Config) -> dict[str, Any] | None:
+        """The puller's own Deployment (None when running outside the cluster), read once."""
+        key = (cfg.namespace, cfg.deployment_name)
+        if self._owner is None or self._owner[:2] != key:
+            owner = self.kube.get_deployment(*key)
+            if owner is None:
+                log.info(
+                    "owner_not_found",
+                    deployment=cfg.deployment_name,
+                    namespace=cfg.namespace,
+                    note="the DaemonSet has no owner reference and is deleted on SIGTERM",
+                )
+            self._owner = (*key, owner)
+        return self._owner[2]
 
-    def wait_until_ready(self, created: dict[str, Any]) -> None:
-        """Wait (bounded by READY_TIMEOUT) for every pod; on timeout report why, and go on."""
+    def _informer(self, namespace: str) -> Informer:
+        informer = self._informers.get(namespace)
+        if informer is None:
+            for old in self._informers.values():
+                old.end()
+            informer = self._new_informer(self.kube, DAEMONSETS, namespace, self.wake.poke).start()
+            self._informers = {namespace: informer}
+        return informer
+
+    # --- acting -------------------------------------------------------------------------
+
+    def _perform(
+        self, action: Action, desired: Desired, observed: dict[str, Any] | None
+    ) -> float | None:
         cfg = self.config
-        uid = created["metadata"]["uid"]
-        started = self.clock()
-        try:
-            current = self.kube.wait_for_daemonset(
-                cfg.namespace,
-                cfg.daemonset_name,
-                lambda d: d is None or d["metadata"]["uid"] != uid or is_ready(d),
-                started + cfg.ready_timeout_seconds,
-                on_change=self._log_progress,
-            )
-        except WaitTimeout as timeout:
-            self._report_not_ready(timeout.last)
-            return
-        if current is None or current["metadata"]["uid"] != uid:
-            log.warning("daemonset_replaced_while_waiting", name=cfg.daemonset_name)
-            return
-        ready, desired = counts(current)
-        self._ready_uid = uid
-        log.info(
-            "daemonset_ready",
-            name=cfg.daemonset_name,
-            ready=ready,
-            desired=desired,
-            seconds=round(self.clock() - started, 3),
-        )
-        if desired == 0:
-            log.warning(
-                "no_nodes_selected",
+        key = (cfg.namespace, cfg.daemonset_name)
+        if action.do is not Do.STAND_ASIDE and self._standing_aside:
+            log.info("standby_over", name=cfg.daemonset_name, note="the name is free again")
+            self._standing_aside = None
+        if action.do is Do.CREATE:
+            self._validate(desired)
+            created = self.kube.create_daemonset(self._with_refresh(desired.body))
+            self._expect(created)
+            self._claimed.add(key)
+            self.current_uid = created["metadata"]["uid"]
+            self._start_rollout("created")
+            log.info(
+                "daemonset_created",
                 name=cfg.daemonset_name,
-                note="no node matches NODE_SELECTOR/AFFINITY/TOLERATIONS; nothing is cached",
+                namespace=cfg.namespace,
+                uid=self.current_uid,
+                images=len(cfg.images),
             )
-
-    def keep_until(self, refresh_at: float) -> None:
-        """Watch the DaemonSet until ``refresh_at``; return early if someone deleted it."""
-        cfg = self.config
-        uid = self.current_uid
-        try:
-            current = self.kube.wait_for_daemonset(
-                cfg.namespace,
-                cfg.daemonset_name,
-                lambda d: not self._is_current(d),
-                refresh_at,
-                on_change=self._follow_readiness,
+            return None
+        assert observed is not None
+        uid = observed["metadata"]["uid"]
+        if action.do is Do.CLAIM:
+            self._expect(
+                self.kube.patch_daemonset(
+                    cfg.namespace,
+                    cfg.daemonset_name,
+                    {"metadata": {"annotations": {ds.CONTROLLER_ANNOTATION: self.identity}}},
+                    uid=uid,
+                )
             )
-        except WaitTimeout:
+            self._claimed.add(key)
+            self.current_uid = uid
+            same = spec_hash_of(observed) == desired.spec_hash
+            log.info(
+                "daemonset_adopted",
+                name=cfg.daemonset_name,
+                uid=uid,
+                previous=action.why,
+                unchanged=same,
+                note="kept as it is" if same else "its pods will be updated",
+            )
+            if is_ready(observed):
+                # Already holding everywhere: nothing to report until something changes.
+                self._ready_reported = True
+                self._progress = rollout(observed)[1:]
+            else:
+                self._start_rollout("adopted")
+            return 0.0  # look again at once: it may need an update or a refresh
+        if action.do is Do.UPDATE:
+            self._validate(desired)
+            body = self._with_refresh(desired.body)
+            body["metadata"]["resourceVersion"] = observed["metadata"]["resourceVersion"]
+            body["metadata"]["uid"] = uid
+            self._expect(self.kube.replace_daemonset(body))
+            self._start_rollout("updated")
+            log.info("daemonset_updated", name=cfg.daemonset_name, uid=uid, note="rolling")
+            return None
+        if action.do is Do.REFRESH:
             log.info(
                 "refresh_due", name=cfg.daemonset_name, interval_hours=cfg.caching_interval_hours
             )
-            return
-        other = self._other_controller(current)
-        if other:
-            self._yield_to(other)
-            return
-        log.warning(
-            "daemonset_deleted_externally",
-            name=cfg.daemonset_name,
-            uid=uid,
-            note="recreating it now",
-        )
-
-    def _yield_to(self, other: str) -> None:
-        # Another puller replaced ours. Replacing theirs back would start a fight in which
-        # every node re-pulls every image over and over: the newer one keeps the name.
-        log.error(
-            "another_controller",
-            name=self.config.daemonset_name,
-            other=other,
-            note="another imagepuller manages this DaemonSet; standing by until it is gone. "
-            "Run one puller per DAEMONSET_NAME (replicas: 1).",
-        )
-        self.current_uid = None
-        self.stand_by()
-
-    def _other_controller(self, current: dict[str, Any] | None) -> str | None:
-        if current is None or current["metadata"].get("deletionTimestamp"):
+            at = format_time(self.wall())
+            template = observed["spec"]["template"]["metadata"].get("annotations") or {}
+            if template.get(ds.REFRESH_ANNOTATION) == at:  # the same millisecond: still roll
+                at = format_time(self.wall() + 0.001)
+            patch = {
+                "metadata": {"annotations": {ds.REFRESH_ANNOTATION: at}},
+                "spec": {"template": {"metadata": {"annotations": {ds.REFRESH_ANNOTATION: at}}}},
+            }
+            self._expect(
+                self.kube.patch_daemonset(cfg.namespace, cfg.daemonset_name, patch, uid=uid)
+            )
+            self._start_rollout("refreshed")
+            log.info("refresh_started", name=cfg.daemonset_name, uid=uid, strategy="rolling")
             return None
-        annotations = current["metadata"].get("annotations") or {}
-        other = annotations.get(ds.CONTROLLER_ANNOTATION)
-        return other if other and other != self.identity else None
-
-    def stand_by(self) -> None:
-        """Wait until the DaemonSet of our name is gone (its controller stopped), however long."""
-        cfg = self.config
-        while True:
-            try:
-                self.kube.wait_for_daemonset(
-                    cfg.namespace,
-                    cfg.daemonset_name,
-                    lambda d: d is None,
-                    self.clock() + cfg.caching_interval_seconds,
+        if action.do is Do.DELETE:
+            self._validate(desired)  # never delete for a replacement the API would refuse
+            if "refresh" in action.why:
+                log.info(
+                    "refresh_due",
+                    name=cfg.daemonset_name,
+                    interval_hours=cfg.caching_interval_hours,
                 )
-            except WaitTimeout:
-                continue
-            log.info("standby_over", name=cfg.daemonset_name, note="the name is free again")
+            self.kube.delete_daemonset(cfg.namespace, cfg.daemonset_name, uid=uid, foreground=True)
+            self._deleting_uid = uid
+            log.info("daemonset_deleting", name=cfg.daemonset_name, uid=uid, why=action.why)
+            return None
+        if action.do is Do.STAND_ASIDE:
+            if self._standing_aside is None:
+                other = action.why.removeprefix("taken over by ")
+                # Taking it back would start a fight in which every node re-pulls every image
+                # over and over: the newer puller keeps the name.
+                log.error(
+                    "another_controller",
+                    name=cfg.daemonset_name,
+                    other=other,
+                    note="another imagepuller manages this DaemonSet; standing by until it is "
+                    "gone. Run one puller per DAEMONSET_NAME (replicas: 1).",
+                )
+                self._standing_aside = other
+                self.current_uid = None
+            return None
+        if action.do is Do.IN_THE_WAY:
+            meta = observed["metadata"]
+            owners = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or []]
+            raise DaemonSetInTheWay(
+                f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} (uid {uid}, "
+                f"labels {meta.get('labels') or {}}, owners {owners}) was not made by this "
+                "puller; remove it or set DAEMONSET_NAME to another name"
+            )
+        return action.requeue_after  # WAIT, NOTHING
+
+    def _with_refresh(self, body: dict[str, Any]) -> dict[str, Any]:
+        at = format_time(self.wall())
+        result = copy.deepcopy(body)
+        result["metadata"]["annotations"][ds.REFRESH_ANNOTATION] = at
+        template = result["spec"]["template"]["metadata"]
+        template.setdefault("annotations", {})[ds.REFRESH_ANNOTATION] = at
+        return result
+
+    def _retire_earlier_names(self, current: dict[str, Any] | None) -> None:
+        """Delete our DaemonSets of an earlier DAEMONSET_NAME once the current one is ready."""
+        if not self._retiring or current is None or not is_ready(current):
             return
+        for namespace, name in list(self._retiring):
+            old = self.kube.get_daemonset(namespace, name)
+            annotations = (old or {}).get("metadata", {}).get("annotations") or {}
+            if old is not None and annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity:
+                self.kube.delete_daemonset(
+                    namespace, name, uid=old["metadata"]["uid"], foreground=False
+                )
+                log.info("daemonset_retired", name=name, namespace=namespace)
+            self._retiring.remove((namespace, name))
 
-    def shutdown(self) -> None:
-        """Delete our DaemonSet (background: it is gone at once, the GC removes its pods).
+    # --- following what the cluster reports ---------------------------------------------
 
-        Safe to call twice and from two threads (the CLI calls it itself when the worker is
-        stuck in a call): only the first call acts, a second waits for it.
-        """
-        with self._shutdown_lock:
-            if self._shut_down:
-                return
-            self._shut_down = True
-            self._delete_on_shutdown()
-
-    def _delete_on_shutdown(self) -> None:
+    def _notice(self, observed: dict[str, Any] | None) -> None:
+        """Log what happened to our DaemonSet since the last look."""
         cfg = self.config
-        if self.current_uid is None:
-            log.info("shutdown", deleted=False)
-            return
-        # The stop event is set, so this call is tried once, without retries: it must not
-        # hold the pod past its termination grace period.
-        try:
-            deleted = self.kube.delete_daemonset(
-                cfg.namespace,
-                cfg.daemonset_name,
+        uid = (observed or {}).get("metadata", {}).get("uid")
+        if self._deleting_uid and uid != self._deleting_uid:
+            log.info("daemonset_deleted", name=cfg.daemonset_name, uid=self._deleting_uid)
+            if self.current_uid == self._deleting_uid:
+                self.current_uid = None
+            self._deleting_uid = None
+        if self.current_uid and uid != self.current_uid:
+            log.warning(
+                "daemonset_deleted_externally",
+                name=cfg.daemonset_name,
                 uid=self.current_uid,
-                foreground=False,
-                timeout=SHUTDOWN_DELETE_TIMEOUT,
+                note="recreating it now",
             )
-        except Conflict:
-            deleted = False  # a different DaemonSet now holds the name: not ours to delete
-        except KubeError as err:
-            log.error("shutdown_delete_failed", error=str(err))
+            self.current_uid = None
+            self._owner = None  # read the owner again: it may be gone too (an uninstall)
+        if observed is None or uid != self.current_uid:
+            self._rollout_started = None  # nothing of ours to follow
             return
-        log.info("shutdown", deleted=deleted, name=cfg.daemonset_name, uid=self.current_uid)
+        complete, ready, desired = rollout(observed)
+        if (ready, desired) != self._progress:
+            self._progress = (ready, desired)
+            log.info("daemonset_progress", ready=ready, desired=desired)
+        if complete and not self._ready_reported:
+            self._ready_reported = True
+            started = self._rollout_started
+            fields: dict[str, Any] = {"ready": ready, "desired": desired}
+            if started is None or self._not_ready_reported:
+                fields["late"] = True
+            else:
+                fields["seconds"] = round(self.clock() - started, 3)
+            log.info("daemonset_ready", name=cfg.daemonset_name, **fields)
+            if self._rollout_reason == "refreshed":
+                log.info("refresh_complete", name=cfg.daemonset_name, uid=uid)
+            if desired == 0:
+                log.warning(
+                    "no_nodes_selected",
+                    name=cfg.daemonset_name,
+                    note="no node matches NODE_SELECTOR/AFFINITY/TOLERATIONS; nothing is cached",
+                )
+            self._rollout_started = None
+            self._rollout_reason = ""
+        elif not complete and self._ready_reported:
+            self._ready_reported = False  # a node joined or a pod failed: report it once back
+        deadline = self._readiness_deadline()
+        if not complete and deadline is not None and deadline <= 0 and not self._not_ready_reported:
+            self._not_ready_reported = True
+            self._report_not_ready(observed)
 
-    # --- helpers ------------------------------------------------------------------------
+    def _start_rollout(self, reason: str) -> None:
+        self._rollout_started = self.clock()
+        self._rollout_reason = reason
+        self._not_ready_reported = False
+        self._ready_reported = False
+        self._progress = None
 
-    def _detect_openshift(self) -> bool:
-        # A transient failure propagates: the cycle is retried and detection with it, rather
-        # than guessing the platform for the life of the process.
+    def _readiness_deadline(self) -> float | None:
+        """Seconds until READY_TIMEOUT ends for the rollout in progress (None: none is)."""
+        if self._rollout_started is None or self._not_ready_reported:
+            return None
+        return self._rollout_started + self.config.ready_timeout_seconds - self.clock()
+
+    def _report_not_ready(self, last: dict[str, Any]) -> None:
+        cfg = self.config
+        _, ready, desired = rollout(last)
+        selector = ",".join(f"{k}={v}" for k, v in ds.selector_labels(cfg).items())
         try:
-            openshift = self.kube.is_openshift()
-        except Forbidden as err:
-            log.warning("platform_unknown", error=str(err), assumed="kubernetes")
-            return False
-        log.info("platform", openshift=openshift)
-        return openshift
+            pods = self.kube.list_pods(cfg.namespace, selector)
+        except KubeError as err:
+            pods = []
+            log.warning("pod_status_unavailable", error=str(err))
+        failures = pull_failures(pods)
+        if len(pods) < desired:
+            # Pods that could not even be created (a quota, an admission rule) leave no status
+            # to read; the DaemonSet controller says why in FailedCreate events.
+            failures.extend(self._creation_failures(last["metadata"]["uid"]))
+        log.warning(
+            "daemonset_not_ready",
+            name=cfg.daemonset_name,
+            ready=ready,
+            desired=desired,
+            timeout_seconds=cfg.ready_timeout_seconds,
+            failing=len(failures),
+            note="carrying on; the pods keep trying"
+            + ("; nodes whose new pod cannot pull keep their old one" if ready else ""),
+        )
+        for failure in failures:
+            log.warning("image_not_cached", **failure)
 
-    def _log_progress(self, current: dict[str, Any] | None) -> None:
-        if current is None or current["metadata"]["uid"] != self.current_uid:
-            return
-        progress = counts(current)
-        if progress != self._progress:
-            self._progress = progress
-            log.info("daemonset_progress", ready=progress[0], desired=progress[1])
-
-    def _follow_readiness(self, current: dict[str, Any] | None) -> None:
-        """Between refreshes: log progress (a node joined, a pod failed) and a late ready."""
-        if current is None or current["metadata"]["uid"] != self.current_uid:
-            return
-        self._log_progress(current)
-        ready_now = is_ready(current)
-        if ready_now and self._ready_uid != self.current_uid:
-            ready, desired = counts(current)
-            self._ready_uid = self.current_uid
-            log.info(
-                "daemonset_ready",
-                name=self.config.daemonset_name,
-                ready=ready,
-                desired=desired,
-                late=True,
-            )
-        elif not ready_now and self._ready_uid == self.current_uid:
-            self._ready_uid = None  # report it again once every pod is back
-
-    def _creation_failures(self) -> list[dict[str, str]]:
-        selector = f"involvedObject.uid={self.current_uid},reason=FailedCreate"
+    def _creation_failures(self, uid: str) -> list[dict[str, str]]:
+        selector = f"involvedObject.uid={uid},reason=FailedCreate"
         try:
             events = self.kube.list_events(self.config.namespace, selector)
         except KubeError as err:
@@ -491,28 +601,75 @@ class Controller:
             for message, times in messages.items()
         ]
 
-    def _report_not_ready(self, last: dict[str, Any] | None) -> None:
+    # --- stopping -----------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Keep the DaemonSet when our Deployment owns it (a restart or an upgrade adopts it;
+        an uninstall deletes the Deployment and the garbage collector removes it); delete it
+        when nothing owns it (`make run`, the CLI against a remote cluster).
+
+        Safe to call twice and from two threads (the CLI calls it itself when the worker is
+        stuck in a call): only the first call acts, a second waits for it.
+        """
+        with self._shutdown_lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+            self._delete_on_shutdown()
+
+    def _delete_on_shutdown(self) -> None:
         cfg = self.config
-        ready, desired = counts(last)
-        selector = ",".join(f"{k}={v}" for k, v in ds.selector_labels(cfg).items())
+        if self.current_uid is None:
+            log.info("shutdown", deleted=False)
+            return
+        informer = self._informers.get(cfg.namespace)
+        current = informer.get(cfg.daemonset_name) if informer else None
+        owners = [
+            ref
+            for ref in ((current or {}).get("metadata", {}).get("ownerReferences") or [])
+            if ref.get("kind") == "Deployment"
+        ]
+        if current is not None and current["metadata"]["uid"] == self.current_uid and owners:
+            log.info(
+                "shutdown",
+                deleted=False,
+                name=cfg.daemonset_name,
+                uid=self.current_uid,
+                note=f"kept: owned by Deployment {owners[0].get('name')}; the next start adopts it",
+            )
+            return
+        # The stop event is set, so this call is tried once, without retries: it must not
+        # hold the pod past its termination grace period.
         try:
-            pods = self.kube.list_pods(cfg.namespace, selector)
+            deleted = self.kube.delete_daemonset(
+                cfg.namespace,
+                cfg.daemonset_name,
+                uid=self.current_uid,
+                foreground=False,
+                timeout=SHUTDOWN_DELETE_TIMEOUT,
+            )
+        except Conflict:
+            deleted = False  # a different DaemonSet now holds the name: not ours to delete
         except KubeError as err:
-            pods = []
-            log.warning("pod_status_unavailable", error=str(err))
-        failures = pull_failures(pods)
-        if len(pods) < desired:
-            # Pods that could not even be created (a quota, an admission rule) leave no status
-            # to read; the DaemonSet controller says why in FailedCreate events.
-            failures.extend(self._creation_failures())
-        log.warning(
-            "daemonset_not_ready",
-            name=cfg.daemonset_name,
-            ready=ready,
-            desired=desired,
-            timeout_seconds=cfg.ready_timeout_seconds,
-            failing=len(failures),
-            note="carrying on; the pods keep trying",
-        )
-        for failure in failures:
-            log.warning("image_not_cached", **failure)
+            log.error("shutdown_delete_failed", error=str(err))
+            return
+        log.info("shutdown", deleted=deleted, name=cfg.daemonset_name, uid=self.current_uid)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _detect_openshift(self) -> bool:
+        # A transient failure propagates: the reconcile is retried and detection with it,
+        # rather than guessing the platform for the life of the process.
+        try:
+            openshift = self.kube.is_openshift()
+        except Forbidden as err:
+            log.warning("platform_unknown", error=str(err), assumed="kubernetes")
+            return False
+        log.info("platform", openshift=openshift)
+        return openshift
+
+
+def _sooner(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return None if b is None else max(0.0, b)
+    return max(0.0, a if b is None else min(a, b))

@@ -1,26 +1,30 @@
-"""The lifecycle, driven by a fake clock and scripted API events: no sleeping, no cluster."""
+"""The reconciler's executor, driven step by step against in-memory objects: no cluster.
+
+Each test calls ``reconcile()`` as the watches would, changing the fake cluster in between
+(pods becoming ready, someone deleting the DaemonSet, another puller taking it over), and
+asserts on the objects the fake API holds and on the logged events.
+"""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import threading
-from collections.abc import Callable
 
 import pytest
 from structlog.testing import capture_logs
 
 from imagepuller.config import load_config
-from imagepuller.controller import Controller, is_ours, is_ready
+from imagepuller.controller import ConfigRejected, Controller, DaemonSetInTheWay, is_ours
 from imagepuller.daemonset import build_daemonset
 from imagepuller.kube import (
     Conflict,
     Forbidden,
     Invalid,
     NamespaceTerminating,
-    Stopped,
     Transient,
-    WaitTimeout,
 )
+from imagepuller.reconciler import format_time, parse_time
 
 ENV = {
     "IMAGES": "a=quay.io/a:1;b=quay.io/b:1",
@@ -29,58 +33,63 @@ ENV = {
     "NAMESPACE": "ns",
 }
 NAME = "kubernetes-image-puller"
+ME = "me/1"
+CONTROLLER = "imagepuller.io/controller"
+REFRESHED = "imagepuller.io/refreshed-at"
+SPEC_HASH = "imagepuller.io/spec-hash"
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
+class Clock:
+    def __init__(self, now):
+        self.now = now
 
     def __call__(self):
         return self.now
 
 
 class FakeKube:
-    """The Kube calls the controller makes, against in-memory objects.
+    """The API calls the controller makes, against in-memory DaemonSets."""
 
-    ``script`` holds actions run one per wait round, as if they happened in the cluster while
-    the controller watched; when it runs out, a wait times out at its deadline.
-    """
-
-    def __init__(self, clock: FakeClock, stop: threading.Event):
-        self.clock = clock
-        self.stop = stop
+    def __init__(self):
+        self.stop = threading.Event()
         self.objects: dict[str, dict] = {}
-        self.deployment: dict | None = {"metadata": {"name": NAME, "uid": "dep-uid"}}
-        self.script: list[Callable[[], None]] = []
-        self.created: list[dict] = []
-        self.deleted: list[tuple[str, str, bool]] = []
-        self.pods: list[dict] = []
-        self.delete_timeouts: list = []
+        self.deployment: dict | None = None
+        self.writes: list[tuple[str, str]] = []  # (verb, name)
         self.dry_runs: list[dict] = []
-        self.events: list[dict] = []
-        self.event_selectors: list[str] = []
         self.reject_dry_run: Exception | None = None
         self.fail_next: list[Exception] = []
-        # After the Nth create, the script becomes this (what happens to the new DaemonSet).
-        self.script_after_create: dict[int, list[Callable[[], None]]] = {}
-        # Run at the start of the Nth wait (1-based): set a script, or raise as the API would.
-        self.before_wait: dict[int, Callable[[], None]] = {}
-        self.wait_deadlines: list[float] = []
+        self.pods: list[dict] = []
+        self.events: list[dict] = []
+        self.stale: dict[str, dict | None] = {}
         self._uids = (f"uid-{n}" for n in itertools.count(1))
+        self._versions = itertools.count(1)
 
     def _maybe_fail(self):
         if self.fail_next:
             raise self.fail_next.pop(0)
 
+    def _stored(self, body, uid, generation):
+        obj = {
+            **body,
+            "metadata": {
+                **body["metadata"],
+                "uid": uid,
+                "generation": generation,
+                "resourceVersion": str(next(self._versions)),
+            },
+            "status": {},
+        }
+        self.objects[body["metadata"]["name"]] = obj
+        return obj
+
     def is_openshift(self):
         return False
 
-    def get_daemonset(self, namespace, name):
-        self._maybe_fail()
-        return self.objects.get(name)
-
     def get_deployment(self, namespace, name):
         return self.deployment
+
+    def get_daemonset(self, namespace, name):
+        return self.objects.get(name)
 
     def create_daemonset(self, body, *, dry_run=False):
         if dry_run:
@@ -89,506 +98,520 @@ class FakeKube:
                 raise self.reject_dry_run
             return body
         self._maybe_fail()
-        obj = {
-            **body,
-            "metadata": {**body["metadata"], "uid": next(self._uids), "generation": 1},
-            "status": {},
-        }
-        self.objects[body["metadata"]["name"]] = obj
-        self.created.append(obj)
-        if len(self.created) in self.script_after_create:
-            self.script[:] = self.script_after_create[len(self.created)]
-        return obj
+        if body["metadata"]["name"] in self.objects:
+            raise Conflict("already exists", status=409)
+        self.writes.append(("create", body["metadata"]["name"]))
+        return self._stored(body, next(self._uids), 1)
+
+    def replace_daemonset(self, body):
+        self._maybe_fail()
+        name = body["metadata"]["name"]
+        old = self.objects[name]
+        if body["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"]:
+            raise Conflict("the object has been modified", status=409)
+        self.writes.append(("replace", name))
+        generation = old["metadata"]["generation"] + (old["spec"] != body["spec"])
+        return self._stored(body, old["metadata"]["uid"], generation)
+
+    def patch_daemonset(self, namespace, name, patch, *, uid=None):
+        self._maybe_fail()
+        old = self.objects[name]
+        if uid and old["metadata"]["uid"] != uid:
+            raise Conflict("Precondition failed: UID", status=409)
+        self.writes.append(("patch", name))
+        merged = _merge(old, patch)
+        merged["metadata"]["generation"] += merged["spec"] != old["spec"]
+        self.objects[name] = merged
+        return merged
 
     def delete_daemonset(self, namespace, name, *, uid=None, foreground=True, timeout=None):
-        self.deleted.append((name, uid, foreground))
-        self.delete_timeouts.append(timeout)
-        return self.objects.pop(name, None) is not None
+        self._maybe_fail()
+        self.writes.append(("delete" if foreground else "delete-background", name))
+        obj = self.objects.get(name)
+        if obj is None:
+            return False
+        if foreground:
+            obj["metadata"]["deletionTimestamp"] = "2026-11-28T00:00:00Z"
+        else:
+            del self.objects[name]
+        return True
 
     def list_pods(self, namespace, label_selector):
         return self.pods
 
     def list_events(self, namespace, field_selector):
-        self.event_selectors.append(field_selector)
         return self.events
-
-    def wait_for_daemonset(self, namespace, name, condition, deadline, on_change=None):
-        self.wait_deadlines.append(deadline)
-        if len(self.wait_deadlines) in self.before_wait:
-            self.before_wait[len(self.wait_deadlines)]()
-        while True:
-            if self.stop.is_set():
-                raise Stopped()
-            current = self.objects.get(name)
-            if on_change:
-                on_change(current)
-            if condition(current):
-                return current
-            if not self.script:
-                self.clock.now = max(self.clock.now, deadline)
-                raise WaitTimeout(current)
-            self.script.pop(0)()
-
-    def script_at_wait(self, n, actions):
-        """From the Nth wait on, the cluster does ``actions``."""
-
-        def install():
-            self.script[:] = actions
-
-        self.before_wait[n] = install
 
     # --- what the cluster does -------------------------------------------------------------
 
-    def become_ready(self, ready=3, desired=3):
-        def action():
-            obj = self.objects[NAME]
-            obj["status"] = {
-                "observedGeneration": 1,
-                "numberReady": ready,
-                "desiredNumberScheduled": desired,
-            }
+    def roll_out(self, name=NAME, nodes=3):
+        """The DaemonSet controller and the kubelets: every node runs the current template."""
+        obj = self.objects[name]
+        obj["status"] = {
+            "observedGeneration": obj["metadata"]["generation"],
+            "desiredNumberScheduled": nodes,
+            "updatedNumberScheduled": nodes,
+            "numberAvailable": nodes,
+            "numberReady": nodes,
+        }
 
-        return action
+    def finish_deletion(self, name=NAME):
+        del self.objects[name]
 
-    def delete_from_outside(self):
-        return lambda: self.objects.pop(NAME)
 
-    def request_stop(self):
-        return self.stop.set
+def _merge(target, patch):
+    result = dict(target)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+class FakeInformer:
+    def __init__(self, kube, kind, namespace, notify, name=None):
+        self.kube = kube
+
+    def start(self):
+        return self
+
+    def end(self):
+        pass
+
+    def has_synced(self):
+        return True
+
+    def get(self, name):
+        # ``stale``: what the watch had delivered before the last write, if it lags behind.
+        if name in self.kube.stale:
+            return self.kube.stale[name]
+        return self.kube.objects.get(name)
 
 
 @pytest.fixture
-def world():
-    clock, stop = FakeClock(), threading.Event()
-    kube = FakeKube(clock, stop)
-    backoffs = []
+def kube():
+    return FakeKube()
 
-    def no_real_waiting(timeout=None):
-        # The error backoff never sleeps in these tests; a loop of errors fails fast.
-        backoffs.append(timeout)
-        assert len(backoffs) < 50, "the controller keeps failing: " + repr(backoffs[:5])
-        return stop.is_set()
 
-    stop.wait = no_real_waiting
-    controller = Controller(load_config(ENV), kube, stop=stop, clock=clock)
-    return controller, kube, clock, stop
+@pytest.fixture
+def wall():
+    return Clock(parse_time("2026-11-28T20:00:00Z"))
+
+
+@pytest.fixture
+def clock():
+    return Clock(1000.0)
+
+
+def make(kube, clock, wall, env=None, identity=ME):
+    return Controller(
+        load_config({**ENV, **(env or {})}),
+        kube,
+        stop=kube.stop,
+        clock=clock,
+        wall=wall,
+        identity=identity,
+        informer=FakeInformer,
+    )
+
+
+@pytest.fixture
+def controller(kube, clock, wall):
+    return make(kube, clock, wall)
 
 
 def events(logs, name):
     return [entry for entry in logs if entry["event"] == name]
 
 
-def test_is_ready_needs_the_current_generation_observed():
-    ds = {
-        "metadata": {"generation": 2},
-        "status": {"observedGeneration": 1, "numberReady": 0, "desiredNumberScheduled": 0},
-    }
-    assert not is_ready(ds)
-    ds["status"]["observedGeneration"] = 2
-    assert is_ready(ds)
-    ds["status"]["desiredNumberScheduled"] = 3
-    assert not is_ready(ds)
+def ds(kube):
+    return kube.objects[NAME]
 
 
-def test_creates_waits_and_refreshes_every_interval(world):
-    controller, kube, clock, stop = world
-    start = clock.now
-    # Cycle 1 ready; then no event until the refresh is due; cycle 2 ready; then stop.
-    kube.script = [kube.become_ready(), lambda: None]
-    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
+# --- create, follow, refresh -----------------------------------------------------------------
+
+
+def test_creates_after_a_dry_run_and_reports_ready(controller, kube, clock):
     with capture_logs() as logs:
-        assert controller.run() == 0
+        assert controller.reconcile() is not None  # READY_TIMEOUT is being followed
+        assert kube.writes == [("create", NAME)]
+        assert kube.dry_runs and kube.dry_runs[0]["metadata"]["name"].endswith("-dry-run")
+        created = ds(kube)
+        annotations = created["metadata"]["annotations"]
+        assert annotations[CONTROLLER] == ME and annotations[SPEC_HASH]
+        assert annotations[REFRESHED] == "2026-11-28T20:00:00.000Z"
+        assert created["spec"]["template"]["metadata"]["annotations"][REFRESHED] == (
+            "2026-11-28T20:00:00.000Z"
+        )
+        clock.now += 4
+        kube.roll_out()
+        assert controller.reconcile() == pytest.approx(3600)  # next: the refresh
+    (ready,) = events(logs, "daemonset_ready")
+    assert (ready["ready"], ready["desired"], ready["seconds"]) == (3, 3, 4)
+    assert events(logs, "daemonset_created")[0]["uid"] == "uid-1"
 
-    assert [c["metadata"]["uid"] for c in kube.created] == ["uid-1", "uid-2"]
-    # The refresh came one interval after the first DaemonSet was ready.
+
+def test_a_cache_that_lags_behind_our_own_writes_is_not_acted_on(controller, kube, clock, wall):
+    kube.stale[NAME] = None  # the watch has not delivered the ADDED event yet
+    with capture_logs() as logs:
+        controller.reconcile()
+        assert controller.reconcile() == pytest.approx(0.2)
+        assert kube.writes == [("create", NAME)]  # not created twice
+        del kube.stale[NAME]
+        kube.roll_out()
+        controller.reconcile()
+        wall.now += 3600
+        kube.stale[NAME] = copy.deepcopy(ds(kube))  # rolled out, before the refresh's patch
+        controller.reconcile()  # the refresh
+        controller.reconcile()
+        assert not events(logs, "refresh_complete")  # the stale copy is not taken for its end
+        del kube.stale[NAME]
+        kube.roll_out()
+        controller.reconcile()
+    assert not events(logs, "daemonset_deleted_externally")
+    assert [e["event"] for e in logs if e["event"].startswith("refresh")] == [
+        "refresh_due",
+        "refresh_started",
+        "refresh_complete",
+    ]
+
+
+def test_rolling_refresh_changes_the_template_not_the_daemonset(controller, kube, clock, wall):
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    wall.now += 3600
+    with capture_logs() as logs:
+        controller.reconcile()
+        assert kube.writes[-1] == ("patch", NAME)
+        refreshed = ds(kube)
+        assert refreshed["metadata"]["uid"] == "uid-1"  # the same DaemonSet: no node emptied
+        assert refreshed["metadata"]["generation"] == 2
+        assert refreshed["spec"]["template"]["metadata"]["annotations"][REFRESHED] == (
+            "2026-11-28T21:00:00.000Z"
+        )
+        assert refreshed["metadata"]["annotations"][REFRESHED] == "2026-11-28T21:00:00.000Z"
+        # Mid-rollout the old pods are ready, but that is not the end of the refresh.
+        refreshed["status"] = {**refreshed["status"], "updatedNumberScheduled": 1}
+        controller.reconcile()
+        assert not events(logs, "refresh_complete")
+        kube.roll_out()
+        controller.reconcile()
+    assert [e["event"] for e in logs if e["event"].startswith("refresh")] == [
+        "refresh_due",
+        "refresh_started",
+        "refresh_complete",
+    ]
+    assert len([w for w in kube.writes if w[0] == "create"]) == 1
+
+
+def test_recreate_strategy_deletes_then_creates(kube, clock, wall):
+    controller = make(kube, clock, wall, {"REFRESH_STRATEGY": "recreate"})
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    wall.now += 3600
+    with capture_logs() as logs:
+        controller.reconcile()
+        assert kube.writes[-1] == ("delete", NAME)  # foreground, as the Go original
+        controller.reconcile()  # still being deleted: wait
+        assert kube.writes[-1] == ("delete", NAME)
+        kube.finish_deletion()
+        controller.reconcile()
+    assert kube.writes[-1] == ("create", NAME)
+    assert ds(kube)["metadata"]["uid"] == "uid-2"
+    assert [e["event"] for e in logs if e["event"].startswith("daemonset_")] == [
+        "daemonset_deleting",
+        "daemonset_deleted",
+        "daemonset_created",
+    ]
     assert events(logs, "refresh_due")
-    assert clock.now >= start + 3600
-    # Refresh deletes the old one (foreground) before creating the new one.
-    assert ("kubernetes-image-puller", "uid-1", True) in kube.deleted
-    # Shutdown deletes the current one, in the background so it is gone at once, with a
-    # timeout short enough to fit the pod's 30 s termination grace period.
-    assert kube.deleted[-1] == (NAME, "uid-2", False)
-    assert sum(kube.delete_timeouts[-1]) < 30
-    assert NAME not in kube.objects
-    ready = events(logs, "daemonset_ready")
-    assert [(e["ready"], e["desired"]) for e in ready] == [(3, 3), (3, 3)]
+    assert not events(logs, "daemonset_deleted_externally")
 
 
-def test_owner_reference_points_at_the_deployment(world):
-    controller, kube, _, stop = world
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    controller.run()
-    assert kube.created[0]["metadata"]["ownerReferences"][0]["uid"] == "dep-uid"
+def test_digest_pinned_images_are_not_pulled_again(kube, clock, wall):
+    digest = "quay.io/a@sha256:" + "a" * 64
+    controller = make(kube, clock, wall, {"IMAGES": f"pinned={digest};tag=quay.io/b:1"})
+    controller.reconcile()
+    containers = {c["name"]: c for c in ds(kube)["spec"]["template"]["spec"]["containers"]}
+    assert containers["pinned"]["imagePullPolicy"] == "IfNotPresent"
+    assert containers["tag"]["imagePullPolicy"] == "Always"
 
 
-def test_without_deployment_the_daemonset_has_no_owner(world):
-    controller, kube, _, _ = world
-    kube.deployment = None
-    kube.script = [kube.become_ready(), kube.request_stop()]
+def test_not_ready_after_the_timeout_names_node_image_and_reason_and_carries_on(
+    controller, kube, clock
+):
+    controller.reconcile()
+    kube.pods = [
+        {
+            "metadata": {"name": "p1"},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "a", "image": "quay.io/a:1"}]},
+            "status": {
+                "containerStatuses": [
+                    {"name": "a", "state": {"waiting": {"reason": "ErrImagePull", "message": "x"}}}
+                ]
+            },
+        }
+    ]
     with capture_logs() as logs:
-        controller.run()
-    assert "ownerReferences" not in kube.created[0]["metadata"]
-    assert events(logs, "owner_not_found")
+        assert controller.reconcile() == pytest.approx(60)
+        clock.now += 60
+        controller.reconcile()
+        controller.reconcile()  # reported once
+        kube.roll_out()
+        controller.reconcile()
+    (summary,) = events(logs, "daemonset_not_ready")
+    assert summary["timeout_seconds"] == 60
+    (failure,) = events(logs, "image_not_cached")
+    assert (failure["node"], failure["image"], failure["reason"]) == (
+        "node-1",
+        "quay.io/a:1",
+        "ErrImagePull",
+    )
+    assert events(logs, "daemonset_ready")[0]["late"] is True
+
+
+def test_a_node_that_joins_is_followed_and_readiness_reported_again(controller, kube):
+    controller.reconcile()
+    kube.roll_out()
+    with capture_logs() as logs:
+        controller.reconcile()
+        kube.roll_out(nodes=4)
+        ds(kube)["status"]["numberAvailable"] = 3
+        controller.reconcile()
+        kube.roll_out(nodes=4)
+        controller.reconcile()
+    assert [(e["ready"], e["desired"]) for e in events(logs, "daemonset_ready")] == [(3, 3), (4, 4)]
+    assert (3, 4) in [(e["ready"], e["desired"]) for e in events(logs, "daemonset_progress")]
+
+
+# --- adoption ----------------------------------------------------------------------------------
+
+
+def left_by_an_earlier_process(kube, env=None, refreshed="2026-11-28T19:10:00Z"):
+    config = load_config({**ENV, **(env or {})})
+    body = build_daemonset(config, controller_id="earlier/1", refreshed_at=refreshed)
+    kube._stored(body, "old-uid", 1)
+    kube.roll_out()
+
+
+def test_a_restart_adopts_the_daemonset_without_replacing_a_pod(controller, kube):
+    left_by_an_earlier_process(kube)  # refreshed 50 minutes ago
+    with capture_logs() as logs:
+        assert controller.reconcile() == 0  # claimed: look again at once
+        requeue = controller.reconcile()
+    assert kube.writes == [("patch", NAME)]  # only the controller annotation
+    assert ds(kube)["metadata"]["generation"] == 1  # the pod template is untouched
+    assert ds(kube)["metadata"]["annotations"][CONTROLLER] == ME
+    assert requeue == pytest.approx(600)  # the schedule continues: 10 minutes to the refresh
+    assert events(logs, "daemonset_adopted")[0]["unchanged"] is True
+    assert not events(logs, "daemonset_created")
+
+
+def test_a_restart_with_a_changed_configuration_rolls(controller, kube):
+    left_by_an_earlier_process(kube, {"IMAGES": "a=quay.io/a:0"})
+    with capture_logs() as logs:
+        controller.reconcile()
+        controller.reconcile()
+    assert kube.writes == [("patch", NAME), ("replace", NAME)]
+    assert ds(kube)["metadata"]["uid"] == "old-uid"
+    images = [c["image"] for c in ds(kube)["spec"]["template"]["spec"]["containers"]]
+    assert images == ["quay.io/a:1", "quay.io/b:1"]
+    assert events(logs, "daemonset_updated")
 
 
 @pytest.mark.parametrize(
     "previous",
     [
-        # Made by this puller.
+        # Left by the Go original: its label on the selector only, which cannot be changed.
         {
-            "metadata": {
-                "name": NAME,
-                "uid": "old",
-                "labels": {"app.kubernetes.io/managed-by": "imagepuller"},
-            }
-        },
-        # Left by the Go original: no object labels, its label on the selector and pods only,
-        # and an owner reference to a Deployment of another name. Migrating from it works.
-        {
-            "metadata": {
-                "name": NAME,
-                "uid": "old",
-                "ownerReferences": [{"kind": "Deployment", "name": "other-puller"}],
-            },
-            "spec": {
-                "selector": {"matchLabels": {"test": "daemonset-test"}},
-                "template": {"metadata": {"labels": {"test": "daemonset-test"}}},
-            },
-        },
-        # Owned by our Deployment.
-        {
-            "metadata": {
-                "name": NAME,
-                "uid": "old",
-                "ownerReferences": [{"kind": "Deployment", "name": NAME}],
-            }
+            "metadata": {"name": NAME, "uid": "go", "resourceVersion": "1", "generation": 1},
+            "spec": {"selector": {"matchLabels": {"test": "daemonset-test"}}},
         },
     ],
-    ids=["ours", "go-original", "owned-by-our-deployment"],
 )
-def test_previous_daemonset_of_ours_is_replaced(world, previous):
-    controller, kube, _, _ = world
+def test_a_go_original_leftover_is_replaced(controller, kube, previous):
     kube.objects[NAME] = previous
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    controller.run()
-    assert kube.deleted[0] == (NAME, "old", True)
-    assert kube.created[0]["metadata"]["uid"] == "uid-1"
+    controller.reconcile()  # claim
+    controller.reconcile()  # its selector differs: delete
+    assert kube.writes == [("patch", NAME), ("delete", NAME)]
+    kube.finish_deletion()
+    controller.reconcile()
+    assert kube.writes[-1] == ("create", NAME)
 
 
-def test_a_foreign_daemonset_is_left_alone_and_named(world):
-    controller, kube, clock, stop = world
-    foreign = {"metadata": {"name": NAME, "uid": "theirs", "labels": {"app": "other"}}}
-    kube.objects[NAME] = foreign
-    waits = []
+# --- others ------------------------------------------------------------------------------------
 
-    def wait(seconds):  # the error backoff: stop after two attempts
-        waits.append(seconds)
-        if len(waits) == 2:
-            stop.set()
-        return stop.is_set()
 
-    stop.wait = wait
+def test_deleted_from_outside_is_created_again_at_once(controller, kube):
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
     with capture_logs() as logs:
-        assert controller.run() == 0
-    assert kube.objects[NAME] is foreign
-    assert kube.deleted == []
-    errors = events(logs, "daemonset_in_the_way")
-    assert len(errors) == 2
-    assert "uid theirs" in errors[0]["error"] and "'app': 'other'" in errors[0]["error"]
-    assert waits == [2.0, 4.0]  # the pause grows
+        del kube.objects[NAME]
+        controller.reconcile()
+    assert kube.writes[-1] == ("create", NAME)
+    assert events(logs, "daemonset_deleted_externally")[0]["uid"] == "uid-1"
 
 
-def test_ready_timeout_reports_failing_nodes_and_images_and_carries_on(world):
-    controller, kube, clock, stop = world
-    kube.pods = [
-        {
-            "metadata": {"name": "p1"},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "b", "image": "quay.io/b:1"}]},
-            "status": {
-                "containerStatuses": [
-                    {
-                        "name": "b",
-                        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "nope"}},
-                    }
-                ]
-            },
-        }
-    ]
-    # Never ready: the ready wait times out; then the keep wait is stopped.
-    kube.script = [kube.become_ready(ready=2, desired=3)]
-    kube.script_at_wait(2, [kube.request_stop()])
+def test_a_newer_puller_keeps_the_name_and_this_one_stands_by(controller, kube):
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    ds(kube)["metadata"]["annotations"][CONTROLLER] = "newer/2"  # it adopted ours
+    writes = list(kube.writes)
     with capture_logs() as logs:
-        assert controller.run() == 0
-    (summary,) = events(logs, "daemonset_not_ready")
-    assert (summary["ready"], summary["desired"], summary["failing"]) == (2, 3, 1)
-    (failure,) = events(logs, "image_not_cached")
-    assert failure["node"] == "node-1"
-    assert failure["image"] == "quay.io/b:1"
-    assert failure["reason"] == "ImagePullBackOff"
-    # The ready wait was bounded by READY_TIMEOUT (60 s) from its start.
-    assert kube.wait_deadlines[0] == 1000.0 + 60
+        controller.reconcile()
+        controller.reconcile()
+        assert kube.writes == writes  # no fight
+        kube.finish_deletion()  # the other one stopped and removed it
+        controller.reconcile()
+    assert events(logs, "another_controller")[0]["other"] == "newer/2"
+    assert len(events(logs, "another_controller")) == 1
+    assert events(logs, "standby_over")
+    assert kube.writes[-1] == ("create", NAME)
 
 
-def test_progress_is_logged_as_it_changes(world):
-    controller, kube, _, _ = world
-    kube.script = [
-        kube.become_ready(1, 3),
-        kube.become_ready(1, 3),
-        kube.become_ready(3, 3),
-        kube.request_stop(),
-    ]
-    with capture_logs() as logs:
-        controller.run()
-    progress = [(e["ready"], e["desired"]) for e in events(logs, "daemonset_progress")]
-    assert progress == [(0, 0), (1, 3), (3, 3)]
-
-
-def test_deleted_from_outside_is_recreated_at_once(world):
-    controller, kube, clock, stop = world
-    kube.script = [kube.become_ready(), kube.delete_from_outside()]
-    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
-    start = clock.now
-    with capture_logs() as logs:
-        controller.run()
-    assert len(kube.created) == 2
-    assert events(logs, "daemonset_deleted_externally")
-    assert clock.now == start  # no waiting for the interval
-
-
-def test_a_failing_cycle_is_logged_and_retried(world):
-    controller, kube, _, stop = world
-    kube.fail_next = [Transient("connection refused"), RuntimeError("bug")]
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    with capture_logs() as logs:
-        assert controller.run() == 0
-    assert events(logs, "api_error")[0]["error"] == "connection refused"
-    assert events(logs, "cycle_failed")  # the unexpected exception did not end the loop
-    assert len(kube.created) == 1
-
-
-def test_forbidden_names_the_missing_permission(world):
-    controller, kube, _, stop = world
-    kube.fail_next = [Forbidden("denied", permission="create daemonsets.apps in namespace ns")]
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    with capture_logs() as logs:
-        controller.run()
-    (denied,) = events(logs, "api_forbidden")
-    assert denied["missing_permission"] == "create daemonsets.apps in namespace ns"
-
-
-def test_stop_before_anything_was_created_deletes_nothing(world):
-    controller, kube, _, stop = world
-    stop.set()
-    assert controller.run() == 0
-    assert kube.created == [] and kube.deleted == []
-
-
-def test_no_matching_node_is_a_warning(world):
-    controller, kube, _, _ = world
-    kube.script = [kube.become_ready(0, 0), kube.request_stop()]
-    with capture_logs() as logs:
-        controller.run()
-    assert events(logs, "no_nodes_selected")
-
-
-def test_platform_detection_is_retried_after_a_transient_failure(world):
-    controller, kube, _, stop = world
-    answers = [Transient("refused"), True]
-
-    def is_openshift():
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    kube.is_openshift = is_openshift
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    controller.run()
-    # Detected on the second cycle: OpenShift, so no fixed UID in the pods.
-    security = kube.created[0]["spec"]["template"]["spec"]["securityContext"]
-    assert "runAsUser" not in security
-
-
-def test_a_failure_while_keeping_does_not_recreate_a_healthy_daemonset(world):
-    controller, kube, clock, stop = world
-
-    def watch_breaks():  # the first keep
-        raise Transient("watch broke")
-
-    kube.before_wait[2] = watch_breaks
-    kube.script_at_wait(3, [kube.request_stop()])  # the second keep
-    kube.script = [kube.become_ready()]
-    with capture_logs() as logs:
-        controller.run()
-    assert len(kube.created) == 1  # kept, not recreated
-    assert events(logs, "api_error")
-    # Same refresh time as before the failure.
-    assert kube.wait_deadlines[1] == kube.wait_deadlines[2]
-
-
-def test_ready_after_the_timeout_is_reported_late_and_progress_followed(world):
-    controller, kube, clock, stop = world
-    # Keeping it, after the ready wait timed out:
-    kube.script_at_wait(
-        2,
-        [
-            kube.become_ready(2, 3),
-            kube.become_ready(3, 3),
-            kube.become_ready(3, 4),
-            kube.become_ready(4, 4),
-            kube.request_stop(),
-        ],
-    )
-    kube.script = [kube.become_ready(1, 3)]
-    with capture_logs() as logs:
-        controller.run()
-    assert events(logs, "daemonset_not_ready")
-    late = events(logs, "daemonset_ready")
-    assert [(e["ready"], e["desired"], e.get("late")) for e in late] == [(3, 3, True), (4, 4, True)]
-    progress = [(e["ready"], e["desired"]) for e in events(logs, "daemonset_progress")]
-    assert progress[-4:] == [(2, 3), (3, 3), (3, 4), (4, 4)]
-
-
-def test_a_failure_while_waiting_for_readiness_does_not_recreate(world):
-    controller, kube, clock, stop = world
-
-    def watch_refused():  # the ready wait
-        raise Forbidden("denied", permission="watch daemonsets.apps in namespace ns")
-
-    kube.before_wait[1] = watch_refused
-    kube.script_at_wait(2, [kube.become_ready(), kube.request_stop()])
-    with capture_logs() as logs:
-        controller.run()
-    assert len(kube.created) == 1  # the retry kept it instead of deleting and re-pulling
-    assert [d for d in kube.deleted if d[2]] == []  # no foreground (refresh) delete
-    assert events(logs, "daemonset_ready")[0].get("late") is True
-
-
-def test_a_configuration_the_api_rejects_exits_1_and_touches_nothing(world):
-    controller, kube, _, _ = world
-    running = {
-        "metadata": {
-            "name": NAME,
-            "uid": "running",
-            "labels": {"app.kubernetes.io/managed-by": "imagepuller"},
-        }
+def test_a_foreign_daemonset_of_our_name_is_left_alone(controller, kube):
+    kube.objects[NAME] = {
+        "metadata": {"name": NAME, "uid": "theirs", "labels": {"app": "x"}},
+        "spec": {"selector": {"matchLabels": {"app": "x"}}},
     }
-    kube.objects[NAME] = running
-    kube.reject_dry_run = Invalid(
-        "the API rejected the daemonsets.apps: spec.template.spec.affinity.nodeAffinity: "
-        'unknown field "requiredDuringSchedulingIgnoredDuringExecutio"'
-    )
+    with pytest.raises(DaemonSetInTheWay, match="uid theirs"):
+        controller.reconcile()
+    assert kube.writes == []
+
+
+def test_a_configmap_edit_updates_the_template_in_place(controller, kube):
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}))
+    with capture_logs() as logs:
+        controller.reconcile()
+    assert kube.writes[-1] == ("replace", NAME)
+    assert ds(kube)["metadata"]["uid"] == "uid-1"
+    assert ds(kube)["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/a:2"
+    assert events(logs, "config_applied")[0]["changed"] == ["images"]
+
+
+def test_an_edit_the_api_refuses_changes_nothing_and_is_reported(controller, kube):
+    rejected = []
+    controller.on_rejected = lambda config, message: rejected.append(message)
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    writes = list(kube.writes)
+    kube.reject_dry_run = Invalid("spec.template.spec.affinity: Required value", status=422)
+    controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}))
+    with capture_logs() as logs:
+        controller.reconcile()
+    assert kube.writes == writes
+    assert "Required value" in events(logs, "config_rejected")[0]["error"]
+    assert "Required value" in rejected[0]
+    kube.reject_dry_run = None
+    controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:3"}))  # the next good edit
+    controller.reconcile()
+    assert ds(kube)["spec"]["template"]["spec"]["containers"][0]["image"] == "quay.io/a:3"
+
+
+def test_a_new_name_is_created_and_the_old_one_deleted_once_ready(controller, kube):
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    controller.offer(load_config({**ENV, "DAEMONSET_NAME": "renamed"}))
+    controller.reconcile()
+    assert set(kube.objects) == {NAME, "renamed"}  # both hold the images for now
+    controller.reconcile()
+    assert NAME in kube.objects
+    kube.roll_out("renamed")
+    with capture_logs() as logs:
+        controller.reconcile()
+    assert set(kube.objects) == {"renamed"}
+    assert events(logs, "daemonset_retired")[0]["name"] == NAME
+
+
+def test_a_configuration_the_api_refuses_at_start_exits_1_touching_nothing(controller, kube):
+    kube.reject_dry_run = Invalid("nodeSelectorTerms: Required value", status=422)
     with capture_logs() as logs:
         assert controller.run() == 1
-    (rejected,) = events(logs, "config_rejected")
-    assert "requiredDuringSchedulingIgnoredDuringExecutio" in rejected["error"]
-    assert "nothing was changed" in rejected["error"]
-    assert kube.objects[NAME] is running  # what already runs is left as it is
-    assert kube.deleted == [] and kube.created == []
-    # The dry run used another name, so an existing DaemonSet does not make it a conflict.
-    assert kube.dry_runs[0]["metadata"]["name"] == NAME + "-dry-run"
+    assert kube.writes == []
+    assert "nodeSelectorTerms" in events(logs, "config_rejected")[0]["error"]
 
 
-def test_the_dry_run_happens_once(world):
-    controller, kube, clock, _ = world
-    kube.script = [kube.become_ready(), lambda: None]
-    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
-    controller.run()
-    assert len(kube.created) == 2 and len(kube.dry_runs) == 1
+# --- stopping ----------------------------------------------------------------------------------
 
 
-def test_shutdown_acts_once_even_when_called_twice(world):
-    controller, kube, _, stop = world
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    controller.run()
-    controller.shutdown()  # as the CLI does when the worker did not finish in time
-    assert [d for d in kube.deleted if not d[2]] == [(NAME, "uid-1", False)]
-
-
-def test_pods_that_could_not_be_created_are_reported_with_the_reason(world):
-    controller, kube, _, stop = world
-    kube.events = [
-        {
-            "message": 'pods "p" is forbidden: exceeded quota: mem, requested: limits.memory=40Mi',
-            "count": 3,
-        },
-        {
-            "message": 'pods "p" is forbidden: exceeded quota: mem, requested: limits.memory=40Mi',
-            "count": 2,
-        },
-    ]
-    kube.script_at_wait(2, [kube.request_stop()])
-    kube.script = [kube.become_ready(0, 3)]  # three nodes, no pod at all
+def test_sigterm_keeps_a_daemonset_our_deployment_owns(controller, kube):
+    kube.deployment = {"metadata": {"name": NAME, "uid": "dep"}}
+    controller.reconcile()
     with capture_logs() as logs:
-        controller.run()
-    (summary,) = events(logs, "daemonset_not_ready")
-    assert summary["failing"] == 1
-    (failure,) = events(logs, "image_not_cached")
-    assert failure["reason"] == "FailedCreate"
-    assert "exceeded quota" in failure["message"] and failure["times"] == "5"
-    assert kube.event_selectors == ["involvedObject.uid=uid-1,reason=FailedCreate"]
+        controller.shutdown()
+    assert NAME in kube.objects
+    assert events(logs, "shutdown")[0]["deleted"] is False
 
 
-def test_a_second_controller_is_not_fought_but_waited_for(world):
-    controller, kube, _, stop = world
-    controller.identity = "me/1"
-    theirs = {
-        "metadata": {
-            "name": NAME,
-            "uid": "theirs",
-            "labels": {"app.kubernetes.io/managed-by": "imagepuller"},
-            "annotations": {"imagepuller.io/controller": "other/2"},
-        }
-    }
-
-    def replaced_by_another():
-        kube.objects[NAME] = theirs
-
-    def they_stop():
-        del kube.objects[NAME]
-
-    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
-    kube.script = [kube.become_ready(), replaced_by_another, lambda: None, they_stop]
+def test_sigterm_deletes_a_daemonset_nothing_owns(controller, kube):
+    controller.reconcile()
     with capture_logs() as logs:
-        controller.run()
-    (other,) = events(logs, "another_controller")
-    assert other["other"] == "other/2"
-    assert events(logs, "standby_over")
-    # Theirs was never deleted; ours came back only once the name was free.
-    assert all(uid != "theirs" for _, uid, _ in kube.deleted)
-    assert len(kube.created) == 2
-    assert kube.created[0]["metadata"]["annotations"]["imagepuller.io/controller"] == "me/1"
+        controller.shutdown()
+        controller.shutdown()  # a second call does nothing
+    assert kube.writes[-1] == ("delete-background", NAME)
+    assert NAME not in kube.objects
+    assert [e["deleted"] for e in events(logs, "shutdown")] == [True]
 
 
-def test_losing_the_race_for_the_name_to_another_controller_stands_aside(world):
-    controller, kube, _, _ = world
-    controller.identity = "me/1"
-    theirs = {
-        "metadata": {
-            "name": NAME,
-            "uid": "theirs",
-            "annotations": {"imagepuller.io/controller": "other/2"},
-        }
-    }
-    original_create = kube.create_daemonset
-    raced = []
+# --- the loop survives every failure -----------------------------------------------------------
 
-    def create(body, dry_run=False):
-        if not dry_run and not raced:
-            raced.append(True)
-            kube.objects[NAME] = theirs  # they got there between our delete and our create
-            raise Conflict("already exists", status=409)
-        return original_create(body, dry_run=dry_run)
 
-    kube.create_daemonset = create
-    kube.script_after_create[1] = [kube.become_ready(), kube.request_stop()]
-    kube.script = [lambda: kube.objects.pop(NAME)]  # later they stop and free the name
+class Once(Controller):
+    """Stops after ``rounds`` reconciles, so ``run()`` returns."""
+
+    rounds = 3
+
+    def reconcile(self):
+        self.rounds -= 1
+        if self.rounds <= 0:
+            self.stop.set()
+        return super().reconcile()
+
+
+@pytest.mark.parametrize(
+    "failure, event",
+    [
+        (Transient("connection refused"), "api_error"),
+        (Forbidden("denied", permission="create daemonsets.apps in namespace ns"), "api_forbidden"),
+        (
+            NamespaceTerminating("namespace ns is being deleted", status=403),
+            "namespace_terminating",
+        ),
+        (Conflict("Precondition failed: UID", status=409), "daemonset_changed_meanwhile"),
+        (RuntimeError("bug"), "cycle_failed"),
+    ],
+)
+def test_a_failure_is_logged_as_what_it_is_and_tried_again(kube, clock, wall, failure, event):
+    controller = Once(
+        load_config(ENV), kube, stop=kube.stop, clock=clock, wall=wall, identity=ME,
+        informer=FakeInformer,
+    )  # fmt: skip
+    controller.wake.wait = lambda timeout: False  # no real waiting
+    kube.fail_next = [failure]
     with capture_logs() as logs:
-        controller.run()
-    assert events(logs, "another_controller")[0]["other"] == "other/2"
-    assert all(uid != "theirs" for _, uid, _ in kube.deleted)
-    assert len(kube.created) == 1
+        assert controller.run() == 0
+    assert events(logs, event)
+    others = {"api_error", "api_forbidden", "cycle_failed", "namespace_terminating"} - {event}
+    assert not [e for e in logs if e["event"] in others]
+    assert ("create", NAME) in kube.writes  # tried again, and got there
 
+
+def test_config_rejected_is_raised_for_a_refusal_only_at_start(controller, kube):
+    kube.reject_dry_run = Invalid("bad", status=422)
+    with pytest.raises(ConfigRejected):
+        controller.reconcile()
+
+
+# --- whose DaemonSet -------------------------------------------------------------------------
 
 FOREIGN_LOOKING = {
     "metadata": {"name": NAME, "uid": "mine", "labels": {"app": "x"}},
@@ -609,49 +632,23 @@ def test_is_ours_by_its_immutable_selector():
     del ours["metadata"]["labels"]["app.kubernetes.io/managed-by"]
     ours["metadata"]["uid"] = "u"
     assert is_ours(ours, config)
-    renamed = load_config({**ENV, "DAEMONSET_NAME": "other"})
-    assert not is_ours(ours, renamed)  # another puller's image cache, not ours
+    assert not is_ours(ours, load_config({**ENV, "DAEMONSET_NAME": "other"}))
 
 
-def test_our_daemonset_stays_ours_when_its_labels_are_removed(world):
-    # No owner Deployment (`make run`): only the label said it was ours, and someone removed it.
-    controller, kube, clock, stop = world
-    kube.deployment = None
-
-    def labels_removed():
-        obj = kube.objects[NAME]
-        obj["metadata"]["labels"] = {}
-        obj["spec"]["selector"] = {"matchLabels": {"app": "edited"}}  # only the uid is left
-
-    kube.script = [kube.become_ready(), labels_removed, lambda: None]
-    kube.script_after_create[2] = [kube.become_ready(), kube.request_stop()]
+def test_our_daemonset_stays_ours_when_its_labels_are_removed(controller, kube, wall):
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    obj = ds(kube)
+    obj["metadata"]["labels"] = {}
+    obj["spec"]["selector"] = {"matchLabels": {"app": "edited"}}  # only the uid is left
+    wall.now += 3600
     with capture_logs() as logs:
-        controller.run()
+        controller.reconcile()
     assert not events(logs, "daemonset_in_the_way")
-    assert (NAME, "uid-1", True) in kube.deleted  # refreshed: ours to delete
-    assert [c["metadata"]["uid"] for c in kube.created] == ["uid-1", "uid-2"]
+    assert kube.writes[-1][0] in ("patch", "replace", "delete")
 
 
-def test_a_namespace_being_deleted_is_reported_as_such(world):
-    controller, kube, _, stop = world
-    kube.fail_next = [NamespaceTerminating("namespace ns is being deleted", status=403)]
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    with capture_logs() as logs:
-        assert controller.run() == 0
-    (terminating,) = events(logs, "namespace_terminating")
-    assert terminating["namespace"] == "ns"
-    assert not events(logs, "api_forbidden")
-    assert len(kube.created) == 1  # tried again, in case the namespace comes back
-
-
-def test_a_concurrent_change_is_not_an_api_error(world):
-    # The hand-off race with another puller: our uid-guarded delete finds a new DaemonSet.
-    controller, kube, _, stop = world
-    kube.fail_next = [Conflict("Precondition failed: UID in precondition: a", status=409)]
-    kube.script = [kube.become_ready(), kube.request_stop()]
-    with capture_logs() as logs:
-        assert controller.run() == 0
-    (changed,) = events(logs, "daemonset_changed_meanwhile")
-    assert "Precondition failed" in changed["detail"]
-    assert not events(logs, "api_error")
-    assert len(kube.created) == 1
+def test_refresh_time_is_written_as_the_api_writes_times():
+    assert format_time(parse_time("2026-11-28T20:00:00Z")) == "2026-11-28T20:00:00.000Z"
+    assert format_time(parse_time("2026-11-28T20:00:00.123Z")) == "2026-11-28T20:00:00.123Z"

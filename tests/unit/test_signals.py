@@ -105,4 +105,6 @@ def test_sigterm_while_blocked_on_a_silent_api_server_exits_0_within_the_grace_p
     print(f"exited {elapsed:.1f}s after SIGTERM")
     assert code == 0
     assert elapsed < GRACE_PERIOD
-    assert any('"shutdown_forced"' in line for line in controller.lines)
+    # Either the worker was idle (the unanswered request is a watch's list, in its own
+    # thread) or it was stuck in a call and the main thread shut down for it.
+    assert any('"stopped"' in line for line in controller.lines)

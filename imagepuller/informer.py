@@ -1,0 +1,142 @@
+"""A watch-fed cache of one kind of object in one namespace, and a queue that says "look again".
+
+The informer lists, then watches from the list's resourceVersion, in a thread of its own; an
+expired watch lists again, a broken one is retried with a pause. Every change replaces the
+cached object and calls ``notify``: it carries no event to act on, only "something changed",
+so the reconciler reads the cache and decides from what is there now (level-triggered).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from imagepuller.kube import Expired, Kube, KubeError, Stopped, Transient
+
+log = structlog.get_logger("imagepuller.informer")
+
+# Pause after a failed list or a broken watch; a stop cuts it short.
+RETRY_PAUSE = 1.0
+
+
+class Informer:
+    def __init__(
+        self,
+        kube: Kube,
+        kind: tuple[str, str],
+        namespace: str,
+        notify: Callable[[], None],
+        *,
+        name: str | None = None,
+    ):
+        self.kube = kube
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        self.notify = notify
+        self._objects: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._synced = threading.Event()
+        self._ended = threading.Event()  # this informer was stopped (not the whole process)
+        self._thread = threading.Thread(
+            target=self._run, name=f"informer-{kind[0]}-{namespace}", daemon=True
+        )
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._objects.get(name)
+
+    def has_synced(self) -> bool:
+        """The first list is in: an absent object is really absent, not just not seen yet."""
+        return self._synced.is_set()
+
+    # --- running ----------------------------------------------------------------------------
+
+    def start(self) -> Informer:
+        self._thread.start()
+        return self
+
+    def end(self) -> None:
+        """Stop this informer (its namespace is no longer watched); the thread ends with its
+        current watch, which the server closes within ``WATCH_MAX_SECONDS``."""
+        self._ended.set()
+
+    def _stopped(self) -> bool:
+        return self._ended.is_set() or self.kube.stop.is_set()
+
+    def _run(self) -> None:
+        selector = f"metadata.name={self.name}" if self.name else None
+        while not self._stopped():
+            try:
+                items, version = self.kube.list_objects(
+                    self.kind, self.namespace, field_selector=selector
+                )
+                self._replace(items)
+                while not self._stopped():
+                    for kind, obj in self.kube.watch_objects(
+                        self.kind, self.namespace, version, field_selector=selector
+                    ):
+                        if self._stopped():
+                            return
+                        version = obj.get("metadata", {}).get("resourceVersion") or version
+                        if kind != "BOOKMARK":
+                            self._apply(kind, obj)
+            except Stopped:
+                return
+            except (Expired, Transient) as err:
+                log.info(
+                    "watch_restarted", kind=self.kind[0], namespace=self.namespace, reason=str(err)
+                )
+            except KubeError as err:
+                # Forbidden, for example: the reconciler reports what it cannot do itself.
+                log.warning(
+                    "watch_failed", kind=self.kind[0], namespace=self.namespace, error=str(err)
+                )
+            self.kube.stop.wait(RETRY_PAUSE)
+
+    def _replace(self, items: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._objects = {obj["metadata"]["name"]: obj for obj in items}
+        self._synced.set()
+        self.notify()
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        with self._lock:
+            if kind == "DELETED":
+                self._objects.pop(name, None)
+            else:
+                self._objects[name] = obj
+        self.notify()
+
+
+class WakeUp:
+    """The reconciler's queue for one key: ``poke`` says look now, ``wait`` sleeps until a
+    poke, the stop event, or ``timeout``. Pokes that arrive while it works are kept, so a change
+    during a reconcile is never lost (and many of them make one more look, not many)."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self._poked = threading.Event()
+
+    def poke(self) -> None:
+        self._poked.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """True when poked (the poke is consumed), False on timeout or stop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stop.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            # Short slices, so a stop is seen promptly even though it sets another event.
+            if self._poked.wait(0.2 if remaining is None else min(0.2, remaining)):
+                self._poked.clear()
+                return True
+        return False

@@ -1,0 +1,164 @@
+"""What to do about one puller's DaemonSet, decided from what is wanted and what is there.
+
+``decide`` is pure: the desired DaemonSet, the one observed in the cluster and the time in,
+one ``Action`` out. It never asks which event arrived or what happened before, beyond the
+one fact this process must remember itself (``claimed``: it has taken the DaemonSet over, so
+a later change of hands means a newer puller took it). Everything else it needs, the
+schedule included, is read from the DaemonSet's annotations, so a restart continues where
+the previous process stopped.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from imagepuller import daemonset as ds
+
+ROLLING = "rolling"
+RECREATE = "recreate"
+# After a refusal that only a person can clear (a foreign DaemonSet in the way), look again
+# this often: the name may have been freed.
+RETRY_SECONDS = 30.0
+
+
+class Do(enum.Enum):
+    CREATE = "create"  # nothing of our name: make it
+    CLAIM = "claim"  # ours but made by another process (our predecessor): take it over
+    UPDATE = "update"  # what the pods should be changed: update the template, it rolls
+    REFRESH = "refresh"  # the interval ended: roll every pod (re-pull mutable tags)
+    DELETE = "delete"  # recreate strategy (refresh or change), or an immutable field differs
+    WAIT = "wait"  # being deleted: look again once it is gone
+    STAND_ASIDE = "stand_aside"  # a newer puller took the name: leave it to it
+    IN_THE_WAY = "in_the_way"  # a DaemonSet of our name that is not ours: leave it alone
+    NOTHING = "nothing"  # as wanted: look again when the next refresh is due
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The DaemonSet this puller wants, without the volatile parts (refresh time, identity)."""
+
+    body: dict[str, Any]
+    strategy: str
+    interval_seconds: float
+    # A refresh does not start while the previous rollout is still going, unless that one has
+    # run this long (it is stuck: a node cannot pull, and the next refresh tries again).
+    ready_timeout_seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def spec_hash(self) -> str:
+        return str(self.body["metadata"]["annotations"][ds.SPEC_HASH_ANNOTATION])
+
+
+@dataclass(frozen=True)
+class Action:
+    do: Do
+    why: str
+    # Seconds until this puller should be looked at again even if nothing happens (None:
+    # only when something changes).
+    requeue_after: float | None = None
+
+
+def decide(
+    desired: Desired,
+    observed: dict[str, Any] | None,
+    now: float,
+    *,
+    identity: str,
+    claimed: bool,
+    is_ours: bool,
+) -> Action:
+    """The one next step for ``desired`` given ``observed`` (the DaemonSet of its name).
+
+    ``now`` is wall-clock seconds (refresh times are kept as wall-clock times in the cluster),
+    ``is_ours`` says whether ``observed`` was made by a puller of ours (see
+    ``controller.is_ours``), ``claimed`` whether this process has already taken it over.
+    """
+    if observed is None:
+        return Action(Do.CREATE, "no DaemonSet of this name")
+    metadata = observed["metadata"]
+    if metadata.get("deletionTimestamp"):
+        return Action(Do.WAIT, "being deleted")
+    if not is_ours:
+        return Action(Do.IN_THE_WAY, "not made by this puller", RETRY_SECONDS)
+    owner = (metadata.get("annotations") or {}).get(ds.CONTROLLER_ANNOTATION)
+    if owner != identity:
+        if claimed:
+            return Action(Do.STAND_ASIDE, f"taken over by {owner}")
+        return Action(Do.CLAIM, f"made by {owner or 'an earlier puller'}")
+    if spec_hash_of(observed) != desired.spec_hash:
+        if desired.strategy == RECREATE:
+            return Action(Do.DELETE, "changed (recreate strategy)")
+        if _selector(observed) != _selector(desired.body):
+            return Action(Do.DELETE, "changed selector (immutable)")
+        return Action(Do.UPDATE, "changed")
+    last = refreshed_at(observed)
+    due = last + desired.interval_seconds
+    if now < due:
+        return Action(Do.NOTHING, "as wanted", due - now)
+    if desired.strategy == RECREATE:
+        return Action(Do.DELETE, "refresh due (recreate strategy)")
+    stuck_at = last + desired.ready_timeout_seconds
+    if not rollout(observed)[0] and now < stuck_at:
+        # An interval shorter than the rollout: let it finish rather than start over.
+        return Action(Do.WAIT, "refresh due, the last one still rolling", stuck_at - now)
+    return Action(Do.REFRESH, "refresh due")
+
+
+def spec_hash_of(daemonset: dict[str, Any]) -> str | None:
+    return (daemonset["metadata"].get("annotations") or {}).get(ds.SPEC_HASH_ANNOTATION)
+
+
+def refreshed_at(daemonset: dict[str, Any]) -> float:
+    """When its pods were last refreshed (wall-clock seconds): the annotation we keep, or the
+    DaemonSet's creation for one made before we kept it (or by the Go original)."""
+    metadata = daemonset["metadata"]
+    for text in (
+        (metadata.get("annotations") or {}).get(ds.REFRESH_ANNOTATION),
+        metadata.get("creationTimestamp"),
+    ):
+        parsed = parse_time(text)
+        if parsed is not None:
+            return parsed
+    return 0.0  # unknown: refresh now
+
+
+def parse_time(text: str | None) -> float | None:
+    """An RFC 3339 UTC time as the API writes it (``2026-11-28T20:00:00Z``), or None."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def format_time(seconds: float) -> str:
+    """RFC 3339 UTC with milliseconds: two refreshes in one second still differ."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def rollout(daemonset: dict[str, Any]) -> tuple[bool, int, int]:
+    """(complete, pods up to date and available, desired): complete when the DaemonSet
+    controller has seen this generation and every scheduled node runs an available pod of
+    the current template. ``numberReady`` alone is not enough: during a rolling refresh the
+    old pods are ready too."""
+    status = daemonset.get("status") or {}
+    generation = daemonset["metadata"].get("generation", 0)
+    desired = int(status.get("desiredNumberScheduled", 0))
+    updated = int(status.get("updatedNumberScheduled", 0))
+    available = int(status.get("numberAvailable", 0))
+    seen = status.get("observedGeneration", -1) >= generation
+    complete = seen and updated == desired and available == desired
+    return complete, min(updated, available) if seen else 0, desired
+
+
+def _selector(body: dict[str, Any]) -> Any:
+    return (body.get("spec") or {}).get("selector")
