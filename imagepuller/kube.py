@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import threading
 import time
@@ -93,14 +92,6 @@ class Expired(KubeError):
 
 class Stopped(Exception):
     """The stop event was set while waiting."""
-
-
-class WaitTimeout(Exception):
-    """The deadline passed before the condition held; ``last`` is the last object seen."""
-
-    def __init__(self, last: dict[str, Any] | None):
-        super().__init__("deadline passed")
-        self.last = last
 
 
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
@@ -393,45 +384,7 @@ class Kube:
         )
         return any(g.get("name") == OPENSHIFT_API_GROUP for g in groups.get("groups") or [])
 
-    # --- waiting ------------------------------------------------------------------------
-
-    def wait_for_daemonset(
-        self,
-        namespace: str,
-        name: str,
-        condition: Callable[[dict[str, Any] | None], bool],
-        deadline: float,
-        on_change: Callable[[dict[str, Any] | None], None] | None = None,
-    ) -> dict[str, Any] | None:
-        """Return the DaemonSet (None if absent) once ``condition`` holds for it.
-
-        Lists, then watches from that resourceVersion; an expired watch lists again and a
-        broken connection is retried until ``deadline`` (a ``clock`` time). Raises
-        ``WaitTimeout`` at the deadline and ``Stopped`` when the stop event is set.
-        """
-        last: dict[str, Any] | None = None
-        while True:
-            self._check_stop()
-            if self.clock() >= deadline:
-                raise WaitTimeout(last)
-            try:
-                last, version = self._list_one_daemonset(namespace, name, deadline)
-                if on_change:
-                    on_change(last)
-                if condition(last):
-                    return last
-                for kind, obj in self._watch_daemonsets(namespace, name, version, deadline):
-                    if kind == "BOOKMARK":
-                        continue
-                    last = None if kind == "DELETED" else obj
-                    if on_change:
-                        on_change(last)
-                    if condition(last):
-                        return last
-            except (Expired, Transient) as err:
-                log.info("watch_restarted", namespace=namespace, name=name, reason=str(err))
-                # Back off a little so a dead API server is not hammered; stop cuts it short.
-                self.stop.wait(min(1.0, max(0.0, deadline - self.clock())))
+    # --- watching -----------------------------------------------------------------------
 
     def interrupt(self) -> None:
         """Unblock every watch in progress (called from another thread on shutdown)."""
@@ -444,31 +397,6 @@ class Kube:
     def _check_stop(self) -> None:
         if self.stop.is_set():
             raise Stopped()
-
-    def _list_one_daemonset(
-        self, namespace: str, name: str, deadline: float
-    ) -> tuple[dict[str, Any] | None, str]:
-        result = self._list(
-            "daemonsets.apps",
-            self.apps.list_namespaced_daemon_set,
-            namespace,
-            field_selector=f"metadata.name={name}",
-            deadline=deadline,
-        )
-        items = result["items"]
-        return (items[0] if items else None), result["metadata"]["resourceVersion"]
-
-    def _watch_daemonsets(
-        self, namespace: str, name: str, version: str, deadline: float
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        seconds = max(1, min(WATCH_MAX_SECONDS, math.ceil(deadline - self.clock())))
-        return self.watch_objects(
-            DAEMONSETS,
-            namespace,
-            version,
-            field_selector=f"metadata.name={name}",
-            seconds=seconds,
-        )
 
     def _stream_events(
         self, response: Any, resource: str, namespace: str

@@ -13,15 +13,12 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from imagepuller.kube import (
-    Expired,
     Forbidden,
     Invalid,
     Kube,
     KubeError,
     NamespaceTerminating,
-    Stopped,
     Transient,
-    WaitTimeout,
     load_api_client,
 )
 
@@ -281,107 +278,12 @@ def test_malformed_kubeconfig_is_a_message_not_a_traceback(tmp_path, content):
         load_api_client(str(kubeconfig))
 
 
-# --- wait_for_daemonset: list, then watch; re-list on expiry or a broken stream -------------
-
-
 class Clock:
     def __init__(self):
         self.now = 100.0
 
     def __call__(self):
         return self.now
-
-
-@pytest.fixture
-def waiting(mocker):
-    """A Kube whose list and watch are scripted: lists pop from ``lists``, watches from
-    ``watches`` (each a list of events, or an exception to raise)."""
-    clock = Clock()
-    stop = InstantStop()
-    kube = Kube(mocker.MagicMock(), stop=stop, retry_for=30, clock=clock)
-    script = {"lists": [], "watches": []}
-
-    def list_one(namespace, name, deadline):
-        return script["lists"].pop(0), "rv"
-
-    def watch(namespace, name, version, deadline):
-        item = script["watches"].pop(0) if script["watches"] else []
-        if isinstance(item, Exception):
-            raise item
-        yield from item
-        clock.now = deadline  # the server ends the watch at its timeout
-
-    kube._list_one_daemonset = list_one
-    kube._watch_daemonsets = watch
-    return kube, clock, script
-
-
-def ds(uid, ready=0, desired=3):
-    return {
-        "metadata": {"uid": uid, "generation": 1},
-        "status": {
-            "observedGeneration": 1,
-            "numberReady": ready,
-            "desiredNumberScheduled": desired,
-        },
-    }
-
-
-def ready(obj):
-    return (
-        obj is not None and obj["status"]["numberReady"] == obj["status"]["desiredNumberScheduled"]
-    )
-
-
-def test_wait_returns_when_the_listed_object_already_satisfies(waiting):
-    kube, _, script = waiting
-    script["lists"] = [ds("a", 3)]
-    assert kube.wait_for_daemonset("ns", "n", ready, deadline=200)["metadata"]["uid"] == "a"
-
-
-def test_wait_follows_watch_events_and_reports_each_change(waiting):
-    kube, _, script = waiting
-    script["lists"] = [ds("a", 0)]
-    script["watches"] = [[("BOOKMARK", {}), ("MODIFIED", ds("a", 2)), ("MODIFIED", ds("a", 3))]]
-    seen = []
-    result = kube.wait_for_daemonset(
-        "ns", "n", ready, deadline=200, on_change=lambda o: seen.append(o["status"]["numberReady"])
-    )
-    assert result["status"]["numberReady"] == 3
-    assert seen == [0, 2, 3]  # the bookmark is not a change
-
-
-def test_a_deleted_event_is_reported_as_none(waiting):
-    kube, _, script = waiting
-    script["lists"] = [ds("a", 0)]
-    script["watches"] = [[("DELETED", ds("a", 0))]]
-    assert kube.wait_for_daemonset("ns", "n", lambda o: o is None, deadline=200) is None
-
-
-@pytest.mark.parametrize("failure", [Expired("too old", status=410), Transient("connection reset")])
-def test_an_expired_or_broken_watch_lists_again(waiting, failure):
-    kube, _, script = waiting
-    script["lists"] = [ds("a", 0), ds("a", 3)]
-    script["watches"] = [failure]
-    assert kube.wait_for_daemonset("ns", "n", ready, deadline=200)["status"]["numberReady"] == 3
-    assert script["lists"] == []  # listed twice
-    assert kube.stop.waits  # a pause before trying again, cut short by a stop
-
-
-def test_the_deadline_raises_wait_timeout_with_the_last_object(waiting):
-    kube, clock, script = waiting
-    script["lists"] = [ds("a", 1)]
-    with pytest.raises(WaitTimeout) as caught:
-        kube.wait_for_daemonset("ns", "n", ready, deadline=200)
-    assert caught.value.last["status"]["numberReady"] == 1
-    assert clock.now == 200
-
-
-def test_a_stop_ends_the_wait(waiting):
-    kube, _, script = waiting
-    kube.stop.set()
-    with pytest.raises(Stopped):
-        kube.wait_for_daemonset("ns", "n", ready, deadline=200)
 
 
 def test_a_deadline_ends_the_retries_of_a_call_inside_a_wait(mocker):
