@@ -16,44 +16,8 @@ from kubernetes import client
 from imagepuller.config import load_config
 from imagepuller.daemonset import build_daemonset
 from imagepuller.kube import Invalid, Kube, load_api_client
-from tests.apiobjects import read_or_none
-from tests.controller_process import ControllerProcess
+from tests.cluster.conftest import NAME, make_refresh_due, read_ds
 from tests.waiting import wait_until
-
-IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
-NAME = "kubernetes-image-puller"
-
-
-@pytest.fixture
-def apps(api_client):
-    return client.AppsV1Api(api_client)
-
-
-@pytest.fixture
-def core(api_client):
-    return client.CoreV1Api(api_client)
-
-
-@pytest.fixture
-def start_controller(cluster, namespace, controllers):
-    """`controllers` with this file's defaults: the admin kubeconfig, the test namespace."""
-
-    def start(**env: str) -> ControllerProcess:
-        return controllers(
-            {
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "NAMESPACE": namespace,
-                "IMAGES": IMAGES,
-                "READY_TIMEOUT": "60s",
-                **env,
-            }
-        )
-
-    return start
-
-
-def read_ds(apps, namespace, name=NAME):
-    return read_or_none(apps.read_namespaced_daemon_set, name, namespace)
 
 
 def test_daemonset_ready_on_every_node_in_a_restricted_namespace(
@@ -147,9 +111,9 @@ def test_daemonset_deleted_from_outside_is_back_within_5_seconds(start_controlle
     controller.wait_for("daemonset_deleted_externally", 5)
 
 
-def test_short_interval_refreshes_the_daemonset(start_controller, apps, namespace):
-    # 0.001 h = 3.6 s
-    controller = start_controller(CACHING_INTERVAL_HOURS="0.001")
+def test_recreate_strategy_refreshes_by_delete_and_create(start_controller, apps, namespace):
+    # The Go original's way, kept as REFRESH_STRATEGY=recreate. 0.001 h = 3.6 s.
+    controller = start_controller(CACHING_INTERVAL_HOURS="0.001", REFRESH_STRATEGY="recreate")
     first = controller.wait_for("daemonset_created", 60)
     controller.wait_for("refresh_due", 90)
     second = controller.wait_for("daemonset_created", 60)
@@ -499,7 +463,7 @@ def test_a_misspelt_affinity_exits_1_naming_the_field(start_controller, apps, na
 
 def test_our_daemonset_stays_ours_without_its_label(start_controller, apps, namespace):
     # No owner Deployment (as with `make run`): only the label said it was ours.
-    controller = start_controller(CACHING_INTERVAL_HOURS="0.001")  # refresh every 3.6 s
+    controller = start_controller()
     controller.wait_for("daemonset_ready", 60)
     patched = apps.patch_namespaced_daemon_set(
         NAME,
@@ -507,10 +471,11 @@ def test_our_daemonset_stays_ours_without_its_label(start_controller, apps, name
         [{"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}],
     )
     assert "app.kubernetes.io/managed-by" not in (patched.metadata.labels or {})
-    uid = patched.metadata.uid
-    # The next refresh replaces it, as its own, instead of failing on it for ever.
-    controller.wait_for("daemonset_deleted", 60, where=lambda e: e["uid"] == uid)
-    controller.wait_for("daemonset_created", 60, where=lambda e: e["uid"] != uid)
+    make_refresh_due(apps, namespace)
+    patched_at = time.monotonic()
+    # The next refresh rolls it, as its own, instead of failing on it for ever.
+    controller.wait_for("refresh_started", 60, where=lambda e: e["_received"] > patched_at)
+    controller.wait_for("refresh_complete", 60)
     assert not any('"daemonset_in_the_way"' in line for line in controller.lines)
     assert controller.stop() == 0
     assert read_ds(apps, namespace) is None

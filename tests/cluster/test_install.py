@@ -7,8 +7,11 @@
 The controller then runs out of the cluster, authenticated as the installed ServiceAccount (a
 token from the TokenRequest API), with exactly the environment its pod would get (the
 ConfigMap through envFrom, overlaid by the container's own `env`). Its DaemonSet becoming
-ready proves the Role grants enough; `kubectl auth can-i` proves it grants no more (pods and
-events: list only); removing one rule proves a missing permission is named.
+ready, and a ConfigMap edit applied live, prove the Role grants enough (the ConfigMap is
+watched by name, as its `resourceNames` rule allows); `kubectl auth can-i` proves it grants no
+more (pods: list only; events: list and create; that one ConfigMap only); removing one rule
+proves a missing permission is named. SIGTERM keeps the DaemonSet the Deployment owns, and
+deleting the Deployment removes it.
 Finally every object in manifests/ is accepted by a server-side dry run and the Deployment's
 pods pass `restricted` Pod Security admission.
 """
@@ -188,16 +191,24 @@ def assert_deployment_runs(api_client, namespace: str) -> None:
 
 
 # What the installed ServiceAccount may and may not do in its namespace (`kubectl auth can-i`):
-# the Role's rules, exactly; pods and events are only ever listed.
+# the Role's rules, exactly; pods are only ever listed, events listed and created, and of the
+# ConfigMaps only its own (TYPE/NAME: a request naming it) can be read and watched.
+OWN_CONFIGMAP = f"configmaps/{NAME}"
 ALLOWED = [
     ("get", "daemonsets.apps"), ("list", "daemonsets.apps"), ("watch", "daemonsets.apps"),
-    ("create", "daemonsets.apps"), ("delete", "daemonsets.apps"), ("get", "deployments.apps"),
-    ("list", "pods"), ("list", "events"),
+    ("create", "daemonsets.apps"), ("update", "daemonsets.apps"), ("patch", "daemonsets.apps"),
+    ("delete", "daemonsets.apps"), ("get", "deployments.apps"),
+    ("list", "pods"), ("list", "events"), ("create", "events"),
+    ("get", OWN_CONFIGMAP), ("list", OWN_CONFIGMAP), ("watch", OWN_CONFIGMAP),
 ]  # fmt: skip
 DENIED = [
     ("get", "pods"), ("watch", "pods"), ("get", "events"), ("watch", "events"),
-    ("create", "events"), ("update", "daemonsets.apps"), ("patch", "daemonsets.apps"),
-    ("list", "deployments.apps"), ("get", "secrets"), ("list", "secrets"), ("get", "configmaps"),
+    ("update", "events"), ("delete", "events"), ("deletecollection", "daemonsets.apps"),
+    ("list", "deployments.apps"), ("patch", "deployments.apps"),
+    ("get", "secrets"), ("list", "secrets"), ("watch", "secrets"),
+    ("get", "configmaps"), ("list", "configmaps"), ("watch", "configmaps"),
+    ("create", "configmaps"), ("get", "configmaps/other"), ("watch", "configmaps/other"),
+    ("update", OWN_CONFIGMAP), ("patch", OWN_CONFIGMAP), ("delete", OWN_CONFIGMAP),
 ]  # fmt: skip
 
 
@@ -233,17 +244,18 @@ def assert_deployment_selects_only_its_own_pod(api_client, namespace: str) -> No
     ], "the Deployment's selector matches the DaemonSet's pods"
 
 
-def stop_and_check_gone(controller: ControllerProcess, api_client, namespace: str) -> None:
+def stop_and_check_kept(controller: ControllerProcess, api_client, namespace: str) -> None:
+    """SIGTERM: exit 0 in time, and the DaemonSet the Deployment owns stays for the next start
+    (deleting the Deployment, an uninstall, removes it through the owner reference)."""
+    apps = client.AppsV1Api(api_client)
+    uid = apps.read_namespaced_daemon_set(NAME, namespace).metadata.uid
     began = time.monotonic()
     assert controller.stop() == 0
     assert time.monotonic() - began < 30  # the Deployment's terminationGracePeriodSeconds
-    apps = client.AppsV1Api(api_client)
-    left = read_or_none(apps.read_namespaced_daemon_set, NAME, namespace)
-    assert left is None, "the DaemonSet is still there after SIGTERM; log:\n" + "".join(
-        controller.lines[-10:]
-    )
-    assert any(e["event"] == "shutdown" and e["deleted"] is True for e in controller.events) or (
-        controller.wait_for("shutdown", 5)["deleted"] is True
+    kept = read_or_none(apps.read_namespaced_daemon_set, NAME, namespace)
+    assert kept is not None and kept.metadata.uid == uid, "log:\n" + "".join(controller.lines[-10:])
+    assert any(e["event"] == "shutdown" and e["deleted"] is False for e in controller.events) or (
+        controller.wait_for("shutdown", 5)["deleted"] is False
     )
 
 
@@ -314,9 +326,21 @@ def test_openshift_templates_install_and_the_role_is_sufficient(
     assert_deployment_selects_only_its_own_pod(api_client, namespace)
     assert [c.name for c in ds.spec.template.spec.containers] == ["java", "node"]
     # Nothing went wrong on the way (no 403 from a missing rule, no other API error).
-    bad = [e for e in controller.events if e["event"] in ("api_forbidden", "api_error")]
+    bad = [
+        e for e in controller.events if e["event"] in ("api_forbidden", "api_error", "watch_failed")
+    ]
     assert not bad, bad
-    stop_and_check_gone(controller, api_client, namespace)
+    stop_and_check_kept(controller, api_client, namespace)
+    # Uninstalling (deleting the Deployment) removes the DaemonSet it owns.
+    client.AppsV1Api(api_client).delete_namespaced_deployment(NAME, namespace)
+    wait_until(
+        lambda: (
+            read_or_none(client.AppsV1Api(api_client).read_namespaced_daemon_set, NAME, namespace)
+            is None
+        ),
+        60,
+        "the DaemonSet to be collected with the Deployment",
+    )
 
 
 def test_a_rule_removed_from_the_role_is_reported_by_name(
@@ -345,7 +369,7 @@ def test_a_rule_removed_from_the_role_is_reported_by_name(
         NAME, namespace, [{"op": "replace", "path": "/rules", "value": full_rules}]
     )
     assert_ready_everywhere(controller, api_client, namespace)
-    stop_and_check_gone(controller, api_client, namespace)
+    stop_and_check_kept(controller, api_client, namespace)
 
 
 def test_kubectl_apply_k_install_and_the_role_is_sufficient(
@@ -379,9 +403,32 @@ def test_kubectl_apply_k_install_and_the_role_is_sufficient(
     assert_owned_by_the_deployment(ds, api_client, namespace)
     assert_deployment_runs(api_client, namespace)
     assert_deployment_selects_only_its_own_pod(api_client, namespace)
-    bad = [e for e in controller.events if e["event"] in ("api_forbidden", "api_error")]
+    # The ConfigMap is watched as the ServiceAccount (its Role names that one ConfigMap): an
+    # edit applies live, with no restart.
+    core.patch_namespaced_config_map(
+        NAME, namespace, {"data": {"IMAGES": IMAGES + "extra=quay.io/x/extra:1;"}}
+    )
+    applied = controller.wait_for("config_applied", 30)
+    assert applied["changed"] == ["images"]
+    wait_until(
+        lambda: (
+            [
+                c.name
+                for c in client.AppsV1Api(api_client)
+                .read_namespaced_daemon_set(NAME, namespace)
+                .spec.template.spec.containers
+            ]
+            == ["java", "node", "extra"]
+        ),
+        30,
+        "the DaemonSet's template to have the new image",
+    )
+    controller.wait_for("daemonset_ready", 90)
+    bad = [
+        e for e in controller.events if e["event"] in ("api_forbidden", "api_error", "watch_failed")
+    ]
     assert not bad, bad
-    stop_and_check_gone(controller, api_client, namespace)
+    stop_and_check_kept(controller, api_client, namespace)
 
 
 def _kustomize_objects(cluster) -> list[dict]:

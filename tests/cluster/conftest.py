@@ -1,0 +1,55 @@
+"""Fixtures of the controller's cluster tests: the API groups, and `imagepuller run` started
+with the admin kubeconfig in the test's namespace."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from tests.apiobjects import read_or_none
+from tests.controller_process import ControllerProcess
+
+IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
+NAME = "kubernetes-image-puller"
+
+
+@pytest.fixture
+def apps(api_client):
+    return client.AppsV1Api(api_client)
+
+
+@pytest.fixture
+def core(api_client):
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def start_controller(cluster, namespace, controllers):
+    """`controllers` with these defaults: the admin kubeconfig, the test namespace."""
+
+    def start(**env: str) -> ControllerProcess:
+        return controllers(
+            {
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "NAMESPACE": namespace,
+                "IMAGES": IMAGES,
+                "READY_TIMEOUT": "60s",
+                **env,
+            }
+        )
+
+    return start
+
+
+def read_ds(apps, namespace, name=NAME):
+    return read_or_none(apps.read_namespaced_daemon_set, name, namespace)
+
+
+def make_refresh_due(apps, namespace, name=NAME) -> None:
+    """Move the last refresh an interval into the past, as if the hour had gone by: the
+    schedule lives in this annotation, and the controller reads it again when it changes."""
+    apps.patch_namespaced_daemon_set(
+        name,
+        namespace,
+        {"metadata": {"annotations": {"imagepuller.io/refreshed-at": "2020-01-01T00:00:00Z"}}},
+    )
