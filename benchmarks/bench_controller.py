@@ -95,6 +95,10 @@ def main() -> int:
                     "IMAGES": IMAGES,
                     "CACHING_INTERVAL_HOURS": "0.001",
                     "READY_TIMEOUT": "120s",
+                    # Each cycle a new DaemonSet (the Go original's refresh), so that every
+                    # cycle has a create and a ready to time; bench_refresh.py measures the
+                    # rolling refresh.
+                    "REFRESH_STRATEGY": "recreate",
                 }
             )
             pid = controller.process.pid
