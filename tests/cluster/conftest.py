@@ -53,3 +53,24 @@ def make_refresh_due(apps, namespace, name=NAME) -> None:
         namespace,
         {"metadata": {"annotations": {"imagepuller.io/refreshed-at": "2020-01-01T00:00:00Z"}}},
     )
+
+
+@pytest.fixture
+def owner_deployment(apps, namespace):
+    """The puller's own Deployment (no replicas: only its identity matters here)."""
+    return apps.create_namespaced_deployment(
+        namespace,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": NAME},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"app": "puller"}},
+                "template": {
+                    "metadata": {"labels": {"app": "puller"}},
+                    "spec": {"containers": [{"name": "puller", "image": "quay.io/x/puller:1"}]},
+                },
+            },
+        },
+    )

@@ -206,24 +206,10 @@ def test_a_foreign_daemonset_of_the_same_name_is_left_alone(start_controller, ap
     assert read_ds(apps, namespace).metadata.uid == uid  # not ours to delete on shutdown
 
 
-def test_deleting_the_deployment_deletes_the_daemonset(start_controller, apps, namespace):
-    # The puller's own Deployment (no replicas: only its identity matters here).
-    deployment = apps.create_namespaced_deployment(
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": NAME},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": "puller"}},
-                "template": {
-                    "metadata": {"labels": {"app": "puller"}},
-                    "spec": {"containers": [{"name": "puller", "image": "quay.io/x/puller:1"}]},
-                },
-            },
-        },
-    )
+def test_deleting_the_deployment_deletes_the_daemonset(
+    start_controller, apps, namespace, owner_deployment
+):
+    deployment = owner_deployment
     controller = start_controller()
     controller.wait_for("daemonset_ready", 90)
     owners = read_ds(apps, namespace).metadata.owner_references

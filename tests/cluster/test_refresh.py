@@ -277,27 +277,6 @@ def test_a_new_daemonset_name_replaces_the_old_one_once_ready(
 # --- restarts ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def owner_deployment(apps, namespace):
-    """The puller's own Deployment (no replicas: only its identity matters here)."""
-    return apps.create_namespaced_deployment(
-        namespace,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": NAME},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": {"app": "puller"}},
-                "template": {
-                    "metadata": {"labels": {"app": "puller"}},
-                    "spec": {"containers": [{"name": "puller", "image": "quay.io/x/puller:1"}]},
-                },
-            },
-        },
-    )
-
-
 def test_a_restart_adopts_the_daemonset_without_replacing_a_pod(
     start_controller, apps, core, namespace, owner_deployment
 ):

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from imagepuller.config import Config, ConfigError, load_config
+from imagepuller.config import SETTINGS, Config, ConfigError, load_config
 
 # Bounded so that the file runs in seconds; no example database in the repository.
 BOUNDED = settings(
@@ -21,30 +21,8 @@ BOUNDED = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# Every setting load_config reads.
-VARIABLES = (
-    "IMAGES",
-    "CACHING_INTERVAL_HOURS",
-    "CACHING_MEMORY_REQUEST",
-    "CACHING_MEMORY_LIMIT",
-    "CACHING_CPU_REQUEST",
-    "CACHING_CPU_LIMIT",
-    "DAEMONSET_NAME",
-    "DEPLOYMENT_NAME",
-    "NAMESPACE",
-    "NODE_SELECTOR",
-    "AFFINITY",
-    "TOLERATIONS",
-    "IMAGE_PULL_SECRETS",
-    "DAEMONSET_ANNOTATIONS",
-    "KIP_IMAGE",
-    "READY_TIMEOUT",
-    "LOG_FORMAT",
-    "LOG_LEVEL",
-    "REFRESH_STRATEGY",
-    "REFRESH_MAX_SURGE",
-    "CONFIGMAP_NAME",
-)
+# Every setting load_config validates (KUBECONFIG and POD_NAMESPACE are taken as they are).
+VARIABLES = tuple(sorted(SETTINGS - {"KUBECONFIG", "POD_NAMESPACE"}))
 JSON_VARIABLES = ("NODE_SELECTOR", "AFFINITY", "TOLERATIONS", "DAEMONSET_ANNOTATIONS")
 
 # Values that work, so that generated environments also get past validation now and then.
