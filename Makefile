@@ -54,9 +54,11 @@ sleep:
 image:
 	@bash hack/build-image.sh
 
-## bench: controller start-up, memory over refresh cycles, readiness latency (prints figures)
+## bench: controller start-up, memory over refresh cycles, readiness latency; then holding during
+## rolling vs recreate refreshes, ConfigMap edit latency, API requests, RSS over refreshes (prints figures)
 bench: $(STAMP) control-plane
 	$(PY) benchmarks/bench_controller.py
+	$(PY) benchmarks/bench_refresh.py --nodes 50,200 --refreshes 100
 
 clean:
 	rm -rf $(VENV) build .cluster

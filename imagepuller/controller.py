@@ -37,7 +37,6 @@ from imagepuller.kube import (
     Stopped,
 )
 from imagepuller.logs import configure_logging
-from imagepuller.pods import pull_failures
 from imagepuller.reconciler import (
     Action,
     Desired,
@@ -47,6 +46,7 @@ from imagepuller.reconciler import (
     rollout,
     spec_hash_of,
 )
+from imagepuller.status import why_not_ready
 
 log = structlog.get_logger("imagepuller.controller")
 
@@ -553,17 +553,7 @@ class Controller:
     def _report_not_ready(self, last: dict[str, Any]) -> None:
         cfg = self.config
         _, ready, desired = rollout(last)
-        selector = ",".join(f"{k}={v}" for k, v in ds.selector_labels(cfg).items())
-        try:
-            pods = self.kube.list_pods(cfg.namespace, selector)
-        except KubeError as err:
-            pods = []
-            log.warning("pod_status_unavailable", error=str(err))
-        failures = pull_failures(pods)
-        if len(pods) < desired:
-            # Pods that could not even be created (a quota, an admission rule) leave no status
-            # to read; the DaemonSet controller says why in FailedCreate events.
-            failures.extend(self._creation_failures(last["metadata"]["uid"]))
+        failures = why_not_ready(self.kube, cfg.namespace, ds.selector_labels(cfg), last)
         log.warning(
             "daemonset_not_ready",
             name=cfg.daemonset_name,
@@ -576,30 +566,6 @@ class Controller:
         )
         for failure in failures:
             log.warning("image_not_cached", **failure)
-
-    def _creation_failures(self, uid: str) -> list[dict[str, str]]:
-        selector = f"involvedObject.uid={uid},reason=FailedCreate"
-        try:
-            events = self.kube.list_events(self.config.namespace, selector)
-        except KubeError as err:
-            log.warning("events_unavailable", error=str(err))
-            return []
-        messages: dict[str, int] = {}
-        for event in events:
-            message = event.get("message") or ""
-            messages[message] = messages.get(message, 0) + int(event.get("count") or 1)
-        return [
-            {
-                "node": "",
-                "pod": "(not created)",
-                "container": "",
-                "image": "",
-                "reason": "FailedCreate",
-                "message": message,
-                "times": str(times),
-            }
-            for message, times in messages.items()
-        ]
 
     # --- stopping -----------------------------------------------------------------------
 

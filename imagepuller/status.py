@@ -1,0 +1,62 @@
+"""Why a DaemonSet is not ready: per node and image, what the API says, read when asked.
+
+The pods' container statuses give the kubelet's reasons (``pods.pull_failures``); pods that
+could not even be created (a quota, an admission rule) leave no status to read, and the
+DaemonSet controller says why in FailedCreate events instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from imagepuller.kube import Kube, KubeError
+from imagepuller.pods import pull_failures
+from imagepuller.reconciler import rollout
+
+log = structlog.get_logger("imagepuller.status")
+
+
+def why_not_ready(
+    kube: Kube, namespace: str, selector: Mapping[str, str], daemonset: dict[str, Any]
+) -> list[dict[str, str]]:
+    """One entry per failing container, then one per distinct reason pods were not created."""
+    desired = rollout(daemonset)[2]
+    label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
+    try:
+        pods = kube.list_pods(namespace, label_selector)
+    except KubeError as err:
+        pods = []
+        log.warning("pod_status_unavailable", error=str(err))
+    failures = pull_failures(pods)
+    if len(pods) < desired:
+        failures.extend(creation_failures(kube, namespace, daemonset["metadata"]["uid"]))
+    return failures
+
+
+def creation_failures(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:
+    """The DaemonSet's FailedCreate events, one entry per message with how many times."""
+    selector = f"involvedObject.uid={uid},reason=FailedCreate"
+    try:
+        events = kube.list_events(namespace, selector)
+    except KubeError as err:
+        log.warning("events_unavailable", error=str(err))
+        return []
+    messages: dict[str, int] = {}
+    for event in events:
+        message = event.get("message") or ""
+        messages[message] = messages.get(message, 0) + int(event.get("count") or 1)
+    return [
+        {
+            "node": "",
+            "pod": "(not created)",
+            "container": "",
+            "image": "",
+            "reason": "FailedCreate",
+            "message": message,
+            "times": str(times),
+        }
+        for message, times in messages.items()
+    ]
