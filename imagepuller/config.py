@@ -58,7 +58,6 @@ RESERVED_ANNOTATION_PREFIX = "imagepuller.io/"
 # values would later break deepcopy, YAML and JSON serialisation with RecursionError.
 JSON_MAX_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 # Problems quote the offending value; longer values are shortened to this many characters.
 _SHOWN_MAX = 200

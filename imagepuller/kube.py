@@ -43,10 +43,17 @@ _CALL_TIMEOUT = (10.0, 30.0)  # connect, read (seconds) for ordinary calls
 WATCH_MAX_SECONDS = 300
 
 
-# Where each kind we list and watch lives: its name in messages, its collection's path.
+# Where each kind we write, list or watch lives: its name in messages, its collection's path.
 DAEMONSETS = ("daemonsets.apps", "/apis/apps/v1/namespaces/{namespace}/daemonsets")
 CONFIGMAPS = ("configmaps", "/api/v1/namespaces/{namespace}/configmaps")
+EVENTS = ("events", "/api/v1/namespaces/{namespace}/events")
 _MERGE_PATCH = "application/merge-patch+json"
+
+
+def _path(kind: tuple[str, str], namespace: str, name: str = "") -> str:
+    """The collection's path in ``namespace``, or one object's when ``name`` is given."""
+    collection = kind[1].format(namespace=namespace)
+    return f"{collection}/{name}" if name else collection
 
 
 class KubeError(Exception):
@@ -207,7 +214,7 @@ class Kube:
             namespace,
             self._send,
             "POST",
-            f"/apis/apps/v1/namespaces/{namespace}/daemonsets",
+            _path(DAEMONSETS, namespace),
             query=query,
             body=body,
         )
@@ -234,7 +241,7 @@ class Kube:
                 namespace,
                 self._send,
                 "DELETE",
-                f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}",
+                _path(DAEMONSETS, namespace, name),
                 body=body,
                 _request_timeout=timeout,
             )
@@ -252,7 +259,7 @@ class Kube:
             namespace,
             self._send,
             "PUT",
-            f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}",
+            _path(DAEMONSETS, namespace, name),
             query=[("fieldValidation", "Strict")],
             body=body,
         )
@@ -270,24 +277,11 @@ class Kube:
             namespace,
             self._send,
             "PATCH",
-            f"/apis/apps/v1/namespaces/{namespace}/daemonsets/{name}",
+            _path(DAEMONSETS, namespace, name),
             query=[("fieldValidation", "Strict")],
             body=patch,
             content_type=_MERGE_PATCH,
         )
-
-    def get_configmap(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self._call(
-                "get",
-                "configmaps",
-                namespace,
-                self._send,
-                "GET",
-                f"/api/v1/namespaces/{namespace}/configmaps/{name}",
-            )
-        except NotFound:
-            return None
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._call(
@@ -296,7 +290,7 @@ class Kube:
             namespace,
             self._send,
             "POST",
-            f"/api/v1/namespaces/{namespace}/events",
+            _path(EVENTS, namespace),
             body=body,
         )
 
@@ -310,7 +304,7 @@ class Kube:
     ) -> tuple[list[dict[str, Any]], str]:
         """Every object of ``kind`` in ``namespace`` (matching the selector) and the list's
         resourceVersion, to watch from."""
-        resource, path = kind
+        resource = kind[0]
         query = [("fieldSelector", field_selector)] if field_selector else []
         result = self._call(
             "list",
@@ -318,7 +312,7 @@ class Kube:
             namespace,
             self._send,
             "GET",
-            path.format(namespace=namespace),
+            _path(kind, namespace),
             query=query,
             deadline=deadline,
         )
@@ -336,7 +330,7 @@ class Kube:
         """Changes after ``version``: (ADDED | MODIFIED | DELETED | BOOKMARK, object) until the
         server ends the watch (at most ``seconds``). Raises Expired when ``version`` is too
         old (list again), Transient when the stream breaks, Stopped on stop."""
-        resource, path = kind
+        resource = kind[0]
         query = [
             ("watch", "true"),
             ("resourceVersion", version),
@@ -351,7 +345,7 @@ class Kube:
             namespace,
             self._send,
             "GET",
-            path.format(namespace=namespace),
+            _path(kind, namespace),
             query=query,
             _request_timeout=(_CALL_TIMEOUT[0], seconds + _WATCH_READ_SLACK),
         )
