@@ -58,6 +58,8 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import config  # noqa: E402
 
+from imagepuller.daemonset import refresh_patch  # noqa: E402
+from imagepuller.reconciler import format_time, rollout  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
@@ -211,13 +213,8 @@ def rollout_done(daemonset: dict[str, Any] | None, nodes: int) -> bool:
     """Every one of ``nodes`` runs an available pod of the DaemonSet's current template."""
     if daemonset is None:
         return False
-    status = daemonset.get("status") or {}
-    return (
-        status.get("observedGeneration", -1) >= daemonset["metadata"].get("generation", 0)
-        and status.get("desiredNumberScheduled") == nodes
-        and status.get("updatedNumberScheduled") == nodes
-        and status.get("numberAvailable") == nodes
-    )
+    complete, _, desired = rollout(daemonset)
+    return complete and desired == nodes
 
 
 def memory_limit(daemonset: dict[str, Any] | None) -> str | None:
@@ -474,15 +471,8 @@ def request_labels(api: Api) -> list[str]:
 def scripted_refresh(api: Api, nodes: int, serial: int, timeout: float) -> None:
     """What the controller's rolling refresh does to the DaemonSet (one template annotation
     changed by a merge patch), then a wait for the roll to end."""
-    stamp = f"{time.time():.3f}-{serial}"
-    api.patch_daemonset(
-        {
-            "metadata": {"annotations": {"bench.imagepuller.io/refresh": stamp}},
-            "spec": {
-                "template": {"metadata": {"annotations": {"bench.imagepuller.io/refresh": stamp}}}
-            },
-        }
-    )
+    # The serial keeps two refreshes in the same millisecond apart.
+    api.patch_daemonset(refresh_patch(format_time(time.time() + serial / 1000)))
     wait_until(
         lambda: rollout_done(api.get_daemonset(), nodes),
         timeout,

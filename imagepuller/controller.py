@@ -128,10 +128,14 @@ class Controller:
         self.on_rejected: Callable[[Config, str], None] | None = None
         self._offered: Config | None = None
         self._offer_lock = threading.Lock()
-        self._accepted_once = False  # the first configuration was accepted by the API
         self._informers: dict[str, Informer] = {}
         self.openshift: bool | None = None
         self._owner: tuple[str, str, dict[str, Any] | None] | None = None
+        # The desired DaemonSet of the last look and what it was built from: rebuilt (and
+        # hashed) only when the configuration, the owner or the platform changes, not on
+        # every status update of a rollout.
+        self._desired_from: tuple[Config, dict[str, Any] | None, bool] | None = None
+        self._desired_last: Desired | None = None
         self._validated: set[str] = set()  # spec hashes the API accepted in a dry run
         self._claimed: set[tuple[str, str]] = set()  # (namespace, name) this process took
         self.current_uid: str | None = None  # the DaemonSet this process keeps
@@ -210,17 +214,17 @@ class Controller:
 
     def reconcile(self) -> float | None:
         """One look: returns the seconds until the next (None: when something changes)."""
+        if self.openshift is None:
+            self.openshift = self._detect_openshift()
         self._take_offered()
         cfg = self.config
         informer = self._informer(cfg.namespace)
         if not informer.has_synced():
             return None  # the informer pokes once its first list is in
-        if self.openshift is None:
-            self.openshift = self._detect_openshift()
         desired = self._desired(cfg)
-        if not self._accepted_once:
-            self._validate(desired)  # at start: a refusal exits, nothing is touched
-            self._accepted_once = True
+        # Before anything is written. A new configuration was checked when it was offered; so
+        # this only asks the API at start, where a refusal exits with nothing touched.
+        self._validate(desired)
         observed = informer.get(cfg.daemonset_name)
         if not self._caught_up(observed):
             return CATCH_UP_POLL  # the watch has not delivered our own last write yet
@@ -292,14 +296,26 @@ class Controller:
             self.current_uid = None
 
     def _desired(self, cfg: Config) -> Desired:
-        body = ds.build_daemonset(
+        owner, openshift = self._owner_deployment(cfg), bool(self.openshift)
+        last = self._desired_from
+        if not (last and last[0] is cfg and last[1] is owner and last[2] == openshift):
+            self._desired_from = (cfg, owner, openshift)
+            self._desired_last = Desired(
+                self._build(cfg),
+                cfg.refresh_strategy,
+                cfg.caching_interval_seconds,
+                cfg.ready_timeout_seconds,
+            )
+        assert self._desired_last is not None
+        return self._desired_last
+
+    def _build(self, cfg: Config, refreshed_at: str | None = None) -> dict[str, Any]:
+        return ds.build_daemonset(
             cfg,
             owner=self._owner_deployment(cfg),
             openshift=bool(self.openshift),
             controller_id=self.identity or None,
-        )
-        return Desired(
-            body, cfg.refresh_strategy, cfg.caching_interval_seconds, cfg.ready_timeout_seconds
+            refreshed_at=refreshed_at,
         )
 
     def _validate(self, desired: Desired) -> None:
@@ -355,8 +371,7 @@ class Controller:
             log.info("standby_over", name=cfg.daemonset_name, note="the name is free again")
             self._standing_aside = None
         if action.do is Do.CREATE:
-            self._validate(desired)
-            created = self.kube.create_daemonset(self._with_refresh(desired.body))
+            created = self.kube.create_daemonset(self._build(cfg, format_time(self.wall())))
             self._expect(created)
             self._claimed.add(key)
             self.current_uid = created["metadata"]["uid"]
@@ -399,8 +414,7 @@ class Controller:
                 self._start_rollout("adopted")
             return 0.0  # look again at once: it may need an update or a refresh
         if action.do is Do.UPDATE:
-            self._validate(desired)
-            body = self._with_refresh(desired.body)
+            body = self._build(cfg, format_time(self.wall()))
             body["metadata"]["resourceVersion"] = observed["metadata"]["resourceVersion"]
             body["metadata"]["uid"] = uid
             self._expect(self.kube.replace_daemonset(body))
@@ -415,18 +429,16 @@ class Controller:
             template = observed["spec"]["template"]["metadata"].get("annotations") or {}
             if template.get(ds.REFRESH_ANNOTATION) == at:  # the same millisecond: still roll
                 at = format_time(self.wall() + 0.001)
-            patch = {
-                "metadata": {"annotations": {ds.REFRESH_ANNOTATION: at}},
-                "spec": {"template": {"metadata": {"annotations": {ds.REFRESH_ANNOTATION: at}}}},
-            }
             self._expect(
-                self.kube.patch_daemonset(cfg.namespace, cfg.daemonset_name, patch, uid=uid)
+                self.kube.patch_daemonset(
+                    cfg.namespace, cfg.daemonset_name, ds.refresh_patch(at), uid=uid
+                )
             )
             self._start_rollout("refreshed")
             log.info("refresh_started", name=cfg.daemonset_name, uid=uid, strategy="rolling")
             return None
         if action.do is Do.DELETE:
-            self._validate(desired)  # never delete for a replacement the API would refuse
+            # The replacement was validated before this look decided anything.
             if "refresh" in action.why:
                 log.info(
                     "refresh_due",
@@ -461,14 +473,6 @@ class Controller:
                 "puller; remove it or set DAEMONSET_NAME to another name"
             )
         return action.requeue_after  # WAIT, NOTHING
-
-    def _with_refresh(self, body: dict[str, Any]) -> dict[str, Any]:
-        at = format_time(self.wall())
-        result = copy.deepcopy(body)
-        result["metadata"]["annotations"][ds.REFRESH_ANNOTATION] = at
-        template = result["spec"]["template"]["metadata"]
-        template.setdefault("annotations", {})[ds.REFRESH_ANNOTATION] = at
-        return result
 
     def _retire_earlier_names(self, current: dict[str, Any] | None) -> None:
         """Delete our DaemonSets of an earlier DAEMONSET_NAME once the current one is ready."""

@@ -156,6 +156,16 @@ def build_daemonset(
     return daemonset
 
 
+def refresh_patch(refreshed_at: str) -> dict[str, Any]:
+    """The merge patch that refreshes a DaemonSet built here: the refresh time, on the pod
+    template (a new value rolls every pod) and on the DaemonSet (read back after a restart)."""
+    annotations = {REFRESH_ANNOTATION: refreshed_at}
+    return {
+        "metadata": {"annotations": dict(annotations)},
+        "spec": {"template": {"metadata": {"annotations": annotations}}},
+    }
+
+
 def _update_strategy(config: Config) -> dict[str, Any]:
     if config.refresh_strategy == "rolling":
         # On each node the new pod starts, pulls and becomes ready before the old one is

@@ -87,7 +87,10 @@ class HoldingWatcher(threading.Thread):
 
     def run(self) -> None:
         try:
-            listed = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector)
+            # Any: the client's model types make every field optional.
+            listed: Any = self.core.list_namespaced_pod(
+                self.namespace, label_selector=self.selector
+            )
             for pod in listed.items:
                 self._pods[pod.metadata.uid] = (pod.spec.node_name, _holds(pod))
             self._record()
