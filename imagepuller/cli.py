@@ -203,9 +203,7 @@ def run(config: Config) -> int:
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("stop_requested", signal=signal.Signals(signum).name)
-        stop.set()
-        kube.interrupt()
-        controller.wake.poke()
+        controller.request_stop()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)

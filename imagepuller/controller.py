@@ -205,6 +205,13 @@ class Controller:
             informer.end()
         return code
 
+    def request_stop(self) -> None:
+        """Stop from another thread (a signal): set the stop event, cut every watch and call
+        short, and wake the loop from its wait for the next look."""
+        self.stop.set()
+        self.kube.interrupt()
+        self.wake.poke()
+
     def offer(self, config: Config) -> None:
         """A new configuration (a ConfigMap edit): applied at the next reconcile if the API
         accepts it; called from the ConfigMap's watch thread."""

@@ -85,6 +85,9 @@ class FakeKube:
     def is_openshift(self):
         return False
 
+    def interrupt(self):
+        self.interrupted = True
+
     def get_deployment(self, namespace, name):
         return self.deployment
 
@@ -541,6 +544,16 @@ def test_a_configuration_the_api_refuses_at_start_exits_1_touching_nothing(contr
 
 
 # --- stopping ----------------------------------------------------------------------------------
+
+
+def test_a_stop_request_wakes_a_loop_waiting_for_its_next_look(controller, kube):
+    woke = []
+    waiter = threading.Thread(target=lambda: woke.append(controller.wake.wait(None)))
+    waiter.start()
+    controller.request_stop()
+    waiter.join(timeout=5)
+    assert woke == [False]  # woken, and told it is a stop
+    assert kube.stop.is_set() and kube.interrupted
 
 
 def test_sigterm_keeps_a_daemonset_our_deployment_owns(controller, kube):
