@@ -203,21 +203,8 @@ class Kube:
 
     def create_daemonset(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """Create; ``dry_run`` has the API validate and admit it without storing anything."""
-        namespace = body["metadata"]["namespace"]
-        # Strict: a misspelt field (say in AFFINITY) is an error, not silently dropped.
-        query = [("fieldValidation", "Strict")]
-        if dry_run:
-            query.append(("dryRun", "All"))
-        return self._call(
-            "create",
-            "daemonsets.apps",
-            namespace,
-            self._send,
-            "POST",
-            _path(DAEMONSETS, namespace),
-            query=query,
-            body=body,
-        )
+        extra = [("dryRun", "All")] if dry_run else []
+        return self._write("create", "POST", body["metadata"]["namespace"], "", body, extra)
 
     def delete_daemonset(
         self,
@@ -252,17 +239,8 @@ class Kube:
     def replace_daemonset(self, body: dict[str, Any]) -> dict[str, Any]:
         """Replace (PUT) it; ``metadata.resourceVersion`` in ``body`` guards against writing
         over a change made since it was read (409 Conflict)."""
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        return self._call(
-            "update",
-            "daemonsets.apps",
-            namespace,
-            self._send,
-            "PUT",
-            _path(DAEMONSETS, namespace, name),
-            query=[("fieldValidation", "Strict")],
-            body=body,
-        )
+        metadata = body["metadata"]
+        return self._write("update", "PUT", metadata["namespace"], metadata["name"], body)
 
     def patch_daemonset(
         self, namespace: str, name: str, patch: dict[str, Any], *, uid: str | None = None
@@ -271,16 +249,31 @@ class Kube:
         name now holds another one)."""
         if uid:
             patch = {**patch, "metadata": {**(patch.get("metadata") or {}), "uid": uid}}
+        return self._write("patch", "PATCH", namespace, name, patch, content_type=_MERGE_PATCH)
+
+    def _write(
+        self,
+        verb: str,
+        method: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        extra_query: list[tuple[str, str]] | None = None,
+        *,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """Every DaemonSet write: strict, so a misspelt field (say in AFFINITY) is an error
+        from the API, not silently dropped."""
         return self._call(
-            "patch",
-            "daemonsets.apps",
+            verb,
+            DAEMONSETS[0],
             namespace,
             self._send,
-            "PATCH",
+            method,
             _path(DAEMONSETS, namespace, name),
-            query=[("fieldValidation", "Strict")],
-            body=patch,
-            content_type=_MERGE_PATCH,
+            query=[("fieldValidation", "Strict"), *(extra_query or [])],
+            body=body,
+            content_type=content_type,
         )
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
