@@ -5,6 +5,7 @@ import json
 import pytest
 
 from imagepuller.config import DEFAULT_KIP_IMAGE, CachedImage, ConfigError, load_config
+from tests.recording_env import RecordingEnv
 
 BASE = {"IMAGES": "java=quay.io/eclipse/java:17;"}
 
@@ -1055,24 +1056,10 @@ def test_other_prefixes_that_contain_imagepuller_are_fine():
     assert load(DAEMONSET_ANNOTATIONS=json.dumps(value)).daemonset_annotations == value
 
 
-class _RecordingEnv(dict):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.asked: set[str] = set()
-
-    def get(self, key, default=None):
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key):
-        self.asked.add(key)
-        return super().__getitem__(key)
-
-
 def test_settings_is_every_variable_load_config_reads():
     from imagepuller.config import ENV_ONLY_VARIABLES, SETTINGS
 
-    env = _RecordingEnv(BASE)
+    env = RecordingEnv(BASE)
     load_config(env)
     assert isinstance(SETTINGS, frozenset)
     assert set(SETTINGS) == env.asked

@@ -232,6 +232,13 @@ def ds(kube):
     return kube.objects[NAME]
 
 
+def created_and_ready(controller, kube):
+    """The first looks: the DaemonSet is created, then every node runs its pod."""
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+
+
 # --- create, follow, refresh -----------------------------------------------------------------
 
 
@@ -281,9 +288,7 @@ def test_a_cache_that_lags_behind_our_own_writes_is_not_acted_on(controller, kub
 
 
 def test_rolling_refresh_changes_the_template_not_the_daemonset(controller, kube, clock, wall):
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     wall.now += 3600
     with capture_logs() as logs:
         controller.reconcile()
@@ -311,9 +316,7 @@ def test_rolling_refresh_changes_the_template_not_the_daemonset(controller, kube
 
 def test_recreate_strategy_deletes_then_creates(kube, clock, wall):
     controller = make(kube, clock, wall, {"REFRESH_STRATEGY": "recreate"})
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     wall.now += 3600
     with capture_logs() as logs:
         controller.reconcile()
@@ -448,9 +451,7 @@ def test_a_go_original_leftover_is_replaced(controller, kube, previous):
 
 
 def test_deleted_from_outside_is_created_again_at_once(controller, kube):
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     with capture_logs() as logs:
         del kube.objects[NAME]
         controller.reconcile()
@@ -459,9 +460,7 @@ def test_deleted_from_outside_is_created_again_at_once(controller, kube):
 
 
 def test_a_newer_puller_keeps_the_name_and_this_one_stands_by(controller, kube):
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     ds(kube)["metadata"]["annotations"][CONTROLLER] = "newer/2"  # it adopted ours
     writes = list(kube.writes)
     with capture_logs() as logs:
@@ -487,9 +486,7 @@ def test_a_foreign_daemonset_of_our_name_is_left_alone(controller, kube):
 
 
 def test_a_configmap_edit_updates_the_template_in_place(controller, kube):
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}))
     with capture_logs() as logs:
         controller.reconcile()
@@ -502,9 +499,7 @@ def test_a_configmap_edit_updates_the_template_in_place(controller, kube):
 def test_an_edit_the_api_refuses_changes_nothing_and_is_reported(controller, kube):
     rejected = []
     controller.on_rejected = lambda config, message: rejected.append(message)
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     writes = list(kube.writes)
     kube.reject_dry_run = Invalid("spec.template.spec.affinity: Required value", status=422)
     controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}))
@@ -520,9 +515,7 @@ def test_an_edit_the_api_refuses_changes_nothing_and_is_reported(controller, kub
 
 
 def test_a_new_name_is_created_and_the_old_one_deleted_once_ready(controller, kube):
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     controller.offer(load_config({**ENV, "DAEMONSET_NAME": "renamed"}))
     controller.reconcile()
     assert set(kube.objects) == {NAME, "renamed"}  # both hold the images for now
@@ -649,9 +642,7 @@ def test_is_ours_by_its_immutable_selector():
 
 
 def test_our_daemonset_stays_ours_when_its_labels_are_removed(controller, kube, wall):
-    controller.reconcile()
-    kube.roll_out()
-    controller.reconcile()
+    created_and_ready(controller, kube)
     obj = ds(kube)
     obj["metadata"]["labels"] = {}
     obj["spec"]["selector"] = {"matchLabels": {"app": "edited"}}  # only the uid is left

@@ -7,25 +7,10 @@ import pytest
 
 from imagepuller.cli import build_parser
 from imagepuller.config import load_config
+from tests.recording_env import RecordingEnv
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 REQUIRED = {"IMAGES": "a=quay.io/a:1"}
-
-
-class RecordingEnv(dict):
-    """An environment that remembers which variables the configuration asked for."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.asked: set[str] = set()
-
-    def get(self, key, default=None):
-        self.asked.add(key)
-        return super().get(key, default)
-
-    def __getitem__(self, key):
-        self.asked.add(key)
-        return super().__getitem__(key)
 
 
 def config_table() -> dict[str, str]:
