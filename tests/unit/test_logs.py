@@ -6,19 +6,12 @@ import io
 import json
 import logging
 import socket
-import sys
-from pathlib import Path
 
 import pytest
 import structlog
 
 from imagepuller.logs import configure_logging
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests/unit has no __init__.py; make `tests.*` importable
-    sys.path.insert(0, str(ROOT))
-
-from tests.controller_process import ControllerProcess  # noqa: E402
+from tests.controller_process import ControllerProcess
 
 
 @pytest.fixture
