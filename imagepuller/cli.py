@@ -1,4 +1,5 @@
-"""Command line: `imagepuller run | render | check`. Arguments, wiring and exit codes only."""
+"""Command line: `imagepuller run | render | check | images`. Arguments, wiring and exit codes
+only."""
 
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from decimal import Decimal
 
 import structlog
 
-from imagepuller import __version__, exitcodes
-from imagepuller.config import Config, ConfigError, load_config, memory_limit_bytes
+from imagepuller import __version__, exitcodes, imagelists
+from imagepuller.config import (
+    DEFAULT_IMAGES_FROM_MAX_BYTES,
+    DEFAULT_IMAGES_FROM_MAX_IMAGES,
+    DEFAULT_IMAGES_FROM_TIMEOUT,
+    Config,
+    ConfigError,
+    load_config,
+    memory_limit_bytes,
+    parse_images,
+)
 from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
-from imagepuller.durations import format_duration
+from imagepuller.durations import DurationError, format_duration, parse_duration
 from imagepuller.kube import Kube, KubeError, load_api_client
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
@@ -88,6 +98,63 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"number of nodes to size for, 1 to {MAX_NODES} (default: the per-node figure)",
     )
+    images = commands.add_parser(
+        "images",
+        help="make an IMAGES value from external_images.txt lists (files or URLs)",
+        description="Read the Dev Spaces registries' external_images.txt lists (a URL, a file, "
+        "or - for standard input), skip empty lines and # comments, drop duplicates, check "
+        "every reference, and print an IMAGES value (name=image;...) to paste into "
+        "`oc process -p IMAGES=...` or the ConfigMap. Names are the image's last path segment "
+        "(che-code), with a short hash only where two collide or the name would be invalid. "
+        "Invalid lines are reported on standard error with source and line, and skipped. "
+        "Exit 1 when a source cannot be read or is over a limit (nothing is printed then).",
+    )
+    images.add_argument("sources", nargs="+", metavar="SOURCE", help="a URL, a file, or -")
+    images.add_argument(
+        "--merge",
+        metavar="IMAGES",
+        default="",
+        help="an existing IMAGES value: its entries come first with their names kept, and "
+        "only images it does not hold are added (use it when updating a list, so no name "
+        "changes)",
+    )
+    images.add_argument(
+        "-o",
+        "--output",
+        choices=("value", "configmap-patch"),
+        default="value",
+        help="value: the IMAGES value on one line (default); configmap-patch: YAML for "
+        "`kubectl patch configmap NAME --patch-file FILE`",
+    )
+    images.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        default=None,
+        help="PEM file of CAs trusted for https URLs besides the system's",
+    )
+    images.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=_seconds(DEFAULT_IMAGES_FROM_TIMEOUT),
+        metavar="DURATION",
+        help=f"bound on reading one URL, such as 10s (default {DEFAULT_IMAGES_FROM_TIMEOUT})",
+    )
+    images.add_argument(
+        "--max-images",
+        type=_positive_int,
+        default=DEFAULT_IMAGES_FROM_MAX_IMAGES,
+        metavar="N",
+        help=f"refuse lists holding more images than this (default "
+        f"{DEFAULT_IMAGES_FROM_MAX_IMAGES})",
+    )
+    images.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=imagelists.DEFAULT_MAX_BYTES,
+        metavar="N",
+        help=f"refuse a list larger than this many bytes (default "
+        f"{imagelists.DEFAULT_MAX_BYTES}, {DEFAULT_IMAGES_FROM_MAX_BYTES})",
+    )
     return parser
 
 
@@ -102,6 +169,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             if code != EXIT_OK:
                 raise SystemExit(code) from None
         raise
+    if args.command == "images":
+        return images_command(args)
     env = os.environ if env is None else env
     try:
         config = load_config(env)
@@ -153,6 +222,13 @@ def check_report(config: Config, *, nodes: int | None) -> str:
         if value:
             out.write(f"{label}: {value}\n")
     out.write(f"init image (KIP_IMAGE): {config.kip_image}\n")
+    if config.images_from:
+        out.write(
+            f"images from lists (IMAGES_FROM), read at start and before each refresh, at most "
+            f"{config.images_from_max_images}, not counted below:\n"
+        )
+        for url in config.images_from:
+            out.write(f"  {url}\n")
     per_node = memory_limit_bytes(config) * len(config.images)
     if nodes is None:
         out.write(
@@ -165,6 +241,45 @@ def check_report(config: Config, *, nodes: int | None) -> str:
             f"x {nodes} nodes = {format_bytes(per_node * nodes)}\n"
         )
     return out.getvalue()
+
+
+def images_command(args: argparse.Namespace) -> int:
+    """`imagepuller images`: every source read whole before anything is printed."""
+    try:
+        existing = parse_images(args.merge) if args.merge.strip() else ()
+    except ConfigError as err:
+        print(f"imagepuller images: --merge: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    references: list[str] = []
+    for source in args.sources:
+        try:
+            listed = imagelists.read_source(
+                source,
+                timeout=args.timeout,
+                max_bytes=args.max_bytes,
+                ca_bundle=args.ca_bundle,
+            )
+        except imagelists.ListUnavailable as err:
+            print(f"imagepuller images: {err}", file=sys.stderr)
+            return EXIT_CONFIG
+        for problem in listed.problems:
+            print(f"imagepuller images: {problem}", file=sys.stderr)
+        references.extend(listed.references)
+    merged = imagelists.merge_images(
+        existing, references, keep={image.image: image.name for image in existing}
+    )
+    added = len(merged) - len(existing)
+    over_limit = imagelists.too_many(added, args.max_images)
+    if over_limit:
+        print(f"imagepuller images: {over_limit} (--max-images)", file=sys.stderr)
+        return EXIT_CONFIG
+    if not merged:
+        print("imagepuller images: the sources list no image", file=sys.stderr)
+        return EXIT_CONFIG
+    value = imagelists.format_images(merged)
+    if args.output == "configmap-patch":
+        return write_output(dump_manifest({"data": {"IMAGES": value}}))
+    return write_output(value + "\n")
 
 
 def run(config: Config) -> int:
@@ -260,6 +375,24 @@ def format_bytes(amount: Decimal | int) -> str:
     if whole >= 2**20:
         return f"{Decimal(whole) / 2**20:.1f}Mi"
     return str(whole)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except DurationError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 10s or 1m, got {text[:40]!r}"
+        ) from None
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError("expected a duration above 0 and at most 1h")
+    return seconds
+
+
+def _positive_int(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 2**31:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text[:40]!r}")
+    return int(text)
 
 
 def _node_count(text: str) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import ssl
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,6 +68,16 @@ _SHOWN_MAX = 200
 INTERVAL_HOURS_RANGE = (0.001, 8760.0)  # 3.6 seconds .. one year
 READY_TIMEOUT_RANGE = (1.0, 86400.0)  # one second .. one day
 
+# IMAGES_FROM: lists of images read over HTTP(S). The fetch blocks the controller's loop, so
+# its timeout is bounded; the limits keep a wrong URL (a web page, a huge file) from loading
+# the cluster with containers.
+DEFAULT_IMAGES_FROM_TIMEOUT = "10s"
+IMAGES_FROM_TIMEOUT_RANGE = (1.0, 300.0)
+DEFAULT_IMAGES_FROM_MAX_IMAGES = 100
+IMAGES_FROM_MAX_IMAGES_RANGE = (1, 1000)
+DEFAULT_IMAGES_FROM_MAX_BYTES = "1Mi"
+IMAGES_FROM_MAX_BYTES_RANGE = (1, 64 * 1024 * 1024)
+
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 _TOLERATION_STRINGS = ("key", "operator", "value", "effect")
 # The API treats an empty operator as Equal.
@@ -107,6 +119,11 @@ SETTINGS = frozenset(
         "KUBECONFIG",
         "POD_NAMESPACE",
         "CONFIGMAP_NAME",
+        "IMAGES_FROM",
+        "IMAGES_FROM_CA_BUNDLE",
+        "IMAGES_FROM_TIMEOUT",
+        "IMAGES_FROM_MAX_IMAGES",
+        "IMAGES_FROM_MAX_BYTES",
     }
 )
 
@@ -140,7 +157,8 @@ class CachedImage:
 class Config:
     """Validated settings. Each field names its environment variable, unit and default."""
 
-    # IMAGES: `name=image;name=image;`, required, order kept (containers follow it).
+    # IMAGES: `name=image;name=image;`, order kept (containers follow it); required unless
+    # IMAGES_FROM is given.
     images: tuple[CachedImage, ...]
     # CACHING_INTERVAL_HOURS: hours between refreshes (re-pulls, see REFRESH_STRATEGY); default 1.
     caching_interval_hours: float = 1.0
@@ -189,6 +207,18 @@ class Config:
     # through the API for live edits; set by the Deployment. Empty (default): none, the settings
     # come from the environment only.
     configmap_name: str | None = None
+    # IMAGES_FROM: URLs of `external_images.txt` lists (http or https), separated by `;` or
+    # spaces; their images are added to IMAGES, read at start and before each refresh.
+    images_from: tuple[str, ...] = ()
+    # IMAGES_FROM_CA_BUNDLE: PEM certificates (the text, or a file's path) trusted for https
+    # lists besides the system's CAs.
+    images_from_ca_bundle: str | None = None
+    # IMAGES_FROM_TIMEOUT: bound on reading one list; 10s.
+    images_from_timeout_seconds: float = 10.0
+    # IMAGES_FROM_MAX_IMAGES / IMAGES_FROM_MAX_BYTES: at most this many images from all lists
+    # together (100), and this many bytes per list (1Mi); above them a list is not used.
+    images_from_max_images: int = DEFAULT_IMAGES_FROM_MAX_IMAGES
+    images_from_max_bytes: int = 1024 * 1024
 
     @property
     def caching_interval_seconds(self) -> float:
@@ -216,6 +246,11 @@ class Config:
             "refresh_strategy": self.refresh_strategy,
             "refresh_max_surge": self.refresh_max_surge,
             "configmap_name": self.configmap_name,
+            "images_from": list(self.images_from),
+            "images_from_ca_bundle": bool(self.images_from_ca_bundle),
+            "images_from_timeout_seconds": self.images_from_timeout_seconds,
+            "images_from_max_images": self.images_from_max_images,
+            "images_from_max_bytes": self.images_from_max_bytes,
         }
 
 
@@ -274,7 +309,10 @@ class _Problems:
 def load_config(env: Mapping[str, str]) -> Config:
     """Build a ``Config`` from ``env`` (normally ``os.environ``); raise ``ConfigError``."""
     problems = _Problems(env)
-    images = _parse_images(env.get("IMAGES"), problems)
+    images_from = problems.get("IMAGES_FROM", (), _urls)
+    # A given IMAGES_FROM that is wrong is reported as such, not as a missing IMAGES too.
+    given_lists = bool((env.get("IMAGES_FROM") or "").strip())
+    images = _parse_images(env.get("IMAGES"), problems, required=not given_lists)
     interval = problems.get("CACHING_INTERVAL_HOURS", 1.0, _parse_hours)
 
     quantities = {}
@@ -324,6 +362,21 @@ def load_config(env: Mapping[str, str]) -> Config:
         kubeconfig=env.get("KUBECONFIG") or None,
         pod_namespace=env.get("POD_NAMESPACE") or None,
         configmap_name=problems.get("CONFIGMAP_NAME", None, _dns_subdomain),
+        images_from=images_from,
+        images_from_ca_bundle=problems.get("IMAGES_FROM_CA_BUNDLE", None, _ca_bundle),
+        images_from_timeout_seconds=problems.get(
+            "IMAGES_FROM_TIMEOUT",
+            parse_duration(DEFAULT_IMAGES_FROM_TIMEOUT),
+            _bounded_duration(IMAGES_FROM_TIMEOUT_RANGE, "such as 10s or 1m"),
+        ),
+        images_from_max_images=problems.get(
+            "IMAGES_FROM_MAX_IMAGES", DEFAULT_IMAGES_FROM_MAX_IMAGES, _max_images
+        ),
+        images_from_max_bytes=problems.get(
+            "IMAGES_FROM_MAX_BYTES",
+            int(parse_quantity(DEFAULT_IMAGES_FROM_MAX_BYTES)),
+            _max_bytes,
+        ),
     )
     if problems.items:
         raise ConfigError(problems.items)
@@ -333,10 +386,22 @@ def load_config(env: Mapping[str, str]) -> Config:
 # --- parsers: each raises ValueError whose text is the expected form -----------------------
 
 
-def _parse_images(raw: str | None, problems: _Problems) -> tuple[CachedImage, ...]:
+def parse_images(raw: str) -> tuple[CachedImage, ...]:
+    """An IMAGES value on its own (``imagepuller images --merge``); raises ConfigError."""
+    problems = _Problems({})
+    images = _parse_images(raw, problems, required=True)
+    if problems.items:
+        raise ConfigError(problems.items)
+    return images
+
+
+def _parse_images(
+    raw: str | None, problems: _Problems, *, required: bool = True
+) -> tuple[CachedImage, ...]:
     form = "expected `name=image;name=image;` (name: a DNS-1123 label, image: a reference)"
     if raw is None or raw.strip() == "":
-        problems.items.append(f"IMAGES is required: {form}")
+        if required:
+            problems.items.append(f"IMAGES is required (or IMAGES_FROM): {form}")
         return ()
     images: list[CachedImage] = []
     seen: set[str] = set()
@@ -402,6 +467,83 @@ def _max_surge(raw: str) -> int | str:
     if not 1 <= number <= _SURGE_COUNT_MAX:
         raise ValueError(expected)
     return number
+
+
+def _urls(raw: str) -> tuple[str, ...]:
+    expected = (
+        "expected URLs of image lists separated by ';' or spaces, each http:// or https:// "
+        "with a host, such as https://devspaces.example.com/plugin-registry/v3/external_images.txt"
+    )
+    urls: list[str] = []
+    bad: list[str] = []
+    for url in re.split(r"[;\s]+", raw):
+        if not url:
+            continue
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            bad.append(url)
+            continue
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            bad.append(url)
+        elif url not in urls:
+            urls.append(url)
+    if bad:
+        raise ValueError(f"invalid URLs {_show_all(bad)}: {expected}")
+    if not urls:
+        raise ValueError(expected)
+    return tuple(urls)
+
+
+def _ca_bundle(raw: str) -> str:
+    expected = (
+        "expected PEM certificates (the text itself, '-----BEGIN CERTIFICATE-----'...) or the "
+        "path of a file holding them"
+    )
+    context = ssl.create_default_context()
+    try:
+        if "-----BEGIN" in raw:
+            context.load_verify_locations(cadata=raw)
+        else:
+            context.load_verify_locations(cafile=raw)
+    except FileNotFoundError:
+        raise ValueError(f"no such file; {expected}") from None
+    except (ssl.SSLError, OSError, ValueError) as err:
+        raise ValueError(f"not usable ({err}); {expected}") from None
+    return raw
+
+
+def _max_images(raw: str) -> int:
+    low, high = IMAGES_FROM_MAX_IMAGES_RANGE
+    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValueError(f"expected a whole number of images from {low} to {high}, such as 100")
+    return int(raw)
+
+
+def _max_bytes(raw: str) -> int:
+    low, high = IMAGES_FROM_MAX_BYTES_RANGE
+    expected = f"expected a size from {low} byte to 64Mi, such as 1Mi or 500Ki"
+    value = _quantity(raw, expected)
+    if value != value.to_integral_value() or not low <= value <= high:
+        raise ValueError(expected)
+    return int(value)
+
+
+def _bounded_duration(bounds: tuple[float, float], example: str) -> Callable[[str], float]:
+    low, high = bounds
+
+    def parse(raw: str) -> float:
+        expected = f"expected a duration from {low:g}s to {high:g}s, {example}"
+        try:
+            seconds = parse_duration(raw)
+        except DurationError:
+            raise ValueError(expected) from None
+        if not (math.isfinite(seconds) and low <= seconds <= high):
+            raise ValueError(expected)
+        return seconds
+
+    return parse
 
 
 def _positive_duration(raw: str) -> float:

@@ -15,6 +15,7 @@ pause. Time and the stop event are injected so tests drive it without sleeping.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ import structlog
 from imagepuller import daemonset as ds
 from imagepuller import exitcodes
 from imagepuller.config import Config
+from imagepuller.events import involved, record_event
+from imagepuller.imagelists import merge_images
 from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import (
     DAEMONSETS,
@@ -36,6 +39,7 @@ from imagepuller.kube import (
     NamespaceTerminating,
     Stopped,
 )
+from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
 from imagepuller.reconciler import (
     Action,
@@ -114,6 +118,7 @@ class Controller:
         wall: Callable[[], float] = time.time,
         identity: str = "",
         informer: Callable[..., Informer] = Informer,
+        lists: ImageListSource | None = None,
     ):
         # The configuration in force; a new one waits in ``_offered`` for the API's verdict.
         self.config = config
@@ -150,6 +155,14 @@ class Controller:
         self._progress: tuple[int, int] | None = None
         # What our last write made (uid, generation), and when, until the cache shows it.
         self._expected: tuple[str, int, float] | None = None
+        # IMAGES_FROM: the lists' last good readings, the names given to their images (kept
+        # so that a list changing never renames a container), and the configuration with
+        # them added (rebuilt when the configuration or the lists change).
+        self.lists = lists or ImageListSource()
+        self._list_names: dict[str, str] = {}
+        self._effective_key: tuple[Config, tuple[str, ...]] | None = None
+        self._effective_last: Config = config
+        self._waiting_for_images = False
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
 
@@ -228,15 +241,35 @@ class Controller:
         informer = self._informer(cfg.namespace)
         if not informer.has_synced():
             return None  # the informer pokes once its first list is in
-        desired = self._desired(cfg)
-        # Before anything is written. A new configuration was checked when it was offered; so
-        # this only asks the API at start, where a refusal exits with nothing touched.
-        self._validate(desired)
         observed = informer.get(cfg.daemonset_name)
         if not self._caught_up(observed):
             return CATCH_UP_POLL  # the watch has not delivered our own last write yet
+        lists_read = self.lists.due(cfg)
+        if lists_read:  # at start, after IMAGES_FROM changed, or to retry a failed list
+            self._read_lists(cfg, observed)
+        effective = self._effective(cfg)
+        if not effective.images:
+            return self._wait_for_images(cfg)
+        desired = self._desired(effective)
+        # Before anything is written. A new configuration was checked when it was offered; so
+        # this only asks the API at start, where a refusal exits with nothing touched.
+        self._validate(desired)
         self._notice(observed)
-        action = decide(
+        action = self._decide(cfg, desired, observed)
+        if cfg.images_from and not lists_read and _is_refresh(action):
+            # Before each refresh the lists are read again: a changed list becomes an update
+            # of the template, which rolls as the refresh would have.
+            self._read_lists(cfg, observed)
+            now_effective = self._effective(cfg)
+            if now_effective is not effective and now_effective.images:
+                effective, desired = now_effective, self._desired(now_effective)
+                action = self._decide(cfg, desired, observed)
+        requeue = self._perform(action, desired, observed, effective)
+        self._retire_earlier_names(observed)
+        return _sooner(_sooner(requeue, self._readiness_deadline()), self.lists.seconds_to_retry())
+
+    def _decide(self, cfg: Config, desired: Desired, observed: dict[str, Any] | None) -> Action:
+        return decide(
             desired,
             observed,
             self.wall(),
@@ -244,9 +277,6 @@ class Controller:
             claimed=(cfg.namespace, cfg.daemonset_name) in self._claimed,
             is_ours=observed is not None and is_ours(observed, cfg, created_uid=self.current_uid),
         )
-        requeue = self._perform(action, desired, observed)
-        self._retire_earlier_names(observed)
-        return _sooner(requeue, self._readiness_deadline())
 
     def _expect(self, written: dict[str, Any]) -> None:
         """Remember what a write returned, so a cache that lags behind it is not acted on."""
@@ -279,7 +309,11 @@ class Controller:
         if offered is None or offered == self.config:
             return
         try:
-            self._validate(self._desired(offered))
+            effective = self._effective(offered)
+            # With IMAGES_FROM alone and its lists not read yet there is nothing to check
+            # yet; the reading validates what it brings.
+            if effective.images:
+                self._validate(self._desired(effective))
         except ConfigRejected as err:
             # A bad edit changes nothing that runs; the next good edit is applied.
             log.error("config_rejected", error=str(err), note="keeping the configuration in force")
@@ -301,6 +335,93 @@ class Controller:
             # no node is without its images in between.
             self._retiring.append((previous.namespace, previous.daemonset_name))
             self.current_uid = None
+
+    # --- image lists (IMAGES_FROM) ------------------------------------------------------
+
+    def _effective(self, cfg: Config) -> Config:
+        """``cfg`` with the images of its lists added after IMAGES (the same object while
+        neither changes, so the desired DaemonSet is not rebuilt on every look)."""
+        if not cfg.images_from:
+            return cfg
+        references = self.lists.references(cfg)
+        key = self._effective_key
+        if key is None or key[0] is not cfg or key[1] != references:
+            merged = merge_images(cfg.images, references, keep=self._list_names)
+            listed = merged[len(cfg.images) :]
+            self._list_names = {image.image: image.name for image in listed}
+            self._effective_key = (cfg, references)
+            self._effective_last = dataclasses.replace(cfg, images=merged)
+        return self._effective_last
+
+    def _held_list_images(self, cfg: Config, observed: dict[str, Any] | None) -> dict[str, str]:
+        """image -> container name of what our running DaemonSet holds beyond IMAGES."""
+        if observed is None or not is_ours(observed, cfg, created_uid=self.current_uid):
+            return {}
+        in_images = {image.image for image in cfg.images}
+        containers = observed["spec"]["template"]["spec"].get("containers") or []
+        return {
+            c["image"]: c["name"]
+            for c in containers
+            if c.get("image") and c.get("name") and c["image"] not in in_images
+        }
+
+    def _read_lists(self, cfg: Config, observed: dict[str, Any] | None) -> None:
+        held = self._held_list_images(cfg, observed)
+        if not self._list_names:
+            self._list_names = dict(held)  # a restart keeps the names the pods have
+        before = self._effective(cfg)
+        snapshot = self.lists.snapshot()
+        outcome = self.lists.read(cfg, held)
+        failures = dict(outcome.new_failures)
+        after = self._effective(cfg)
+        if after is not before and after.images:
+            try:
+                self._validate(self._desired(after))
+            except ConfigRejected as err:
+                self.lists.restore(snapshot)
+                log.error(
+                    "image_list_rejected",
+                    error=str(err),
+                    note="keeping the images of the lists' last good readings",
+                )
+                failures = dict.fromkeys(cfg.images_from, str(err))
+        for url, reason in failures.items():
+            self._record_list_failure(cfg, observed, url, reason)
+
+    def _record_list_failure(
+        self, cfg: Config, observed: dict[str, Any] | None, url: str, reason: str
+    ) -> None:
+        """A Warning Event where `kubectl describe` shows it: on our DaemonSet, or before
+        there is one on the puller's Deployment."""
+        if observed is not None and is_ours(observed, cfg, created_uid=self.current_uid):
+            about = involved(observed, "apps/v1", "DaemonSet")
+        else:
+            owner = self._owner_deployment(cfg)
+            if owner is None:
+                return
+            about = involved(owner, "apps/v1", "Deployment")
+        record_event(
+            self.kube,
+            about,
+            warning=True,
+            reason="ImageListUnavailable",
+            message=f"IMAGES_FROM list {url} not used: {reason}; the images of its last good "
+            "reading stay cached",
+            identity=self.identity,
+        )
+
+    def _wait_for_images(self, cfg: Config) -> float | None:
+        """No image at all yet (IMAGES empty, no list read): nothing to create."""
+        if not self._waiting_for_images:
+            self._waiting_for_images = True
+            log.warning(
+                "waiting_for_images",
+                name=cfg.daemonset_name,
+                failing=sorted(self.lists.failing),
+                note="IMAGES is empty and no IMAGES_FROM list was read yet; nothing is created "
+                "until one is",
+            )
+        return self.lists.seconds_to_retry()
 
     def _desired(self, cfg: Config) -> Desired:
         owner, openshift = self._owner_deployment(cfg), bool(self.openshift)
@@ -370,9 +491,10 @@ class Controller:
     # --- acting -------------------------------------------------------------------------
 
     def _perform(
-        self, action: Action, desired: Desired, observed: dict[str, Any] | None
+        self, action: Action, desired: Desired, observed: dict[str, Any] | None, cfg: Config
     ) -> float | None:
-        cfg = self.config
+        """Carry out ``action``; ``cfg`` is the configuration in force with the lists' images."""
+        self._waiting_for_images = False
         key = (cfg.namespace, cfg.daemonset_name)
         if action.do is not Do.STAND_ASIDE and self._standing_aside:
             log.info("standby_over", name=cfg.daemonset_name, note="the name is free again")
@@ -644,6 +766,10 @@ class Controller:
             return False
         log.info("platform", openshift=openshift)
         return openshift
+
+
+def _is_refresh(action: Action) -> bool:
+    return action.do is Do.REFRESH or (action.do is Do.DELETE and "refresh" in action.why)
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:

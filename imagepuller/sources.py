@@ -13,20 +13,17 @@ ConfigMap) and changes nothing; a deleted ConfigMap keeps the last good configur
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 
 from imagepuller.config import ENV_ONLY_VARIABLES, SETTINGS, Config, ConfigError, load_config
+from imagepuller.events import involved, record_event
 from imagepuller.informer import Informer
-from imagepuller.kube import CONFIGMAPS, Kube, KubeError
-from imagepuller.reconciler import format_time
+from imagepuller.kube import CONFIGMAPS, Kube
 
 log = structlog.get_logger("imagepuller.sources")
-
-EVENT_SOURCE = "imagepuller"
 
 
 def effective_environment(base: Mapping[str, str], data: Mapping[str, str]) -> dict[str, str]:
@@ -102,32 +99,11 @@ class ConfigMapSource:
         configmap = configmap or self.informer.get(self.name)
         if configmap is None:
             return
-        meta = configmap["metadata"]
-        now = format_time(time.time())
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "name": self.name,
-                "namespace": self.namespace,
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": "Warning",
-            "reason": "ConfigRejected",
-            # The API caps an Event's message at 1 KiB.
-            "message": message if len(message) <= 1024 else message[:1000] + " ...",
-            "source": {"component": EVENT_SOURCE},
-            "reportingComponent": EVENT_SOURCE,
-            "reportingInstance": self.identity[:128] or EVENT_SOURCE,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            self.kube.create_event(self.namespace, body)
-        except KubeError as err:
-            log.warning("event_not_recorded", error=str(err))
+        record_event(
+            self.kube,
+            involved(configmap, "v1", "ConfigMap"),
+            warning=True,
+            reason="ConfigRejected",
+            message=message,
+            identity=self.identity,
+        )

@@ -7,6 +7,7 @@ integers, unicode, unpaired surrogates, trailing newlines) find the crashes hand
 import copy
 import json
 
+import certifi
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -48,6 +49,11 @@ GOOD = {
     "READY_TIMEOUT": ["5m", "1h30m", "90"],
     "LOG_FORMAT": ["json", "CONSOLE"],
     "LOG_LEVEL": ["debug"],
+    "IMAGES_FROM": ["https://devspaces.example.com/plugin-registry/v3/external_images.txt"],
+    "IMAGES_FROM_CA_BUNDLE": [certifi.where()],
+    "IMAGES_FROM_TIMEOUT": ["10s", "1m"],
+    "IMAGES_FROM_MAX_IMAGES": ["100", "1"],
+    "IMAGES_FROM_MAX_BYTES": ["1Mi", "500Ki"],
 }
 
 # Field names of tolerations and of a pod's affinity, so generated objects reach deep paths.

@@ -60,6 +60,7 @@ class FakeKube:
         self.fail_next: list[Exception] = []
         self.pods: list[dict] = []
         self.events: list[dict] = []
+        self.recorded_events: list[dict] = []  # Events the controller created
         self.stale: dict[str, dict | None] = {}
         self._uids = (f"uid-{n}" for n in itertools.count(1))
         self._versions = itertools.count(1)
@@ -144,6 +145,10 @@ class FakeKube:
 
     def list_events(self, namespace, field_selector):
         return self.events
+
+    def create_event(self, namespace, body):
+        self.recorded_events.append(body)
+        return body
 
     # --- what the cluster does -------------------------------------------------------------
 

@@ -1,0 +1,262 @@
+"""Image lists: the Dev Spaces registries' `external_images.txt` read, checked, named, merged.
+
+A list holds one image reference per line. The devfile registry's copy is sorted and ends with
+a newline; the plugin registry's is unsorted, repeats entries and has no final newline. Both
+are read the same way: lines stripped (CRLF too), empty lines and `#` comments skipped,
+duplicates dropped, every reference checked as IMAGES' are. A bad line is reported with its
+source and line number and skipped, never silently.
+
+Names become container names, so they must be DNS-1123 labels, unique, and *stable*: adding
+or removing one image must not rename another (a renamed container changes every pod). A name
+is the last path segment of the reference, lowercased, `_` made `-` (`che-code`,
+`universal-developer-image`); a short hash of the whole reference is added only when that is
+not a valid label or when two new references would get the same name. Names already given
+(``keep``: the running DaemonSet's, or an existing IMAGES value) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
+from imagepuller.imageref import check_image_reference
+
+DEFAULT_MAX_IMAGES = 100
+DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+NAME_MAX = 63
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_NOT_IN_LABEL = re.compile(r"[^a-z0-9]+")
+_READ_CHUNK = 64 * 1024
+# A problem quotes the line; a long line is shortened to this many characters.
+_SHOWN_MAX = 120
+
+
+class ListUnavailable(Exception):
+    """A list could not be read (or is over a limit): nothing of it is used."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """One list as read: its references in file order, and a line for each entry skipped."""
+
+    source: str
+    references: tuple[str, ...]
+    problems: tuple[str, ...] = ()
+
+
+def _show(text: str) -> str:
+    return repr(text) if len(text) <= _SHOWN_MAX else f"{text[:_SHOWN_MAX]!r}..."
+
+
+def parse_list(text: str, source: str) -> ImageList:
+    """The references of one `external_images.txt`, each checked, first occurrence kept."""
+    references: list[str] = []
+    seen: set[str] = set()
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        try:
+            check_image_reference(entry)
+        except ValueError as err:
+            problems.append(f"{source}:{number}: {_show(entry)} skipped: {err}")
+            continue
+        if entry not in seen:
+            seen.add(entry)
+            references.append(entry)
+    return ImageList(source, tuple(references), tuple(problems))
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+def plain_name(reference: str) -> str:
+    """The readable name: last path segment without tag or digest, lowercased, `_` as `-`."""
+    path = reference.split("@", 1)[0]
+    last = path.rsplit("/", 1)[-1].split(":", 1)[0]
+    return last.lower().replace("_", "-")
+
+
+def is_valid_name(name: str) -> bool:
+    return len(name) <= NAME_MAX and bool(_LABEL.fullmatch(name)) and name != INIT_CONTAINER_NAME
+
+
+def hashed_name(reference: str, taken: Iterable[str] = ()) -> str:
+    """The plain name made a valid label, then `-` and a hash of the whole reference: at most
+    63 characters in all, the hash lengthened in the (unlikely) case it is taken."""
+    used = set(taken)
+    stem = _NOT_IN_LABEL.sub("-", plain_name(reference)).strip("-") or "image"
+    digest = hashlib.sha256(reference.encode()).hexdigest()
+    for length in range(6, len(digest) + 1, 2):
+        head = stem[: NAME_MAX - 1 - length].rstrip("-") or "image"
+        name = f"{head}-{digest[:length]}"
+        if name not in used:
+            return name
+    raise ValueError(f"no free name for {reference!r}")  # needs 2**256 names taken
+
+
+def name_images(
+    references: Sequence[str],
+    *,
+    keep: Mapping[str, str] | None = None,
+    taken: Iterable[str] = (),
+) -> tuple[CachedImage, ...]:
+    """Name each reference (in the order given). A name in ``keep`` (reference -> name) stays
+    when it is still valid and free; names in ``taken`` are not used."""
+    used = set(taken) | {INIT_CONTAINER_NAME}
+    names: dict[str, str] = {}
+    for reference in references:
+        kept = (keep or {}).get(reference)
+        if kept is not None and is_valid_name(kept) and kept not in used:
+            names[reference] = kept
+            used.add(kept)
+    new = [reference for reference in references if reference not in names]
+    plain = {reference: plain_name(reference) for reference in new}
+    # Two new references with one plain name both get a hash: which one kept the plain name
+    # would otherwise depend on the order they were read in.
+    counts = Counter(plain.values())
+    for reference in new:
+        name = plain[reference]
+        if not (is_valid_name(name) and counts[name] == 1 and name not in used):
+            name = hashed_name(reference, used)
+        names[reference] = name
+        used.add(name)
+    return tuple(CachedImage(names[reference], reference) for reference in references)
+
+
+def merge_images(
+    existing: Sequence[CachedImage],
+    references: Iterable[str],
+    *,
+    keep: Mapping[str, str] | None = None,
+) -> tuple[CachedImage, ...]:
+    """``existing`` (IMAGES, names kept) followed by every listed reference it does not hold
+    already, sorted (the order lists are served in does not matter) and named."""
+    held = {image.image for image in existing}
+    new = sorted({reference for reference in references if reference not in held})
+    return tuple(existing) + name_images(new, keep=keep, taken=(image.name for image in existing))
+
+
+def format_images(images: Iterable[CachedImage]) -> str:
+    """The IMAGES value: `name=image;name=image;`."""
+    return "".join(f"{image.name}={image.image};" for image in images)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Verifying TLS context: the system's CAs, plus ``ca_bundle`` (PEM text, or the path of a
+    file holding PEM certificates) for registries served with an internal CA."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        if "-----BEGIN" in ca_bundle:
+            context.load_verify_locations(cadata=ca_bundle)
+        else:
+            context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+def _read_limited(stream: BinaryIO, source: str, max_bytes: int, deadline: float | None) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if deadline is not None and time.monotonic() > deadline:
+            raise ListUnavailable(source, "no complete answer in time (IMAGES_FROM_TIMEOUT)")
+        chunk = stream.read(_READ_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise ListUnavailable(
+                source,
+                f"larger than {max_bytes} bytes (the limit, IMAGES_FROM_MAX_BYTES); nothing of "
+                "it is used",
+            )
+        chunks.append(chunk)
+
+
+def _fetch(url: str, *, timeout: float, max_bytes: int, ca_bundle: str | None) -> bytes:
+    # The default opener honours http_proxy, https_proxy and no_proxy from the environment.
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=ssl_context(ca_bundle))
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return _read_limited(response, url, max_bytes, deadline)
+    except urllib.error.HTTPError as err:
+        raise ListUnavailable(url, f"the server answered HTTP {err.code} {err.reason}") from None
+    except urllib.error.URLError as err:
+        reason = err.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise ListUnavailable(
+                url,
+                f"TLS certificate not trusted ({reason.verify_message}); give the CA that "
+                "signed it in IMAGES_FROM_CA_BUNDLE",
+            ) from None
+        raise ListUnavailable(url, f"cannot connect: {reason}") from None
+    except TimeoutError:
+        raise ListUnavailable(
+            url, f"no answer within {timeout:g} s (IMAGES_FROM_TIMEOUT)"
+        ) from None
+    except (OSError, ValueError) as err:  # a reset connection, a malformed answer or URL
+        raise ListUnavailable(url, f"cannot read: {err}") from None
+
+
+def read_source(
+    source: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    ca_bundle: str | None = None,
+    stdin: BinaryIO | None = None,
+) -> ImageList:
+    """Read and parse one list: an http(s) URL, a file, or ``-`` for standard input."""
+    if is_url(source):
+        data = _fetch(source, timeout=timeout, max_bytes=max_bytes, ca_bundle=ca_bundle)
+    elif source == "-":
+        data = _read_limited(stdin or sys.stdin.buffer, "standard input", max_bytes, None)
+        source = "standard input"
+    else:
+        try:
+            with open(source, "rb") as file:
+                data = _read_limited(file, source, max_bytes, None)
+        except OSError as err:
+            raise ListUnavailable(source, f"cannot read the file: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ListUnavailable(source, f"not UTF-8 text (byte {err.start})") from None
+    return parse_list(text, source)
+
+
+def too_many(count: int, max_images: int) -> str | None:
+    if count <= max_images:
+        return None
+    return (
+        f"the lists hold {count} images, more than the limit of {max_images} "
+        "(IMAGES_FROM_MAX_IMAGES); nothing of them is used"
+    )

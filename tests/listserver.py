@@ -1,0 +1,105 @@
+"""A local HTTP(S) server of image lists on 127.0.0.1, for tests: no test reaches the internet.
+
+``ListServer.files`` maps a path to the bytes served (editable while it runs); a path not in it
+answers 404. ``with_tls(tmp_path)`` serves HTTPS with a certificate signed by a throw-away CA
+made with openssl; ``ca_pem`` is that CA, for IMAGES_FROM_CA_BUNDLE.
+"""
+
+from __future__ import annotations
+
+import http.server
+import ssl
+import subprocess
+import threading
+from pathlib import Path
+
+
+def make_ca_and_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """(ca.pem, server.pem, server.key): a CA and a server certificate for 127.0.0.1."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    ext = directory / "server.ext"
+    ext.write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=imagepuller test CA", "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", str(key), "-out", str(csr))  # fmt: skip
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(cert))  # fmt: skip
+    return ca, cert, key
+
+
+class ListServer:
+    def __init__(self, files: dict[str, bytes] | None = None):
+        self.files: dict[str, bytes] = dict(files or {})
+        self.requests: list[str] = []
+        self.ca_pem: str | None = None
+        self._context: ssl.SSLContext | None = None
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def with_tls(self, directory: Path) -> ListServer:
+        ca, cert, key = make_ca_and_certificate(directory)
+        self.ca_pem = ca.read_text()
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+        return self
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._context else "http"
+
+    def url(self, path: str) -> str:
+        assert self._server is not None
+        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}{path}"
+
+    def start(self) -> ListServer:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+                owner.requests.append(self.path)
+                body = owner.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        if self._context is not None:
+            server.socket = self._context.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> ListServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
