@@ -4,6 +4,7 @@ only."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import signal
@@ -30,6 +31,7 @@ from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
 from imagepuller.durations import DurationError, format_duration, parse_duration
 from imagepuller.kube import Kube, KubeError, load_api_client
+from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output
@@ -185,6 +187,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
 
 def render(config: Config, *, openshift: bool) -> int:
+    if config.images_from:
+        # As the controller would: the lists are read now and their images added. What goes
+        # wrong is logged on standard error, which keeps the YAML on standard output clean.
+        configure_logging(config.log_format, config.log_level)
+        lists = ImageListSource()
+        if lists.read(config).failing:
+            print(
+                "imagepuller render: nothing rendered: an IMAGES_FROM list could not be used",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        images = imagelists.merge_images(config.images, lists.references(config))
+        config = dataclasses.replace(config, images=images)
     return write_output(dump_manifest(build_daemonset(config, openshift=openshift)))
 
 
