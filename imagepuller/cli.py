@@ -23,6 +23,7 @@ from imagepuller.config import (
     DEFAULT_IMAGES_FROM_TIMEOUT,
     Config,
     ConfigError,
+    check_ca_bundle,
     load_config,
     memory_limit_bytes,
     parse_images,
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument(
         "--ca-bundle",
         metavar="FILE",
+        type=_ca_bundle_file,
         default=None,
         help="PEM file of CAs trusted for https URLs besides the system's",
     )
@@ -402,6 +404,13 @@ def _seconds(text: str) -> float:
     if not 0 < seconds <= 3600:
         raise argparse.ArgumentTypeError("expected a duration above 0 and at most 1h")
     return seconds
+
+
+def _ca_bundle_file(text: str) -> str:
+    try:
+        return check_ca_bundle(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text[:80]!r}: {err}") from None
 
 
 def _positive_int(text: str) -> int:

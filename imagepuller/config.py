@@ -363,7 +363,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         pod_namespace=env.get("POD_NAMESPACE") or None,
         configmap_name=problems.get("CONFIGMAP_NAME", None, _dns_subdomain),
         images_from=images_from,
-        images_from_ca_bundle=problems.get("IMAGES_FROM_CA_BUNDLE", None, _ca_bundle),
+        images_from_ca_bundle=problems.get("IMAGES_FROM_CA_BUNDLE", None, check_ca_bundle),
         images_from_timeout_seconds=problems.get(
             "IMAGES_FROM_TIMEOUT",
             parse_duration(DEFAULT_IMAGES_FROM_TIMEOUT),
@@ -496,7 +496,7 @@ def _urls(raw: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
-def _ca_bundle(raw: str) -> str:
+def check_ca_bundle(raw: str) -> str:
     expected = (
         "expected PEM certificates (the text itself, '-----BEGIN CERTIFICATE-----'...) or the "
         "path of a file holding them"

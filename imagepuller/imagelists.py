@@ -70,7 +70,9 @@ def parse_list(text: str, source: str) -> ImageList:
     references: list[str] = []
     seen: set[str] = set()
     problems: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only (strip() takes a "\r" off): splitlines() would also split at
+    # form feeds and Unicode separators, and the line numbers reported would be wrong.
+    for number, line in enumerate(text.split("\n"), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
@@ -185,7 +187,10 @@ def _read_limited(stream: BinaryIO, source: str, max_bytes: int, deadline: float
     while True:
         if deadline is not None and time.monotonic() > deadline:
             raise ListUnavailable(source, "no complete answer in time (IMAGES_FROM_TIMEOUT)")
-        chunk = stream.read(_READ_CHUNK)
+        # read1: at most one read from the socket, so a server trickling bytes is cut off at
+        # the deadline instead of filling a whole chunk slowly.
+        read1 = getattr(stream, "read1", None)
+        chunk = read1(_READ_CHUNK) if read1 else stream.read(_READ_CHUNK)
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)
@@ -199,18 +204,28 @@ def _read_limited(stream: BinaryIO, source: str, max_bytes: int, deadline: float
 
 
 def _fetch(url: str, *, timeout: float, max_bytes: int, ca_bundle: str | None) -> bytes:
+    try:
+        context = ssl_context(ca_bundle) if url.startswith("https://") else None
+    except (OSError, ssl.SSLError, ValueError) as err:  # a bundle file gone or changed since
+        raise ListUnavailable(
+            url, f"the CA bundle (IMAGES_FROM_CA_BUNDLE) is not usable: {err}"
+        ) from None
     # The default opener honours http_proxy, https_proxy and no_proxy from the environment.
-    opener = urllib.request.build_opener(
-        urllib.request.HTTPSHandler(context=ssl_context(ca_bundle))
-    )
+    handlers = [urllib.request.HTTPSHandler(context=context)] if context else []
+    opener = urllib.request.build_opener(*handlers)
     deadline = time.monotonic() + timeout
     try:
         with opener.open(url, timeout=timeout) as response:
             return _read_limited(response, url, max_bytes, deadline)
     except urllib.error.HTTPError as err:
+        err.close()  # its socket, at once rather than at garbage collection
         raise ListUnavailable(url, f"the server answered HTTP {err.code} {err.reason}") from None
     except urllib.error.URLError as err:
         reason = err.reason
+        if isinstance(reason, TimeoutError):  # a TLS handshake that never ends
+            raise ListUnavailable(
+                url, f"no answer within {timeout:g} s (IMAGES_FROM_TIMEOUT)"
+            ) from None
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise ListUnavailable(
                 url,
@@ -238,8 +253,14 @@ def read_source(
     if is_url(source):
         data = _fetch(source, timeout=timeout, max_bytes=max_bytes, ca_bundle=ca_bundle)
     elif source == "-":
-        data = _read_limited(stdin or sys.stdin.buffer, "standard input", max_bytes, None)
         source = "standard input"
+        stream = stdin or (sys.stdin.buffer if sys.stdin is not None else None)
+        if stream is None:
+            raise ListUnavailable(source, "standard input is closed")
+        try:
+            data = _read_limited(stream, source, max_bytes, None)
+        except OSError as err:
+            raise ListUnavailable(source, f"cannot read: {err}") from None
     else:
         try:
             with open(source, "rb") as file:
