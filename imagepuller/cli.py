@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
 import structlog
 
@@ -31,10 +32,13 @@ from imagepuller.config import (
 from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
 from imagepuller.durations import DurationError, format_duration, parse_duration
+from imagepuller.endpoints import Endpoints
+from imagepuller.health import Health
 from imagepuller.kube import Kube, KubeError, load_api_client
 from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
+from imagepuller.metrics import Metrics, PrometheusMetrics
 from imagepuller.output import write_output
 from imagepuller.sources import ConfigMapSource
 
@@ -320,7 +324,10 @@ def run(config: Config) -> int:
     stop = threading.Event()
     kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
     identity = f"{socket.gethostname()}/{os.getpid()}"
-    controller = Controller(config, kube, stop=stop, identity=identity)
+    metrics, health = _observability(config, kube, log)
+    controller = Controller(
+        config, kube, stop=stop, identity=identity, metrics=metrics, health=health
+    )
     if config.configmap_name:
         # Live edits: the ConfigMap lives where the puller runs (the templates put both there).
         source = ConfigMapSource(
@@ -330,6 +337,9 @@ def run(config: Config) -> int:
             os.environ,
             controller.offer,
             identity=identity,
+            on_invalid=lambda: metrics.config_rejected(
+                controller.config.namespace, controller.config.daemonset_name
+            ),
         ).start()
         controller.on_rejected = lambda _config, message: source.report_rejected(message)
 
@@ -366,6 +376,36 @@ def run(config: Config) -> int:
         return EXIT_OK
     log.info("stopped")
     return result[0] if result else EXIT_CONFIG
+
+
+def _observability(config: Config, kube: Kube, log: Any) -> tuple[Metrics, Health]:
+    """Metrics and health, and the endpoints that serve them on METRICS_PORT (none with 0:
+    then prometheus_client is not even imported)."""
+    health = Health(config.healthz_stuck_after_seconds)
+    metrics: Metrics = PrometheusMetrics() if config.metrics_port else Metrics()
+
+    def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
+        metrics.api_request(verb, resource, code, seconds)
+        health.progress()
+
+    kube.on_request = on_request
+    if config.metrics_port:
+        try:
+            endpoints = Endpoints(config.metrics_host, config.metrics_port, metrics, health)
+        except OSError as err:
+            # The controller's work matters more than its endpoints: it runs on, and the
+            # failing probes make the problem visible in the pod's events.
+            log.error(
+                "endpoints_unavailable",
+                host=config.metrics_host,
+                port=config.metrics_port,
+                error=str(err),
+                note="no /metrics, /healthz or /readyz; the controller runs on",
+            )
+        else:
+            endpoints.start()
+            log.info("endpoints", port=endpoints.port, paths=["/metrics", "/healthz", "/readyz"])
+    return metrics, health
 
 
 # Whole byte counts below this are formatted exactly (with integers: Decimal arithmetic would

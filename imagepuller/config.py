@@ -7,6 +7,7 @@ per pod restart. Nothing is silently dropped: an entry that cannot be understood
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -124,6 +125,9 @@ SETTINGS = frozenset(
         "IMAGES_FROM_TIMEOUT",
         "IMAGES_FROM_MAX_IMAGES",
         "IMAGES_FROM_MAX_BYTES",
+        "METRICS_PORT",
+        "METRICS_HOST",
+        "HEALTHZ_STUCK_AFTER",
     }
 )
 
@@ -131,8 +135,21 @@ SETTINGS = frozenset(
 # environment only, never from a live edit of the ConfigMap. The Deployment sets the first four
 # with `env:`, which wins over the ConfigMap's `envFrom` in the pod as well.
 ENV_ONLY_VARIABLES = frozenset(
-    {"DEPLOYMENT_NAME", "POD_NAMESPACE", "POD_NAME", "CONFIGMAP_NAME", "KUBECONFIG"}
+    {
+        "DEPLOYMENT_NAME",
+        "POD_NAMESPACE",
+        "POD_NAME",
+        "CONFIGMAP_NAME",
+        "KUBECONFIG",
+        # The port the probes and Prometheus reach is bound once, at start.
+        "METRICS_PORT",
+        "METRICS_HOST",
+        "HEALTHZ_STUCK_AFTER",
+    }
 )
+DEFAULT_METRICS_PORT = 8080
+DEFAULT_HEALTHZ_STUCK_AFTER = "3m"
+HEALTHZ_STUCK_AFTER_RANGE = (1.0, 3600.0)
 
 
 class ConfigError(ValueError):
@@ -219,6 +236,13 @@ class Config:
     # together (100), and this many bytes per list (1Mi); above them a list is not used.
     images_from_max_images: int = DEFAULT_IMAGES_FROM_MAX_IMAGES
     images_from_max_bytes: int = 1024 * 1024
+    # METRICS_PORT: /metrics, /healthz and /readyz; 8080, 0 turns them off.
+    metrics_port: int = DEFAULT_METRICS_PORT
+    # METRICS_HOST: the address to listen on; empty (default): every interface.
+    metrics_host: str = ""
+    # HEALTHZ_STUCK_AFTER: /healthz fails when a look has heard nothing from the API for this
+    # long (a blocked call); 3m.
+    healthz_stuck_after_seconds: float = 180.0
 
     @property
     def caching_interval_seconds(self) -> float:
@@ -251,6 +275,9 @@ class Config:
             "images_from_timeout_seconds": self.images_from_timeout_seconds,
             "images_from_max_images": self.images_from_max_images,
             "images_from_max_bytes": self.images_from_max_bytes,
+            "metrics_port": self.metrics_port,
+            "metrics_host": self.metrics_host,
+            "healthz_stuck_after_seconds": self.healthz_stuck_after_seconds,
         }
 
 
@@ -376,6 +403,13 @@ def load_config(env: Mapping[str, str]) -> Config:
             "IMAGES_FROM_MAX_BYTES",
             int(parse_quantity(DEFAULT_IMAGES_FROM_MAX_BYTES)),
             _max_bytes,
+        ),
+        metrics_port=problems.get("METRICS_PORT", DEFAULT_METRICS_PORT, _port),
+        metrics_host=problems.get("METRICS_HOST", "", _host),
+        healthz_stuck_after_seconds=problems.get(
+            "HEALTHZ_STUCK_AFTER",
+            parse_duration(DEFAULT_HEALTHZ_STUCK_AFTER),
+            _bounded_duration(HEALTHZ_STUCK_AFTER_RANGE, "such as 3m or 90s"),
         ),
     )
     if problems.items:
@@ -511,6 +545,23 @@ def check_ca_bundle(raw: str) -> str:
         raise ValueError(f"no such file; {expected}") from None
     except (ssl.SSLError, OSError, ValueError) as err:
         raise ValueError(f"not usable ({err}); {expected}") from None
+    return raw
+
+
+def _port(raw: str) -> int:
+    if not raw.isascii() or not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise ValueError("expected a TCP port from 1 to 65535, or 0 to turn the endpoints off")
+    return int(raw)
+
+
+def _host(raw: str) -> str:
+    try:
+        ipaddress.ip_address(raw)
+    except ValueError:
+        raise ValueError(
+            "expected an IP address to listen on, such as 127.0.0.1 or ::, or empty for every "
+            "interface"
+        ) from None
     return raw
 
 

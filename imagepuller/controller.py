@@ -27,6 +27,7 @@ from imagepuller import daemonset as ds
 from imagepuller import exitcodes
 from imagepuller.config import Config
 from imagepuller.events import involved, record_event
+from imagepuller.health import Health
 from imagepuller.imagelists import merge_images
 from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import (
@@ -41,6 +42,7 @@ from imagepuller.kube import (
 )
 from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
+from imagepuller.metrics import Metrics
 from imagepuller.reconciler import (
     Action,
     Desired,
@@ -119,6 +121,8 @@ class Controller:
         identity: str = "",
         informer: Callable[..., Informer] = Informer,
         lists: ImageListSource | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
     ):
         # The configuration in force; a new one waits in ``_offered`` for the API's verdict.
         self.config = config
@@ -163,6 +167,10 @@ class Controller:
         self._effective_key: tuple[Config, tuple[str, ...]] | None = None
         self._effective_last: Config = config
         self._waiting_for_images = False
+        self.metrics = metrics or Metrics()
+        self.health = health or Health()
+        self.lists.on_progress = self.health.progress
+        self._refresh_started_at: float | None = None  # clock time of the refresh in progress
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
 
@@ -173,22 +181,30 @@ class Controller:
         backoff = ERROR_BACKOFF[0]
         code = exitcodes.OK
         while not self.stop.is_set():
+            self.health.look_started()
+            started = self.clock()
+            result = "error"
             try:
                 requeue = self.reconcile()
                 backoff = ERROR_BACKOFF[0]
+                result = "success" if requeue is None else "requeue_after"
+                self.health.set_ready()
             except Stopped:
                 break
             except ConfigRejected as err:
                 # Deterministic, so retrying cannot help; what already runs was not touched.
                 log.error("config_rejected", error=str(err))
+                self.metrics.config_rejected(self.config.namespace, self.config.daemonset_name)
                 code = exitcodes.CONFIG
                 break
             except NamespaceTerminating as err:
                 # Not a permission: even a cluster admin gets this 403. Tried again in case the
                 # namespace is recreated (an uninstall and reinstall).
                 log.error("namespace_terminating", namespace=self.config.namespace, error=str(err))
+                self.health.set_not_ready(str(err))
             except Forbidden as err:
                 log.error("api_forbidden", missing_permission=err.permission, error=str(err))
+                self.health.set_not_ready(str(err))
             except Conflict as err:
                 # Someone else wrote the DaemonSet between our read and our write: most often
                 # another puller taking the name over, or its deletion finishing. Not an API
@@ -199,17 +215,21 @@ class Controller:
                     detail=str(err),
                     note="the DaemonSet changed between our read and our write; looking again",
                 )
+                self.health.look_ended()
                 self.wake.wait(0.2)
                 continue
             except DaemonSetInTheWay as err:
                 log.error("daemonset_in_the_way", error=str(err))
             except KubeError as err:
                 log.error("api_error", error=str(err), status=err.status)
+                self.health.set_not_ready(f"no answer from the API: {err}")
             except Exception:  # noqa: BLE001 - one bad reconcile must not end the puller
                 log.exception("cycle_failed")
             else:
+                self._look_done(result, started)
                 self.wake.wait(requeue)
                 continue
+            self._look_done(result, started)
             log.info("cycle_retry", wait_seconds=backoff)
             self.wake.wait(backoff)
             backoff = min(backoff * 2, ERROR_BACKOFF[1])
@@ -217,6 +237,11 @@ class Controller:
         for informer in self._informers.values():
             informer.end()
         return code
+
+    def _look_done(self, result: str, started: float) -> None:
+        # Before the wait: an idle controller is not a stuck one.
+        self.health.look_ended()
+        self.metrics.reconciled(result, self.clock() - started)
 
     def request_stop(self) -> None:
         """Stop from another thread (a signal): set the stop event, cut every watch and call
@@ -317,6 +342,7 @@ class Controller:
         except ConfigRejected as err:
             # A bad edit changes nothing that runs; the next good edit is applied.
             log.error("config_rejected", error=str(err), note="keeping the configuration in force")
+            self.metrics.config_rejected(self.config.namespace, self.config.daemonset_name)
             if self.on_rejected:
                 self.on_rejected(offered, str(err))
             return
@@ -358,7 +384,7 @@ class Controller:
         if observed is None or not is_ours(observed, cfg, created_uid=self.current_uid):
             return {}
         in_images = {image.image for image in cfg.images}
-        containers = observed["spec"]["template"]["spec"].get("containers") or []
+        containers = _containers(observed)
         return {
             c["image"]: c["name"]
             for c in containers
@@ -385,6 +411,8 @@ class Controller:
                     note="keeping the images of the lists' last good readings",
                 )
                 failures = dict.fromkeys(cfg.images_from, str(err))
+        for _ in outcome.failing:
+            self.metrics.image_list_failed(cfg.namespace, cfg.daemonset_name)
         for url, reason in failures.items():
             self._record_list_failure(cfg, observed, url, reason)
 
@@ -564,6 +592,7 @@ class Controller:
                 )
             )
             self._start_rollout("refreshed")
+            self._refresh_begins(cfg)
             log.info("refresh_started", name=cfg.daemonset_name, uid=uid, strategy="rolling")
             return None
         if action.do is Do.DELETE:
@@ -574,6 +603,7 @@ class Controller:
                     name=cfg.daemonset_name,
                     interval_hours=cfg.caching_interval_hours,
                 )
+                self._refresh_begins(cfg)
             self.kube.delete_daemonset(cfg.namespace, cfg.daemonset_name, uid=uid, foreground=True)
             self._deleting_uid = uid
             log.info("daemonset_deleting", name=cfg.daemonset_name, uid=uid, why=action.why)
@@ -641,6 +671,14 @@ class Controller:
             self._rollout_started = None  # nothing of ours to follow
             return
         complete, ready, desired = rollout(observed)
+        status = observed.get("status") or {}
+        self.metrics.daemonset_observed(
+            cfg.namespace,
+            cfg.daemonset_name,
+            desired=desired,
+            holding=int(status.get("numberAvailable") or 0),
+            images=len(_containers(observed)),
+        )
         if (ready, desired) != self._progress:
             self._progress = (ready, desired)
             log.info("daemonset_progress", ready=ready, desired=desired)
@@ -655,6 +693,15 @@ class Controller:
             log.info("daemonset_ready", name=cfg.daemonset_name, **fields)
             if self._rollout_reason == "refreshed":
                 log.info("refresh_complete", name=cfg.daemonset_name, uid=uid)
+            if self._refresh_started_at is not None:
+                self.metrics.refresh_completed(
+                    cfg.namespace,
+                    cfg.daemonset_name,
+                    seconds=self.clock() - self._refresh_started_at,
+                    at=self.wall(),
+                )
+                self._refresh_started_at = None
+            self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, {})
             if desired == 0:
                 log.warning(
                     "no_nodes_selected",
@@ -669,6 +716,10 @@ class Controller:
         if not complete and deadline is not None and deadline <= 0 and not self._not_ready_reported:
             self._not_ready_reported = True
             self._report_not_ready(observed)
+
+    def _refresh_begins(self, cfg: Config) -> None:
+        self._refresh_started_at = self.clock()
+        self.metrics.refresh_started(cfg.namespace, cfg.daemonset_name)
 
     def _start_rollout(self, reason: str) -> None:
         self._rollout_started = self.clock()
@@ -687,6 +738,13 @@ class Controller:
         cfg = self.config
         _, ready, desired = rollout(last)
         failures = why_not_ready(self.kube, cfg.namespace, ds.selector_labels(cfg), last)
+        by_reason: dict[str, int] = {}
+        for failure in failures:
+            reason = str(failure.get("reason") or "Unknown")
+            by_reason[reason] = by_reason.get(reason, 0) + int(failure.get("times") or 1)
+        self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, by_reason)
+        if self._refresh_started_at is not None:
+            self.metrics.refresh_failed(cfg.namespace, cfg.daemonset_name)
         log.warning(
             "daemonset_not_ready",
             name=cfg.daemonset_name,
@@ -766,6 +824,12 @@ class Controller:
             return False
         log.info("platform", openshift=openshift)
         return openshift
+
+
+def _containers(daemonset: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pod template's containers (none in a DaemonSet that is only half there)."""
+    template = (daemonset.get("spec") or {}).get("template") or {}
+    return (template.get("spec") or {}).get("containers") or []
 
 
 def _is_refresh(action: Action) -> bool:

@@ -171,6 +171,9 @@ class Kube:
         self.clock = clock
         self._streams: set[Any] = set()
         self._streams_lock = threading.Lock()
+        # Told of every request that got an answer or failed (verb, resource, HTTP code or
+        # "error", seconds): the metrics count them, the liveness check takes them as progress.
+        self.on_request: Callable[[str, str, str, float], None] | None = None
         # The one retry policy: exponential backoff for transient failures, bounded in time,
         # and cut short when the puller is asked to stop.
         self._stop_retrying = tenacity.stop_any(
@@ -359,6 +362,26 @@ class Kube:
             "pods", self.core.list_namespaced_pod, namespace, label_selector=label_selector
         )["items"]
 
+    def list_daemonsets(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        """DaemonSets matching ``label_selector`` in ``namespace``, or in every namespace the
+        caller may list (None)."""
+        path = _path(DAEMONSETS, namespace) if namespace else "/apis/apps/v1/daemonsets"
+        result = self._call(
+            "list",
+            DAEMONSETS[0],
+            namespace or "",
+            self._send,
+            "GET",
+            path,
+            query=[("labelSelector", label_selector)],
+        )
+        return result.get("items") or []
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        """Every node (cluster-scoped: needs a ClusterRole; Forbidden without one)."""
+        result = self._call("list", "nodes", "", self._send, "GET", "/api/v1/nodes")
+        return result.get("items") or []
+
     def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
         return self._list(
             "events", self.core.list_namespaced_event, namespace, field_selector=field_selector
@@ -498,12 +521,16 @@ class Kube:
         **kwargs: Any,
     ) -> Any:
         kwargs.setdefault("_request_timeout", _CALL_TIMEOUT)
+        started = time.monotonic()
         try:
             response = func(*args, _preload_content=False, **kwargs)
         except ApiException as err:
+            self._told(verb, resource, str(err.status or "error"), started)
             raise _error_from_api_exception(err, verb, resource, namespace) from None
         except (urllib3.exceptions.HTTPError, OSError) as err:
+            self._told(verb, resource, "error", started)
             raise Transient(f"cannot reach the API server to {verb} {resource}: {err}") from None
+        self._told(verb, resource, str(response.status), started)
         if not 200 <= response.status <= 299:
             body = response.data
             response.release_conn()
@@ -511,6 +538,10 @@ class Kube:
                 response.status, response.reason, body, verb, resource, namespace
             )
         return response
+
+    def _told(self, verb: str, resource: str, code: str, started: float) -> None:
+        if self.on_request is not None:
+            self.on_request(verb, resource, code, time.monotonic() - started)
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

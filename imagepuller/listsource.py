@@ -62,6 +62,8 @@ class ImageListSource:
         self._retry_at: float | None = None
         # The list images the running DaemonSet held when a list had not been read yet.
         self._held: tuple[str, ...] = ()
+        # Called after each list is read or fails: the liveness check's "not stuck".
+        self.on_progress: Callable[[], None] | None = None
 
     def due(self, cfg: Config) -> bool:
         if not cfg.images_from:
@@ -107,6 +109,9 @@ class ImageListSource:
             except imagelists.ListUnavailable as err:
                 failures[url] = err.reason
                 continue
+            finally:
+                if self.on_progress is not None:
+                    self.on_progress()
             readings[url] = listed.references
             if listed.problems != self._problems_seen.get(url):
                 self._problems_seen[url] = listed.problems

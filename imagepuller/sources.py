@@ -46,6 +46,7 @@ class ConfigMapSource:
         offer: Callable[[Config], None],
         *,
         identity: str = "",
+        on_invalid: Callable[[], None] | None = None,
     ):
         self.kube = kube
         self.namespace = namespace
@@ -53,6 +54,7 @@ class ConfigMapSource:
         self.base = dict(base)
         self.offer = offer
         self.identity = identity
+        self.on_invalid = on_invalid  # counts an edit our checks refuse (a metric)
         self._seen_version: str | None = None
         self._missing_reported = False
         self.informer = Informer(kube, CONFIGMAPS, namespace, self._changed, name=name)
@@ -90,6 +92,8 @@ class ConfigMapSource:
                 note="the edit changed nothing; the configuration in force stays",
             )
             self.report_rejected(str(err), configmap)
+            if self.on_invalid is not None:
+                self.on_invalid()
             return
         self.offer(config)
 

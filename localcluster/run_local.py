@@ -84,7 +84,13 @@ def main() -> int:
                 file=sys.stderr,
             )
             create_namespace(cluster, EXAMPLE_ENV["NAMESPACE"])
-            env = {**EXAMPLE_ENV, **env, "KUBECONFIG": str(cluster.kubeconfig)}
+            # The endpoints only on this machine (as everything the local cluster runs).
+            env = {
+                **EXAMPLE_ENV,
+                "METRICS_HOST": "127.0.0.1",
+                **env,
+                "KUBECONFIG": str(cluster.kubeconfig),
+            }
             code = run_controller(env)
             print("make run: controller stopped; stopping the cluster", file=sys.stderr)
             return code

@@ -24,6 +24,9 @@ class ControllerProcess:
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/root"),
             "LOG_FORMAT": "json",
+            # No endpoints unless a test asks (with a free port): several controllers run at
+            # once in some tests, and 8080 may be taken on the machine.
+            "METRICS_PORT": "0",
             **env,
         }
         self.started = time.monotonic()

@@ -54,6 +54,9 @@ GOOD = {
     "IMAGES_FROM_TIMEOUT": ["10s", "1m"],
     "IMAGES_FROM_MAX_IMAGES": ["100", "1"],
     "IMAGES_FROM_MAX_BYTES": ["1Mi", "500Ki"],
+    "METRICS_PORT": ["8080", "0"],
+    "METRICS_HOST": ["127.0.0.1", "::"],
+    "HEALTHZ_STUCK_AFTER": ["3m", "90s"],
 }
 
 # Field names of tolerations and of a pod's affinity, so generated objects reach deep paths.

@@ -283,12 +283,24 @@ def test_deployment() -> None:
     assert env["CONFIGMAP_NAME"]["value"] == container["envFrom"][0]["configMapRef"]["name"]
     assert env["CONFIGMAP_NAME"]["value"] == _all_objects()["ConfigMap"]["metadata"]["name"]
     # Process settings come from `env:` (which wins over envFrom), and load as valid settings.
-    assert set(env) == {"DEPLOYMENT_NAME", "CONFIGMAP_NAME", "POD_NAMESPACE", "POD_NAME"}
+    assert set(env) == {
+        "DEPLOYMENT_NAME", "CONFIGMAP_NAME", "POD_NAMESPACE", "POD_NAME", "METRICS_PORT"
+    }  # fmt: skip
     assert set(env) <= ENV_ONLY_VARIABLES
     config = load_config(
         {"IMAGES": "a=quay.io/a:1", **{n: e["value"] for n, e in env.items() if "value" in e}}
     )
     assert config.configmap_name == "kubernetes-image-puller"
+    # The endpoints' port is the named port the probes use; no hostPort.
+    (port,) = container["ports"]
+    assert port == {"name": "metrics", "containerPort": config.metrics_port, "protocol": "TCP"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    # The kubelet restarts a stuck controller only after the controller says it is stuck
+    # (HEALTHZ_STUCK_AFTER), and then within a minute: period x failures.
+    live = container["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] <= 60
+    assert live["timeoutSeconds"] < live["periodSeconds"]
     assert container["resources"] == {
         "requests": {"cpu": "100m", "memory": "96Mi"},
         "limits": {"cpu": "500m", "memory": "256Mi"},

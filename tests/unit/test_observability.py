@@ -1,0 +1,237 @@
+"""Metrics, /healthz and /readyz: the values follow what the controller saw, the liveness check
+tells a stuck look from an idle one, and the endpoints answer over HTTP."""
+
+from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from imagepuller.config import load_config
+from imagepuller.controller import Controller
+from imagepuller.endpoints import Endpoints
+from imagepuller.health import Health
+from imagepuller.kube import Invalid
+from imagepuller.metrics import PrometheusMetrics
+from tests.unit.test_controller import ENV, ME, FakeInformer, FakeKube
+
+LABELS = {"namespace": "ns", "daemonset": "kubernetes-image-puller"}
+
+
+class Clock:
+    def __init__(self, now: float):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kube():
+    return FakeKube()
+
+
+@pytest.fixture
+def clock():
+    return Clock(1000.0)
+
+
+@pytest.fixture
+def wall():
+    return Clock(1_796_000_000.0)
+
+
+@pytest.fixture
+def metrics():
+    return PrometheusMetrics()
+
+
+def make(kube, clock, wall, metrics, health=None):
+    return Controller(
+        load_config(ENV),
+        kube,
+        stop=kube.stop,
+        clock=clock,
+        wall=wall,
+        identity=ME,
+        informer=FakeInformer,
+        metrics=metrics,
+        health=health or Health(clock=clock),
+    )
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.read().decode()
+
+
+# --- health ----------------------------------------------------------------------------------
+
+
+def test_idle_is_alive_and_a_silent_look_is_stuck(clock):
+    health = Health(stuck_after=60, clock=clock)
+    clock.now += 3600
+    assert health.alive()[0]  # an hour idle between refreshes is healthy
+    health.look_started()
+    clock.now += 59
+    assert health.alive()[0]
+    health.progress()  # an answer from the API
+    clock.now += 59
+    assert health.alive()[0]
+    clock.now += 2
+    alive, why = health.alive()
+    assert not alive and "61 s" in why and "60 s" in why
+    health.look_ended()
+    assert health.alive()[0]
+
+
+def test_ready_only_after_a_look_succeeded(clock):
+    health = Health(clock=clock)
+    assert not health.ready()[0]
+    health.set_ready()
+    assert health.ready() == (True, "ok")
+    health.set_not_ready("permission denied: the puller may not list daemonsets.apps")
+    assert health.ready() == (False, "permission denied: the puller may not list daemonsets.apps")
+
+
+# --- metrics from the controller -------------------------------------------------------------
+
+
+def test_gauges_follow_the_daemonset_and_a_refresh_is_counted_with_its_time(
+    kube, clock, wall, metrics
+):
+    controller = make(kube, clock, wall, metrics)
+    controller.reconcile()
+    kube.roll_out(nodes=4)
+    controller.reconcile()
+    assert metrics.value("imagepuller_nodes_desired", LABELS) == 4
+    assert metrics.value("imagepuller_nodes_holding", LABELS) == 4
+    assert metrics.value("imagepuller_images", LABELS) == 2
+    assert metrics.value("imagepuller_refreshes_started_total", LABELS) is None  # a create
+    wall.now += 3600
+    controller.reconcile()  # the refresh
+    assert metrics.value("imagepuller_refreshes_started_total", LABELS) == 1
+    clock.now += 7
+    kube.roll_out(nodes=4)
+    controller.reconcile()
+    assert metrics.value("imagepuller_refreshes_completed_total", LABELS) == 1
+    assert metrics.value("imagepuller_last_refresh_timestamp_seconds", LABELS) == wall.now
+    assert metrics.value("imagepuller_refresh_duration_seconds_sum", LABELS) == 7
+    assert metrics.value("imagepuller_refreshes_failed_total", LABELS) is None
+
+
+def test_a_refresh_not_ready_in_time_counts_as_failed_with_the_reasons(kube, clock, wall, metrics):
+    controller = make(kube, clock, wall, metrics)
+    controller.reconcile()
+    kube.roll_out()
+    controller.reconcile()
+    wall.now += 3600
+    controller.reconcile()  # the refresh starts; a node cannot pull
+    kube.pods = [
+        {
+            "metadata": {"name": "p1"},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "a", "image": "quay.io/a:1"}]},
+            "status": {
+                "containerStatuses": [
+                    {"name": "a", "state": {"waiting": {"reason": "ErrImagePull", "message": "x"}}}
+                ]
+            },
+        }
+    ]
+    clock.now += 61
+    controller.reconcile()
+    assert metrics.value("imagepuller_refreshes_failed_total", LABELS) == 1
+    failing = {**LABELS, "reason": "ErrImagePull"}
+    assert metrics.value("imagepuller_pods_failing", failing) == 1
+    kube.roll_out()  # the node pulls after all
+    controller.reconcile()
+    assert metrics.value("imagepuller_pods_failing", failing) == 0
+    assert metrics.value("imagepuller_refreshes_completed_total", LABELS) == 1
+
+
+def test_a_rejected_configuration_is_counted(kube, clock, wall, metrics):
+    controller = make(kube, clock, wall, metrics)
+    controller.reconcile()
+    kube.reject_dry_run = Invalid("spec.template.spec.affinity: Invalid value", status=422)
+    controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}))
+    controller.reconcile()
+    assert metrics.value("imagepuller_config_rejections_total", LABELS) == 1
+
+
+def test_every_api_answer_is_counted_and_taken_as_progress(clock):
+    metrics = PrometheusMetrics()
+    metrics.api_request("patch", "daemonsets.apps", "200", 0.01)
+    metrics.api_request("watch", "daemonsets.apps", "200", 300)
+    metrics.api_request("get", "deployments.apps", "error", 10)
+    sample = {"verb": "patch", "resource": "daemonsets.apps", "code": "200"}
+    assert metrics.value("imagepuller_api_requests_total", sample) == 1
+    watch = {"verb": "watch", "resource": "daemonsets.apps"}
+    assert metrics.value("imagepuller_api_request_duration_seconds_count", watch) is None
+    get_error = {"verb": "get", "resource": "deployments.apps", "code": "error"}
+    assert metrics.value("imagepuller_api_requests_total", get_error) == 1
+
+
+def test_a_look_blocked_in_a_call_fails_healthz_and_recovers(kube, wall):
+    """A create that never returns: the worker is stuck, /healthz says so."""
+    clock = Clock(1000.0)
+    health = Health(stuck_after=30, clock=clock)
+    blocked, release = threading.Event(), threading.Event()
+    create = kube.create_daemonset
+
+    def hanging_create(body, *, dry_run=False):
+        if not dry_run:
+            blocked.set()
+            release.wait(10)
+        return create(body, dry_run=dry_run)
+
+    kube.create_daemonset = hanging_create
+    controller = make(kube, clock, wall, PrometheusMetrics(), health)
+    worker = threading.Thread(target=controller.run, daemon=True)
+    worker.start()
+    try:
+        assert blocked.wait(10)
+        assert health.alive()[0]
+        clock.now += 31
+        alive, why = health.alive()
+        assert not alive and "stuck" in why
+    finally:
+        release.set()
+        controller.request_stop()
+        worker.join(10)
+    assert not worker.is_alive()
+    assert health.alive()[0]
+
+
+# --- the endpoints over HTTP -----------------------------------------------------------------
+
+
+def test_the_endpoints_answer_over_http(clock):
+    metrics, health = PrometheusMetrics(), Health(stuck_after=60, clock=clock)
+    metrics.daemonset_observed("ns", "kubernetes-image-puller", desired=5, holding=4, images=3)
+    endpoints = Endpoints("127.0.0.1", 0, metrics, health).start()
+    base = f"http://127.0.0.1:{endpoints.port}"
+    try:
+        code, text = get(f"{base}/metrics")
+        assert code == 200
+        assert (
+            'imagepuller_nodes_desired{daemonset="kubernetes-image-puller",namespace="ns"} 5.0'
+            in text
+        )
+        assert "process_resident_memory_bytes" in text
+        assert get(f"{base}/readyz")[0] == 503  # nothing looked at yet
+        health.set_ready()
+        assert get(f"{base}/readyz") == (200, "ok\n")
+        assert get(f"{base}/healthz")[0] == 200
+        health.look_started()
+        clock.now += 61
+        code, text = get(f"{base}/healthz")
+        assert code == 503 and "stuck" in text
+        assert get(f"{base}/other")[0] == 404
+    finally:
+        endpoints.stop()
