@@ -1,5 +1,5 @@
-"""Command line: `imagepuller run | render | check | images`. Arguments, wiring and exit codes
-only."""
+"""Command line: `imagepuller run | render | check | images | status`. Arguments, wiring and
+exit codes only."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from imagepuller import __version__, exitcodes, imagelists
+from imagepuller import __version__, exitcodes, imagelists, statuscmd
 from imagepuller.config import (
     DEFAULT_IMAGES_FROM_MAX_BYTES,
     DEFAULT_IMAGES_FROM_MAX_IMAGES,
@@ -33,6 +33,7 @@ from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
 from imagepuller.durations import DurationError, format_duration, parse_duration
 from imagepuller.endpoints import Endpoints
+from imagepuller.events import EventRecorder
 from imagepuller.health import Health
 from imagepuller.kube import Kube, KubeError, load_api_client
 from imagepuller.listsource import ImageListSource
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse a list larger than this many bytes (default "
         f"{imagelists.DEFAULT_MAX_BYTES}, {DEFAULT_IMAGES_FROM_MAX_BYTES})",
     )
+    statuscmd.add_parser(commands)
     return parser
 
 
@@ -180,6 +182,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "images":
         return images_command(args)
     env = os.environ if env is None else env
+    if args.command == "status":
+        # Reads the cluster only: needs no IMAGES, so it comes before load_config.
+        return statuscmd.status_command(args, env)
     try:
         config = load_config(env)
     except ConfigError as err:
@@ -325,8 +330,15 @@ def run(config: Config) -> int:
     kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
     identity = f"{socket.gethostname()}/{os.getpid()}"
     metrics, health = _observability(config, kube, log)
+    events = EventRecorder(kube, identity)
     controller = Controller(
-        config, kube, stop=stop, identity=identity, metrics=metrics, health=health
+        config,
+        kube,
+        stop=stop,
+        identity=identity,
+        metrics=metrics,
+        health=health,
+        events=events,
     )
     if config.configmap_name:
         # Live edits: the ConfigMap lives where the puller runs (the templates put both there).
@@ -340,6 +352,7 @@ def run(config: Config) -> int:
             on_invalid=lambda: metrics.config_rejected(
                 controller.config.namespace, controller.config.daemonset_name
             ),
+            events=events,
         ).start()
         controller.on_rejected = lambda _config, message: source.report_rejected(message)
 

@@ -26,7 +26,7 @@ import structlog
 from imagepuller import daemonset as ds
 from imagepuller import exitcodes
 from imagepuller.config import Config
-from imagepuller.events import involved, record_event
+from imagepuller.events import EventRecorder, involved
 from imagepuller.health import Health
 from imagepuller.imagelists import merge_images
 from imagepuller.informer import Informer, WakeUp
@@ -123,6 +123,7 @@ class Controller:
         lists: ImageListSource | None = None,
         metrics: Metrics | None = None,
         health: Health | None = None,
+        events: EventRecorder | None = None,
     ):
         # The configuration in force; a new one waits in ``_offered`` for the API's verdict.
         self.config = config
@@ -170,6 +171,7 @@ class Controller:
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.lists.on_progress = self.health.progress
+        self.events = events or EventRecorder(kube, identity, wall)
         self._refresh_started_at: float | None = None  # clock time of the refresh in progress
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
@@ -428,15 +430,29 @@ class Controller:
             if owner is None:
                 return
             about = involved(owner, "apps/v1", "Deployment")
-        record_event(
-            self.kube,
+        self.events.record(
             about,
             warning=True,
             reason="ImageListUnavailable",
-            message=f"IMAGES_FROM list {url} not used: {reason}; the images of its last good "
+            action="ReadImageList",
+            note=f"IMAGES_FROM list {url} not used: {reason}; the images of its last good "
             "reading stay cached",
-            identity=self.identity,
         )
+
+    def _event(self, *, warning: bool, reason: str, action: str, note: str) -> None:
+        """An Event about the puller: on its Deployment (the DaemonSet's owner, what an
+        administrator describes), or on the DaemonSet when running without one."""
+        cfg = self.config
+        owner = self._owner_deployment(cfg)
+        if owner is not None:
+            about = involved(owner, "apps/v1", "Deployment")
+        else:
+            informer = self._informers.get(cfg.namespace)
+            current = informer.get(cfg.daemonset_name) if informer else None
+            if current is None:
+                return
+            about = involved(current, "apps/v1", "DaemonSet")
+        self.events.record(about, warning=warning, reason=reason, action=action, note=note)
 
     def _wait_for_images(self, cfg: Config) -> float | None:
         """No image at all yet (IMAGES empty, no list read): nothing to create."""
@@ -540,6 +556,13 @@ class Controller:
                 uid=self.current_uid,
                 images=len(cfg.images),
             )
+            self._event(
+                warning=False,
+                reason="Created",
+                action="Create",
+                note=f"Created DaemonSet {cfg.daemonset_name} to cache {len(cfg.images)} images "
+                "on every selected node",
+            )
             return None
         assert observed is not None
         uid = observed["metadata"]["uid"]
@@ -594,6 +617,14 @@ class Controller:
             self._start_rollout("refreshed")
             self._refresh_begins(cfg)
             log.info("refresh_started", name=cfg.daemonset_name, uid=uid, strategy="rolling")
+            self._event(
+                warning=False,
+                reason="Refreshing",
+                action="Refresh",
+                note=f"Refreshing DaemonSet {cfg.daemonset_name}: rolling, at most "
+                f"{cfg.refresh_max_surge} nodes at a time, each keeping its images until the "
+                "new pod holds them",
+            )
             return None
         if action.do is Do.DELETE:
             # The replacement was validated before this look decided anything.
@@ -604,6 +635,13 @@ class Controller:
                     interval_hours=cfg.caching_interval_hours,
                 )
                 self._refresh_begins(cfg)
+                self._event(
+                    warning=False,
+                    reason="Refreshing",
+                    action="Refresh",
+                    note=f"Refreshing DaemonSet {cfg.daemonset_name}: recreate, deleting it and "
+                    "creating it again",
+                )
             self.kube.delete_daemonset(cfg.namespace, cfg.daemonset_name, uid=uid, foreground=True)
             self._deleting_uid = uid
             log.info("daemonset_deleting", name=cfg.daemonset_name, uid=uid, why=action.why)
@@ -665,6 +703,13 @@ class Controller:
                 uid=self.current_uid,
                 note="recreating it now",
             )
+            self._event(
+                warning=True,
+                reason="DaemonSetDeleted",
+                action="Delete",
+                note=f"DaemonSet {cfg.daemonset_name} (uid {self.current_uid}) was deleted from "
+                "outside; recreating it",
+            )
             self.current_uid = None
             self._owner = None  # read the owner again: it may be gone too (an uninstall)
         if observed is None or uid != self.current_uid:
@@ -691,6 +736,13 @@ class Controller:
             else:
                 fields["seconds"] = round(self.clock() - started, 3)
             log.info("daemonset_ready", name=cfg.daemonset_name, **fields)
+            images = len(_containers(observed))
+            self._event(
+                warning=False,
+                reason="Ready",
+                action="Pull",
+                note=f"All {images} images held on {ready}/{desired} nodes",
+            )
             if self._rollout_reason == "refreshed":
                 log.info("refresh_complete", name=cfg.daemonset_name, uid=uid)
             if self._refresh_started_at is not None:
@@ -757,6 +809,13 @@ class Controller:
         )
         for failure in failures:
             log.warning("image_not_cached", **failure)
+        self._event(
+            warning=True,
+            reason="NotReady",
+            action="Pull",
+            note=f"{ready}/{desired} nodes hold every image after READY_TIMEOUT "
+            f"({cfg.ready_timeout_seconds:g} s); {_failure_summary(failures)}",
+        )
 
     # --- stopping -----------------------------------------------------------------------
 
@@ -824,6 +883,19 @@ class Controller:
             return False
         log.info("platform", openshift=openshift)
         return openshift
+
+
+def _failure_summary(failures: list[dict[str, Any]], shown: int = 5) -> str:
+    """``node image: reason`` for the first few failures, and how many more."""
+    if not failures:
+        return "no failure reported yet (pods still pulling or being created)"
+    parts = [
+        f"{f.get('node') or '?'} {f.get('image') or f.get('container') or ''}: "
+        f"{f.get('reason') or 'unknown'}".replace("  ", " ")
+        for f in failures[:shown]
+    ]
+    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
+    return "failing: " + "; ".join(parts) + more
 
 
 def _containers(daemonset: dict[str, Any]) -> list[dict[str, Any]]:

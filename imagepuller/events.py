@@ -1,67 +1,125 @@
-"""Kubernetes Events the puller records, next to the object an administrator looks at.
+"""Kubernetes Events (events.k8s.io/v1) the puller records, where an administrator looks:
+`kubectl get events`, `kubectl describe deployment` (or the object an Event is about).
 
-`kubectl describe` and `oc get events` show them; a failure to record one is logged, never
-raised: an Event is a courtesy, not part of the work.
+A repeat is not a new Event: the same report about the same object (same type, reason and
+note) updates the first one's ``series`` (count, last seen), as client-go's recorder does, so
+an hourly "ready on 5/5 nodes" or a failure that keeps failing is one line with a count.
+When the API server has dropped the Event (its time to live, one hour by default), the next
+repeat creates a new one.
+
+Recording never raises: an Event is a courtesy, not part of the work.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from imagepuller.kube import Kube, KubeError
-from imagepuller.reconciler import format_time
+from imagepuller.kube import Kube, KubeError, NotFound
 
 log = structlog.get_logger("imagepuller.events")
 
-EVENT_SOURCE = "imagepuller"
-# The API caps an Event's message at 1 KiB.
-MESSAGE_MAX = 1024
+# events.k8s.io/v1 requires a qualified name for the controller, and an instance per process.
+REPORTING_CONTROLLER = "imagepuller.io/controller"
+# The API caps a note at 1 KiB (bytes; a note is mostly ASCII, so 1000 characters leave room).
+NOTE_MAX = 1000
+# How many distinct reports are remembered for aggregation: bounded memory whatever happens.
+SERIES_REMEMBERED = 256
 
 
 def involved(obj: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
-    """The `involvedObject` of an Event about ``obj`` (an object as the API returned it)."""
+    """An Event's reference (``regarding``/``related``) to ``obj``, as the API returned it."""
     meta = obj["metadata"]
-    return {
+    reference = {
         "apiVersion": api_version,
         "kind": kind,
         "name": meta["name"],
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
-        "resourceVersion": meta.get("resourceVersion"),
     }
+    return {key: value for key, value in reference.items() if value}
 
 
-def record_event(
-    kube: Kube,
-    about: dict[str, Any],
-    *,
-    warning: bool,
-    reason: str,
-    message: str,
-    identity: str = "",
-) -> None:
-    now = format_time(time.time())
-    namespace = about["namespace"]
-    body = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{about['name']}.", "namespace": namespace},
-        "involvedObject": about,
-        "type": "Warning" if warning else "Normal",
-        "reason": reason,
-        "message": message if len(message) <= MESSAGE_MAX else message[:1000] + " ...",
-        "source": {"component": EVENT_SOURCE},
-        "reportingComponent": EVENT_SOURCE,
-        "reportingInstance": identity[:128] or EVENT_SOURCE,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
-    try:
-        kube.create_event(namespace, body)
-    except KubeError as err:
-        log.warning("event_not_recorded", reason=reason, error=str(err))
+def micro_time(seconds: float) -> str:
+    """The API's MicroTime: RFC 3339 with microseconds, UTC."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _note(text: str) -> str:
+    return text if len(text) <= NOTE_MAX else text[: NOTE_MAX - 4] + " ..."
+
+
+class EventRecorder:
+    def __init__(self, kube: Kube, identity: str = "", wall: Callable[[], float] = time.time):
+        self.kube = kube
+        self.instance = (identity or "imagepuller")[:128]
+        self.wall = wall
+        self._lock = threading.Lock()
+        # (namespace, regarding uid, type, reason, note) -> (Event name, count so far)
+        self._series: OrderedDict[tuple[str, ...], tuple[str, int]] = OrderedDict()
+
+    def record(
+        self,
+        regarding: dict[str, Any],
+        *,
+        warning: bool,
+        reason: str,
+        action: str,
+        note: str,
+        related: dict[str, Any] | None = None,
+    ) -> None:
+        namespace = regarding.get("namespace") or ""
+        kind = "Warning" if warning else "Normal"
+        note = _note(note)
+        key = (namespace, str(regarding.get("uid") or regarding["name"]), kind, reason, note)
+        now = micro_time(self.wall())
+        with self._lock:  # the ConfigMap's watch thread records too
+            try:
+                if key in self._series and self._repeat(key, namespace, now):
+                    return
+                body: dict[str, Any] = {
+                    "apiVersion": "events.k8s.io/v1",
+                    "kind": "Event",
+                    # Named as client-go names them (events.k8s.io refuses a generateName
+                    # ending in "."): the object's name and the time in hex nanoseconds.
+                    "metadata": {
+                        "name": f"{regarding['name'][:200]}.{time.time_ns():x}",
+                        "namespace": namespace,
+                    },
+                    "eventTime": now,
+                    "reportingController": REPORTING_CONTROLLER,
+                    "reportingInstance": self.instance,
+                    "action": action,
+                    "reason": reason,
+                    "type": kind,
+                    "note": note,
+                    "regarding": regarding,
+                }
+                if related:
+                    body["related"] = related
+                created = self.kube.create_event_v1(namespace, body)
+            except KubeError as err:
+                log.warning("event_not_recorded", reason=reason, error=str(err))
+                return
+            self._series[key] = (created["metadata"]["name"], 1)
+            while len(self._series) > SERIES_REMEMBERED:
+                self._series.popitem(last=False)
+
+    def _repeat(self, key: tuple[str, ...], namespace: str, now: str) -> bool:
+        """Count a repeat on the Event already recorded; False when it is gone."""
+        name, count = self._series[key]
+        patch = {"series": {"count": count + 1, "lastObservedTime": now}}
+        try:
+            self.kube.patch_event_v1(namespace, name, patch)
+        except NotFound:
+            del self._series[key]
+            return False
+        self._series[key] = (name, count + 1)
+        self._series.move_to_end(key)
+        return True

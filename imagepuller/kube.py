@@ -46,7 +46,7 @@ WATCH_MAX_SECONDS = 300
 # Where each kind we write, list or watch lives: its name in messages, its collection's path.
 DAEMONSETS = ("daemonsets.apps", "/apis/apps/v1/namespaces/{namespace}/daemonsets")
 CONFIGMAPS = ("configmaps", "/api/v1/namespaces/{namespace}/configmaps")
-EVENTS = ("events", "/api/v1/namespaces/{namespace}/events")
+EVENTS_V1 = ("events.events.k8s.io", "/apis/events.k8s.io/v1/namespaces/{namespace}/events")
 _MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -279,15 +279,28 @@ class Kube:
             content_type=content_type,
         )
 
-    def create_event(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    def create_event_v1(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._call(
             "create",
-            "events",
+            EVENTS_V1[0],
             namespace,
             self._send,
             "POST",
-            _path(EVENTS, namespace),
+            _path(EVENTS_V1, namespace),
             body=body,
+        )
+
+    def patch_event_v1(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A merge patch: a repeat counted on the Event's series."""
+        return self._call(
+            "patch",
+            EVENTS_V1[0],
+            namespace,
+            self._send,
+            "PATCH",
+            _path(EVENTS_V1, namespace, name),
+            body=patch,
+            content_type=_MERGE_PATCH,
         )
 
     def list_objects(

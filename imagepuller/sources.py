@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from imagepuller.config import ENV_ONLY_VARIABLES, SETTINGS, Config, ConfigError, load_config
-from imagepuller.events import involved, record_event
+from imagepuller.events import EventRecorder, involved
 from imagepuller.informer import Informer
 from imagepuller.kube import CONFIGMAPS, Kube
 
@@ -47,6 +47,7 @@ class ConfigMapSource:
         *,
         identity: str = "",
         on_invalid: Callable[[], None] | None = None,
+        events: EventRecorder | None = None,
     ):
         self.kube = kube
         self.namespace = namespace
@@ -55,6 +56,7 @@ class ConfigMapSource:
         self.offer = offer
         self.identity = identity
         self.on_invalid = on_invalid  # counts an edit our checks refuse (a metric)
+        self.events = events or EventRecorder(kube, identity)
         self._seen_version: str | None = None
         self._missing_reported = False
         self.informer = Informer(kube, CONFIGMAPS, namespace, self._changed, name=name)
@@ -103,11 +105,10 @@ class ConfigMapSource:
         configmap = configmap or self.informer.get(self.name)
         if configmap is None:
             return
-        record_event(
-            self.kube,
+        self.events.record(
             involved(configmap, "v1", "ConfigMap"),
             warning=True,
             reason="ConfigRejected",
-            message=message,
-            identity=self.identity,
+            action="Configure",
+            note=message,
         )

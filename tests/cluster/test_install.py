@@ -9,9 +9,9 @@ token from the TokenRequest API), with exactly the environment its pod would get
 ConfigMap through envFrom, overlaid by the container's own `env`). Its DaemonSet becoming
 ready, and a ConfigMap edit applied live, prove the Role grants enough (the ConfigMap is
 watched by name, as its `resourceNames` rule allows); `kubectl auth can-i` proves it grants no
-more (pods: list only; events: list and create; that one ConfigMap only); removing one rule
-proves a missing permission is named. SIGTERM keeps the DaemonSet the Deployment owns, and
-deleting the Deployment removes it.
+more (pods: list only; events: list, and create/patch in events.k8s.io; that one ConfigMap
+only); removing one rule proves a missing permission is named. SIGTERM keeps the DaemonSet the
+Deployment owns, and deleting the Deployment removes it.
 Finally every object in manifests/ is accepted by a server-side dry run and the Deployment's
 pods pass `restricted` Pod Security admission.
 """
@@ -22,6 +22,7 @@ import copy
 import json
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from kubernetes.client.rest import ApiException
 from localcluster.binaries import find_kubectl
 from tests.apiobjects import read_or_none
 from tests.controller_process import ControllerProcess
+from tests.ports import free_port
 from tests.templates import process_template
 from tests.waiting import wait_until
 
@@ -157,6 +159,12 @@ def pod_environment(api_client, namespace: str, deployment: str, pod_name: str) 
     return env
 
 
+def on_this_machine(env: dict[str, str]) -> dict[str, str]:
+    """The pod's environment for a process on this machine: its endpoints (METRICS_PORT 8080
+    in the Deployment) on 127.0.0.1 and a free port, so runs never collide."""
+    return {**env, "METRICS_HOST": "127.0.0.1", "METRICS_PORT": str(free_port())}
+
+
 def assert_ready_everywhere(controller: ControllerProcess, api_client, namespace: str) -> dict:
     ready = controller.wait_for("daemonset_ready", 90)
     assert (ready["ready"], ready["desired"]) == (3, 3), ready
@@ -191,19 +199,23 @@ def assert_deployment_runs(api_client, namespace: str) -> None:
 
 
 # What the installed ServiceAccount may and may not do in its namespace (`kubectl auth can-i`):
-# the Role's rules, exactly; pods are only ever listed, events listed and created, and of the
+# the Role's rules, exactly; pods are only ever listed, events listed (and recorded through
+# events.k8s.io: create, patch for a series), and of the
 # ConfigMaps only its own (TYPE/NAME: a request naming it) can be read and watched.
 OWN_CONFIGMAP = f"configmaps/{NAME}"
 ALLOWED = [
     ("get", "daemonsets.apps"), ("list", "daemonsets.apps"), ("watch", "daemonsets.apps"),
     ("create", "daemonsets.apps"), ("update", "daemonsets.apps"), ("patch", "daemonsets.apps"),
     ("delete", "daemonsets.apps"), ("get", "deployments.apps"),
-    ("list", "pods"), ("list", "events"), ("create", "events"),
+    ("list", "pods"), ("list", "events"),
+    ("create", "events.events.k8s.io"), ("patch", "events.events.k8s.io"),
     ("get", OWN_CONFIGMAP), ("list", OWN_CONFIGMAP), ("watch", OWN_CONFIGMAP),
 ]  # fmt: skip
 DENIED = [
     ("get", "pods"), ("watch", "pods"), ("get", "events"), ("watch", "events"),
     ("update", "events"), ("delete", "events"), ("deletecollection", "daemonsets.apps"),
+    ("create", "events"), ("patch", "events"), ("delete", "events.events.k8s.io"),
+    ("get", "events.events.k8s.io"), ("update", "events.events.k8s.io"),
     ("list", "deployments.apps"), ("patch", "deployments.apps"),
     ("get", "secrets"), ("list", "secrets"), ("watch", "secrets"),
     ("get", "configmaps"), ("list", "configmaps"), ("watch", "configmaps"),
@@ -318,9 +330,19 @@ def test_openshift_templates_install_and_the_role_is_sufficient(
     assert env["IMAGES"] == IMAGES
     assert env["NAMESPACE"] == namespace
     assert env["DEPLOYMENT_NAME"] == NAME
+    assert env["METRICS_PORT"] == "8080"  # the Deployment's named port
+    env = on_this_machine(env)
     controller = controllers({**env, "KUBECONFIG": str(kubeconfig)})
 
     ds = assert_ready_everywhere(controller, api_client, namespace)
+    # The endpoints need no permission: ready, and the figures are what the API says.
+    base = f"http://127.0.0.1:{env['METRICS_PORT']}"
+    with urllib.request.urlopen(f"{base}/readyz", timeout=10) as response:
+        assert response.status == 200
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    series = f'{{daemonset="{NAME}",namespace="{namespace}"}}'
+    assert f"imagepuller_nodes_holding{series} 3.0" in metrics
     assert_owned_by_the_deployment(ds, api_client, namespace)
     assert_deployment_runs(api_client, namespace)
     assert_deployment_selects_only_its_own_pod(api_client, namespace)
@@ -330,6 +352,8 @@ def test_openshift_templates_install_and_the_role_is_sufficient(
         e for e in controller.events if e["event"] in ("api_forbidden", "api_error", "watch_failed")
     ]
     assert not bad, bad
+    # Events were recorded as the ServiceAccount (create, and patch for a repeat).
+    assert not [e for e in controller.events if e["event"] == "event_not_recorded"]
     stop_and_check_kept(controller, api_client, namespace)
     # Uninstalling (deleting the Deployment) removes the DaemonSet it owns.
     client.AppsV1Api(api_client).delete_namespaced_deployment(NAME, namespace)
@@ -358,7 +382,7 @@ def test_a_rule_removed_from_the_role_is_reported_by_name(
     )
 
     env = pod_environment(api_client, namespace, NAME, f"{NAME}-abc12-xyz34")
-    controller = controllers({**env, "KUBECONFIG": str(sa_kubeconfig(namespace))})
+    controller = controllers({**on_this_machine(env), "KUBECONFIG": str(sa_kubeconfig(namespace))})
     forbidden = controller.wait_for("api_forbidden", 60)
     assert forbidden["missing_permission"] == f"create daemonsets.apps in namespace {namespace}"
     assert "Role" in forbidden["error"]
@@ -397,7 +421,7 @@ def test_kubectl_apply_k_install_and_the_role_is_sufficient(
     assert env["IMAGES"] == IMAGES
     kubeconfig = sa_kubeconfig(namespace)
     assert_least_privilege(kubeconfig, namespace)
-    controller = controllers({**env, "KUBECONFIG": str(kubeconfig)})
+    controller = controllers({**on_this_machine(env), "KUBECONFIG": str(kubeconfig)})
 
     ds = assert_ready_everywhere(controller, api_client, namespace)
     assert_owned_by_the_deployment(ds, api_client, namespace)
@@ -428,6 +452,8 @@ def test_kubectl_apply_k_install_and_the_role_is_sufficient(
         e for e in controller.events if e["event"] in ("api_forbidden", "api_error", "watch_failed")
     ]
     assert not bad, bad
+    # Events were recorded as the ServiceAccount (create, and patch for a repeat).
+    assert not [e for e in controller.events if e["event"] == "event_not_recorded"]
     stop_and_check_kept(controller, api_client, namespace)
 
 

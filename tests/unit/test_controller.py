@@ -146,9 +146,18 @@ class FakeKube:
     def list_events(self, namespace, field_selector):
         return self.events
 
-    def create_event(self, namespace, body):
-        self.recorded_events.append(body)
-        return body
+    def create_event_v1(self, namespace, body):
+        created = {
+            **body,
+            "metadata": {**body["metadata"], "name": f"ev-{len(self.recorded_events)}"},
+        }
+        self.recorded_events.append(created)
+        return created
+
+    def patch_event_v1(self, namespace, name, patch):
+        (event,) = [e for e in self.recorded_events if e["metadata"]["name"] == name]
+        event.update(patch)
+        return event
 
     # --- what the cluster does -------------------------------------------------------------
 

@@ -99,7 +99,8 @@ def expected_rules(configmap: str = "kubernetes-image-puller") -> list[dict]:
          "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "create"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [configmap],
          "verbs": ["get", "list", "watch"]},
     ]  # fmt: skip
