@@ -55,10 +55,12 @@ image:
 	@bash hack/build-image.sh
 
 ## bench: controller start-up, memory over refresh cycles, readiness latency; then holding during
-## rolling vs recreate refreshes, ConfigMap edit latency, API requests, RSS over refreshes (prints figures)
+## rolling vs recreate refreshes, ConfigMap edit latency, API requests, RSS over refreshes; then
+## RSS with metrics on vs off (prints figures)
 bench: $(STAMP) control-plane
 	$(PY) benchmarks/bench_controller.py
 	$(PY) benchmarks/bench_refresh.py --nodes 50,200 --refreshes 100
+	$(PY) benchmarks/bench_metrics.py
 
 clean:
 	rm -rf $(VENV) build .cluster

@@ -707,8 +707,9 @@ class Controller:
                 warning=True,
                 reason="DaemonSetDeleted",
                 action="Delete",
-                note=f"DaemonSet {cfg.daemonset_name} (uid {self.current_uid}) was deleted from "
-                "outside; recreating it",
+                # No uid in the note: a DaemonSet deleted again and again is one Event with a
+                # count, not one per deletion (the log has each uid).
+                note=f"DaemonSet {cfg.daemonset_name} was deleted from outside; recreating it",
             )
             self.current_uid = None
             self._owner = None  # read the owner again: it may be gone too (an uninstall)
