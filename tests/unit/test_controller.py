@@ -246,6 +246,19 @@ def ds(kube):
     return kube.objects[NAME]
 
 
+def failing_pod(node="node-1", container="a", image="quay.io/a:1", reason="ErrImagePull"):
+    """A pod whose container cannot pull, as the kubelet reports it."""
+    return {
+        "metadata": {"name": "p1"},
+        "spec": {"nodeName": node, "containers": [{"name": container, "image": image}]},
+        "status": {
+            "containerStatuses": [
+                {"name": container, "state": {"waiting": {"reason": reason, "message": "x"}}}
+            ]
+        },
+    }
+
+
 def created_and_ready(controller, kube):
     """The first looks: the DaemonSet is created, then every node runs its pod."""
     controller.reconcile()
@@ -363,17 +376,7 @@ def test_not_ready_after_the_timeout_names_node_image_and_reason_and_carries_on(
     controller, kube, clock
 ):
     controller.reconcile()
-    kube.pods = [
-        {
-            "metadata": {"name": "p1"},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "a", "image": "quay.io/a:1"}]},
-            "status": {
-                "containerStatuses": [
-                    {"name": "a", "state": {"waiting": {"reason": "ErrImagePull", "message": "x"}}}
-                ]
-            },
-        }
-    ]
+    kube.pods = [failing_pod()]
     with capture_logs() as logs:
         assert controller.reconcile() == pytest.approx(60)
         clock.now += 60

@@ -11,7 +11,7 @@ from imagepuller.controller import Controller
 from imagepuller.imagelists import ImageList, ListUnavailable
 from imagepuller.kube import Invalid
 from imagepuller.listsource import RETRY_SECONDS, ImageListSource
-from tests.unit.test_controller import ME, NAME, FakeInformer, FakeKube, events
+from tests.unit.test_controller import ME, NAME, Clock, FakeInformer, FakeKube, events
 
 URL = "https://devspaces.example.com/plugin-registry/v3/external_images.txt"
 URL2 = "https://devspaces.example.com/devfile-registry/devfiles/external_images.txt"
@@ -25,14 +25,6 @@ ENV = {
 CODE = "quay.io/che-incubator/che-code:latest"
 UDI = "quay.io/devfile/universal-developer-image:ubi8-latest"
 IDEA = "quay.io/che-incubator/che-idea:next"
-
-
-class Clock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Lists:

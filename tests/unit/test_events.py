@@ -7,8 +7,7 @@ from imagepuller.config import load_config
 from imagepuller.controller import Controller
 from imagepuller.events import REPORTING_CONTROLLER, EventRecorder, micro_time
 from imagepuller.kube import Forbidden, NotFound
-from tests.unit.test_controller import ENV, ME, FakeInformer, FakeKube
-from tests.unit.test_observability import Clock
+from tests.unit.test_controller import ENV, ME, Clock, FakeInformer, FakeKube, failing_pod
 
 DEPLOYMENT = {
     "metadata": {"name": "kubernetes-image-puller", "namespace": "ns", "uid": "dep-uid"},
@@ -58,10 +57,8 @@ def test_an_event_that_cannot_be_recorded_is_logged_not_raised():
     EventRecorder(kube).record(ABOUT, warning=False, reason="Ready", action="Pull", note="n")
 
 
-def test_the_controller_reports_on_its_deployment_and_aggregates_hourly_repeats():
-    kube, clock, wall = FakeKube(), Clock(1000.0), Clock(1_796_000_000.0)
-    kube.deployment = DEPLOYMENT
-    controller = Controller(
+def controller_on(kube, clock, wall):
+    return Controller(
         load_config(ENV),
         kube,
         stop=kube.stop,
@@ -70,6 +67,12 @@ def test_the_controller_reports_on_its_deployment_and_aggregates_hourly_repeats(
         identity=ME,
         informer=FakeInformer,
     )
+
+
+def test_the_controller_reports_on_its_deployment_and_aggregates_hourly_repeats():
+    kube, clock, wall = FakeKube(), Clock(1000.0), Clock(1_796_000_000.0)
+    kube.deployment = DEPLOYMENT
+    controller = controller_on(kube, clock, wall)
     controller.reconcile()
     kube.roll_out()
     controller.reconcile()
@@ -96,27 +99,9 @@ def test_the_controller_reports_on_its_deployment_and_aggregates_hourly_repeats(
 
 def test_not_ready_after_the_timeout_is_a_warning_naming_node_image_and_reason():
     kube, clock, wall = FakeKube(), Clock(1000.0), Clock(1_796_000_000.0)
-    controller = Controller(
-        load_config(ENV),
-        kube,
-        stop=kube.stop,
-        clock=clock,
-        wall=wall,
-        identity=ME,
-        informer=FakeInformer,
-    )
+    controller = controller_on(kube, clock, wall)
     controller.reconcile()
-    kube.pods = [
-        {
-            "metadata": {"name": "p1"},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "a", "image": "quay.io/a:1"}]},
-            "status": {
-                "containerStatuses": [
-                    {"name": "a", "state": {"waiting": {"reason": "ErrImagePull", "message": "x"}}}
-                ]
-            },
-        }
-    ]
+    kube.pods = [failing_pod()]
     clock.now += 61
     controller.reconcile()
     (warning,) = [e for e in kube.recorded_events if e["reason"] == "NotReady"]

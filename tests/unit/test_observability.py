@@ -15,17 +15,9 @@ from imagepuller.endpoints import Endpoints
 from imagepuller.health import Health
 from imagepuller.kube import Invalid
 from imagepuller.metrics import PrometheusMetrics
-from tests.unit.test_controller import ENV, ME, FakeInformer, FakeKube
+from tests.unit.test_controller import ENV, ME, Clock, FakeInformer, FakeKube, failing_pod
 
 LABELS = {"namespace": "ns", "daemonset": "kubernetes-image-puller"}
-
-
-class Clock:
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -133,17 +125,7 @@ def test_a_refresh_not_ready_in_time_counts_as_failed_with_the_reasons(kube, clo
     controller.reconcile()
     wall.now += 3600
     controller.reconcile()  # the refresh starts; a node cannot pull
-    kube.pods = [
-        {
-            "metadata": {"name": "p1"},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "a", "image": "quay.io/a:1"}]},
-            "status": {
-                "containerStatuses": [
-                    {"name": "a", "state": {"waiting": {"reason": "ErrImagePull", "message": "x"}}}
-                ]
-            },
-        }
-    ]
+    kube.pods = [failing_pod()]
     clock.now += 61
     controller.reconcile()
     assert metrics.value("imagepuller_refreshes_failed_total", LABELS) == 1
