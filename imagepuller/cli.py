@@ -26,6 +26,7 @@ from imagepuller.config import (
     ConfigError,
     check_ca_bundle,
     load_config,
+    load_operator_settings,
     memory_limit_bytes,
     parse_images,
 )
@@ -36,10 +37,12 @@ from imagepuller.endpoints import Endpoints
 from imagepuller.events import EventRecorder
 from imagepuller.health import Health
 from imagepuller.kube import Kube, KubeError, load_api_client
+from imagepuller.lease import LeaderElector
 from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.metrics import Metrics, PrometheusMetrics
+from imagepuller.operator import OPERATOR_LEASE, Operator
 from imagepuller.output import write_output
 from imagepuller.sources import ConfigMapSource
 
@@ -165,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"{imagelists.DEFAULT_MAX_BYTES}, {DEFAULT_IMAGES_FROM_MAX_BYTES})",
     )
     statuscmd.add_parser(commands)
+    commands.add_parser(
+        "operator",
+        help="serve KubernetesImagePuller resources: a DaemonSet per resource",
+        description="Watch KubernetesImagePuller resources (che.eclipse.org/v1alpha1) in every "
+        "namespace, or those in WATCH_NAMESPACES, and keep for each one a DaemonSet in its "
+        "namespace, owned by it, with its status kept current. Replicas elect a leader with a "
+        "Lease in POD_NAMESPACE; only the leader works. Stops on SIGTERM/SIGINT, keeping the "
+        "DaemonSets (their resources own them; the next leader adopts them).",
+    )
     return parser
 
 
@@ -185,6 +197,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "status":
         # Reads the cluster only: needs no IMAGES, so it comes before load_config.
         return statuscmd.status_command(args, env)
+    if args.command == "operator":
+        # Its pullers' settings come from their resources, not from the environment.
+        return operator_command(env)
     try:
         config = load_config(env)
     except ConfigError as err:
@@ -389,6 +404,103 @@ def run(config: Config) -> int:
         return EXIT_OK
     log.info("stopped")
     return result[0] if result else EXIT_CONFIG
+
+
+def operator_command(env: Mapping[str, str]) -> int:
+    try:
+        settings = load_operator_settings(env)
+    except ConfigError as err:
+        print(f"imagepuller operator: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
+    log = structlog.get_logger("imagepuller")
+    identity = settings.pod_name or f"{socket.gethostname()}/{os.getpid()}"
+    log.info(
+        "starting",
+        version=__version__,
+        mode="operator",
+        identity=identity,
+        watch_namespaces=list(settings.watch_namespaces) or "all",
+        lease_namespace=settings.namespace,
+    )
+    try:
+        api_client = load_api_client(settings.kubeconfig)
+    except KubeError as err:
+        log.error("no_cluster_access", error=str(err))
+        return EXIT_CONFIG
+    stop = threading.Event()
+    metrics: Metrics = PrometheusMetrics() if settings.metrics_port else Metrics()
+    operator = Operator(
+        api_client,
+        identity=identity,
+        namespaces=settings.watch_namespaces,
+        stop=stop,
+        metrics=metrics,
+        stuck_after=settings.healthz_stuck_after_seconds,
+    )
+    # Short calls for the Lease: a renewal must not hang past the lease it renews.
+    elector = LeaderElector(
+        Kube(api_client, stop=stop, retry_for=1.0, call_timeout=(3.0, 5.0)),
+        settings.namespace,
+        OPERATOR_LEASE,
+        identity,
+        stop=stop,
+    )
+    health = _OperatorHealth(elector, operator)
+    if settings.metrics_port:
+        try:
+            Endpoints(settings.metrics_host, settings.metrics_port, metrics, health).start()
+        except OSError as err:
+            log.error("endpoints_unavailable", port=settings.metrics_port, error=str(err))
+    lost: list[bool] = []
+    worker = threading.Thread(target=operator.run, name="operator", daemon=True)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+        operator.wake.poke()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def on_lost() -> None:
+        # Someone else may be reconciling already: stop at once and exit 1 (restarted).
+        lost.append(True)
+        stop.set()
+        operator.wake.poke()
+
+    runner = threading.Thread(
+        target=elector.run,
+        args=(worker.start, on_lost),
+        name="leader-election",
+        daemon=True,
+    )
+    runner.start()
+    stop.wait()
+    runner.join(WORKER_STOP_SECONDS)
+    if worker.is_alive():
+        worker.join(WORKER_STOP_SECONDS)
+    if not lost:
+        elector.release()  # the successor takes over at once, not after the lease duration
+    log.info("stopped")
+    return EXIT_CONFIG if lost else EXIT_OK
+
+
+class _OperatorHealth:
+    """/healthz and /readyz of the operator: the leader's controllers must all be alive; a
+    replica waiting for the Lease is alive and ready (it stands by)."""
+
+    def __init__(self, elector: LeaderElector, operator: Operator):
+        self.elector = elector
+        self.operator = operator
+
+    def alive(self) -> tuple[bool, str]:
+        if not self.elector.is_leader:
+            return True, "ok: standing by for the Lease"
+        return self.operator.alive()
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ok: leader" if self.elector.is_leader else "ok: standing by"
 
 
 def _observability(config: Config, kube: Kube, log: Any) -> tuple[Metrics, Health]:

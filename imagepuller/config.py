@@ -916,3 +916,60 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
         return raw.lower()
 
     return parse
+
+
+# --- operator mode ---------------------------------------------------------------------------
+
+DEFAULT_OPERATOR_NAMESPACE = "imagepuller-operator"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """`imagepuller operator`'s own settings; each puller's come from its resource."""
+
+    # WATCH_NAMESPACES: comma-separated namespaces whose resources are served; empty: all.
+    watch_namespaces: tuple[str, ...] = ()
+    # POD_NAMESPACE: where the operator runs, and its leader-election Lease lives.
+    namespace: str = DEFAULT_OPERATOR_NAMESPACE
+    # POD_NAME: this replica's identity in the Lease (the host name and pid when unset).
+    pod_name: str | None = None
+    metrics_port: int = DEFAULT_METRICS_PORT
+    metrics_host: str = ""
+    healthz_stuck_after_seconds: float = 180.0
+    log_format: str = "auto"
+    log_level: str = "info"
+    kubeconfig: str | None = None
+
+
+def load_operator_settings(env: Mapping[str, str]) -> OperatorSettings:
+    """Every problem at once, as ``load_config`` does; raises ConfigError."""
+    problems = _Problems(env)
+    settings = OperatorSettings(
+        watch_namespaces=problems.get("WATCH_NAMESPACES", (), _namespace_list),
+        namespace=problems.get("POD_NAMESPACE", DEFAULT_OPERATOR_NAMESPACE, _dns_label),
+        pod_name=env.get("POD_NAME") or None,
+        metrics_port=problems.get("METRICS_PORT", DEFAULT_METRICS_PORT, _port),
+        metrics_host=problems.get("METRICS_HOST", "", _host),
+        healthz_stuck_after_seconds=problems.get(
+            "HEALTHZ_STUCK_AFTER",
+            parse_duration(DEFAULT_HEALTHZ_STUCK_AFTER),
+            _bounded_duration(HEALTHZ_STUCK_AFTER_RANGE, "such as 3m or 90s"),
+        ),
+        log_format=problems.get("LOG_FORMAT", "auto", _choice(LOG_FORMATS)),
+        log_level=problems.get("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
+        kubeconfig=env.get("KUBECONFIG") or None,
+    )
+    if problems.items:
+        raise ConfigError(problems.items)
+    return settings
+
+
+def _namespace_list(raw: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    bad = [name for name in names if len(name) > 63 or not _DNS1123_LABEL.fullmatch(name)]
+    if bad:
+        raise ValueError(
+            f"invalid namespaces {_show_all(bad)}: expected namespace names separated by ',', "
+            "such as team-a,team-b (empty: every namespace)"
+        )
+    return names

@@ -84,7 +84,13 @@ def is_ready(daemonset: dict[str, Any]) -> bool:
     return rollout(daemonset)[0]
 
 
-def is_ours(existing: dict[str, Any], config: Config, *, created_uid: str | None = None) -> bool:
+def is_ours(
+    existing: dict[str, Any],
+    config: Config,
+    *,
+    created_uid: str | None = None,
+    owner_uid: str | None = None,
+) -> bool:
     """Made by this puller (this process: ``created_uid``), by the Go original, or owned by
     our Deployment. Labels and annotations can be edited by anyone; the uid and the selector
     cannot, so a DaemonSet we made stays ours whatever was done to its labels."""
@@ -104,7 +110,8 @@ def is_ours(existing: dict[str, Any], config: Config, *, created_uid: str | None
     ):
         return True
     return any(
-        ref.get("kind") == "Deployment" and ref.get("name") == config.deployment_name
+        (ref.get("kind") == "Deployment" and ref.get("name") == config.deployment_name)
+        or (owner_uid is not None and ref.get("uid") == owner_uid)
         for ref in metadata.get("ownerReferences") or []
     )
 
@@ -124,6 +131,7 @@ class Controller:
         metrics: Metrics | None = None,
         health: Health | None = None,
         events: EventRecorder | None = None,
+        owner: Callable[[Config], dict[str, Any] | None] | None = None,
     ):
         # The configuration in force; a new one waits in ``_offered`` for the API's verdict.
         self.config = config
@@ -173,6 +181,14 @@ class Controller:
         self.lists.on_progress = self.health.progress
         self.events = events or EventRecorder(kube, identity, wall)
         self._refresh_started_at: float | None = None  # clock time of the refresh in progress
+        # The DaemonSet's owner: the puller's Deployment, read from the API (single mode), or
+        # what ``owner`` returns (operator mode: the KubernetesImagePuller resource).
+        self._owner_lookup = owner
+        # What the last look saw, for a status written elsewhere (operator mode).
+        self.last_observed: dict[str, Any] | None = None
+        self.last_failures: list[dict[str, Any]] = []
+        self.rejected: str | None = None  # why the API refused the configuration at start
+        self.on_look: Callable[[], None] | None = None
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
 
@@ -197,6 +213,7 @@ class Controller:
                 # Deterministic, so retrying cannot help; what already runs was not touched.
                 log.error("config_rejected", error=str(err))
                 self.metrics.config_rejected(self.config.namespace, self.config.daemonset_name)
+                self.rejected = str(err)
                 code = exitcodes.CONFIG
                 break
             except NamespaceTerminating as err:
@@ -244,6 +261,8 @@ class Controller:
         # Before the wait: an idle controller is not a stuck one.
         self.health.look_ended()
         self.metrics.reconciled(result, self.clock() - started)
+        if self.on_look is not None:
+            self.on_look()
 
     def request_stop(self) -> None:
         """Stop from another thread (a signal): set the stop event, cut every watch and call
@@ -282,6 +301,7 @@ class Controller:
         # this only asks the API at start, where a refusal exits with nothing touched.
         self._validate(desired)
         self._notice(observed)
+        self.last_observed = observed
         action = self._decide(cfg, desired, observed)
         if cfg.images_from and not lists_read and _is_refresh(action):
             # Before each refresh the lists are read again: a changed list becomes an update
@@ -302,7 +322,7 @@ class Controller:
             self.wall(),
             identity=self.identity,
             claimed=(cfg.namespace, cfg.daemonset_name) in self._claimed,
-            is_ours=observed is not None and is_ours(observed, cfg, created_uid=self.current_uid),
+            is_ours=observed is not None and self._is_ours(observed, cfg),
         )
 
     def _expect(self, written: dict[str, Any]) -> None:
@@ -383,7 +403,7 @@ class Controller:
 
     def _held_list_images(self, cfg: Config, observed: dict[str, Any] | None) -> dict[str, str]:
         """image -> container name of what our running DaemonSet holds beyond IMAGES."""
-        if observed is None or not is_ours(observed, cfg, created_uid=self.current_uid):
+        if observed is None or not self._is_ours(observed, cfg):
             return {}
         in_images = {image.image for image in cfg.images}
         containers = _containers(observed)
@@ -423,13 +443,13 @@ class Controller:
     ) -> None:
         """A Warning Event where `kubectl describe` shows it: on our DaemonSet, or before
         there is one on the puller's Deployment."""
-        if observed is not None and is_ours(observed, cfg, created_uid=self.current_uid):
+        if observed is not None and self._is_ours(observed, cfg):
             about = involved(observed, "apps/v1", "DaemonSet")
         else:
-            owner = self._owner_deployment(cfg)
+            owner = self._owner_object(cfg)
             if owner is None:
                 return
-            about = involved(owner, "apps/v1", "Deployment")
+            about = _about(owner)
         self.events.record(
             about,
             warning=True,
@@ -443,9 +463,9 @@ class Controller:
         """An Event about the puller: on its Deployment (the DaemonSet's owner, what an
         administrator describes), or on the DaemonSet when running without one."""
         cfg = self.config
-        owner = self._owner_deployment(cfg)
+        owner = self._owner_object(cfg)
         if owner is not None:
-            about = involved(owner, "apps/v1", "Deployment")
+            about = _about(owner)
         else:
             informer = self._informers.get(cfg.namespace)
             current = informer.get(cfg.daemonset_name) if informer else None
@@ -468,7 +488,7 @@ class Controller:
         return self.lists.seconds_to_retry()
 
     def _desired(self, cfg: Config) -> Desired:
-        owner, openshift = self._owner_deployment(cfg), bool(self.openshift)
+        owner, openshift = self._owner_object(cfg), bool(self.openshift)
         last = self._desired_from
         if not (last and last[0] is cfg and last[1] is owner and last[2] == openshift):
             self._desired_from = (cfg, owner, openshift)
@@ -484,7 +504,7 @@ class Controller:
     def _build(self, cfg: Config, refreshed_at: str | None = None) -> dict[str, Any]:
         return ds.build_daemonset(
             cfg,
-            owner=self._owner_deployment(cfg),
+            owner=self._owner_object(cfg),
             openshift=bool(self.openshift),
             controller_id=self.identity or None,
             refreshed_at=refreshed_at,
@@ -508,8 +528,16 @@ class Controller:
             pass  # something already holds the probe's name; the real write will tell
         self._validated.add(desired.spec_hash)
 
-    def _owner_deployment(self, cfg: Config) -> dict[str, Any] | None:
-        """The puller's own Deployment (None when running outside the cluster), read once."""
+    def _is_ours(self, observed: dict[str, Any], cfg: Config) -> bool:
+        owner = self._owner_object(cfg) if self._owner_lookup else None
+        owner_uid = (owner or {}).get("metadata", {}).get("uid")
+        return is_ours(observed, cfg, created_uid=self.current_uid, owner_uid=owner_uid)
+
+    def _owner_object(self, cfg: Config) -> dict[str, Any] | None:
+        """The DaemonSet's owner: given (operator mode), or the puller's own Deployment (None
+        when running outside the cluster), read once."""
+        if self._owner_lookup is not None:
+            return self._owner_lookup(cfg)
         key = (cfg.namespace, cfg.deployment_name)
         if self._owner is None or self._owner[:2] != key:
             owner = self.kube.get_deployment(*key)
@@ -755,6 +783,7 @@ class Controller:
                 )
                 self._refresh_started_at = None
             self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, {})
+            self.last_failures = []
             if desired == 0:
                 log.warning(
                     "no_nodes_selected",
@@ -791,6 +820,7 @@ class Controller:
         cfg = self.config
         _, ready, desired = rollout(last)
         failures = why_not_ready(self.kube, cfg.namespace, ds.selector_labels(cfg), last)
+        self.last_failures = failures
         by_reason: dict[str, int] = {}
         for failure in failures:
             reason = str(failure.get("reason") or "Unknown")
@@ -841,18 +871,15 @@ class Controller:
             return
         informer = self._informers.get(cfg.namespace)
         current = informer.get(cfg.daemonset_name) if informer else None
-        owners = [
-            ref
-            for ref in ((current or {}).get("metadata", {}).get("ownerReferences") or [])
-            if ref.get("kind") == "Deployment"
-        ]
+        owners = list((current or {}).get("metadata", {}).get("ownerReferences") or [])
         if current is not None and current["metadata"]["uid"] == self.current_uid and owners:
             log.info(
                 "shutdown",
                 deleted=False,
                 name=cfg.daemonset_name,
                 uid=self.current_uid,
-                note=f"kept: owned by Deployment {owners[0].get('name')}; the next start adopts it",
+                note=f"kept: owned by {owners[0].get('kind')} {owners[0].get('name')}; the next "
+                "start adopts it",
             )
             return
         # The stop event is set, so this call is tried once, without retries: it must not
@@ -884,6 +911,11 @@ class Controller:
             return False
         log.info("platform", openshift=openshift)
         return openshift
+
+
+def _about(owner: dict[str, Any]) -> dict[str, Any]:
+    """An Event's reference to the owner (a Deployment, or a KubernetesImagePuller)."""
+    return involved(owner, owner.get("apiVersion") or "apps/v1", owner.get("kind") or "Deployment")
 
 
 def _failure_summary(failures: list[dict[str, Any]], shown: int = 5) -> str:

@@ -68,13 +68,14 @@ def object_labels(config: Config) -> dict[str, str]:
     return {**selector_labels(config), "app.kubernetes.io/managed-by": MANAGED_BY}
 
 
-def owner_reference(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    """Owner reference to the puller's Deployment: deleting it deletes the DaemonSet."""
+def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
+    """Owner reference to the puller's Deployment (or, in operator mode, its
+    KubernetesImagePuller resource): deleting the owner deletes the DaemonSet."""
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": deployment["metadata"]["name"],
-        "uid": deployment["metadata"]["uid"],
+        "apiVersion": owner.get("apiVersion") or "apps/v1",
+        "kind": owner.get("kind") or "Deployment",
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
         "controller": True,
         # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on (OpenShift)
         # setting it needs `update deployments/finalizers`, a permission we do not want. The

@@ -7,10 +7,17 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
-from typing import Any
+from typing import Any, Protocol
 
-from imagepuller.health import Health
 from imagepuller.metrics import Metrics
+
+
+class Probes(Protocol):
+    """What /healthz and /readyz ask: a ``Health``, or the operator's view of all of them."""
+
+    def alive(self) -> tuple[bool, str]: ...
+
+    def ready(self) -> tuple[bool, str]: ...
 
 
 class _Server6(http.server.ThreadingHTTPServer):
@@ -18,7 +25,7 @@ class _Server6(http.server.ThreadingHTTPServer):
 
 
 class Endpoints:
-    def __init__(self, host: str, port: int, metrics: Metrics, health: Health):
+    def __init__(self, host: str, port: int, metrics: Metrics, health: Probes):
         self.metrics = metrics
         self.health = health
         owner = self

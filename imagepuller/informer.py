@@ -37,7 +37,8 @@ class Informer:
         self.namespace = namespace
         self.name = name
         self.notify = notify
-        self._objects: dict[str, dict[str, Any]] = {}
+        # By (namespace, name): an informer of every namespace ("") holds equal names.
+        self._objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._synced = threading.Event()
         self._ended = threading.Event()  # this informer was stopped (not the whole process)
@@ -47,9 +48,14 @@ class Informer:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def get(self, name: str) -> dict[str, Any] | None:
+    def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         with self._lock:
-            return self._objects.get(name)
+            return self._objects.get((self.namespace if namespace is None else namespace, name))
+
+    def items(self) -> list[dict[str, Any]]:
+        """Every object in the cache (a snapshot)."""
+        with self._lock:
+            return list(self._objects.values())
 
     def has_synced(self) -> bool:
         """The first list is in: an absent object is really absent, not just not seen yet."""
@@ -99,19 +105,23 @@ class Informer:
                 )
             self.kube.stop.wait(RETRY_PAUSE)
 
+    def _key(self, obj: dict[str, Any]) -> tuple[str, str]:
+        meta = obj["metadata"]
+        return meta.get("namespace") or self.namespace, meta["name"]
+
     def _replace(self, items: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._objects = {obj["metadata"]["name"]: obj for obj in items}
+            self._objects = {self._key(obj): obj for obj in items}
         self._synced.set()
         self.notify()
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
-        name = obj["metadata"]["name"]
+        key = self._key(obj)
         with self._lock:
             if kind == "DELETED":
-                self._objects.pop(name, None)
+                self._objects.pop(key, None)
             else:
-                self._objects[name] = obj
+                self._objects[key] = obj
         self.notify()
 
 

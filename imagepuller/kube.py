@@ -47,11 +47,22 @@ WATCH_MAX_SECONDS = 300
 DAEMONSETS = ("daemonsets.apps", "/apis/apps/v1/namespaces/{namespace}/daemonsets")
 CONFIGMAPS = ("configmaps", "/api/v1/namespaces/{namespace}/configmaps")
 EVENTS_V1 = ("events.events.k8s.io", "/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+LEASES = (
+    "leases.coordination.k8s.io",
+    "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
+)
+PULLERS = (
+    "kubernetesimagepullers.che.eclipse.org",
+    "/apis/che.eclipse.org/v1alpha1/namespaces/{namespace}/kubernetesimagepullers",
+)
 _MERGE_PATCH = "application/merge-patch+json"
 
 
 def _path(kind: tuple[str, str], namespace: str, name: str = "") -> str:
-    """The collection's path in ``namespace``, or one object's when ``name`` is given."""
+    """The collection's path in ``namespace`` (every namespace when empty), or one object's
+    when ``name`` is given."""
+    if not namespace:
+        return kind[1].replace("/namespaces/{namespace}", "")
     collection = kind[1].format(namespace=namespace)
     return f"{collection}/{name}" if name else collection
 
@@ -163,12 +174,16 @@ class Kube:
         stop: threading.Event | None = None,
         retry_for: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        call_timeout: tuple[float, float] = _CALL_TIMEOUT,
     ):
         self.api_client = api_client
         self.apps = k8s.AppsV1Api(api_client)
         self.core = k8s.CoreV1Api(api_client)
         self.stop = stop or threading.Event()
         self.clock = clock
+        # (connect, read) seconds of an ordinary call; leader election wants short ones, so a
+        # renewal cannot hang past the lease it renews.
+        self.call_timeout = call_timeout
         self._streams: set[Any] = set()
         self._streams_lock = threading.Lock()
         # Told of every request that got an answer or failed (verb, resource, HTTP code or
@@ -300,6 +315,45 @@ class Kube:
             "PATCH",
             _path(EVENTS_V1, namespace, name),
             body=patch,
+            content_type=_MERGE_PATCH,
+        )
+
+    def get_object(self, kind: tuple[str, str], namespace: str, name: str) -> dict[str, Any] | None:
+        """One object (None when there is none)."""
+        try:
+            return self._call(
+                "get", kind[0], namespace, self._send, "GET", _path(kind, namespace, name)
+            )
+        except NotFound:
+            return None
+
+    def create_object(
+        self, kind: tuple[str, str], namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._call(
+            "create", kind[0], namespace, self._send, "POST", _path(kind, namespace), body=body
+        )
+
+    def replace_object(
+        self, kind: tuple[str, str], namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """PUT; the body's resourceVersion guards against a change made since (Conflict)."""
+        return self._call(
+            "update", kind[0], namespace, self._send, "PUT", _path(kind, namespace, name), body=body
+        )
+
+    def patch_status(
+        self, kind: tuple[str, str], namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A merge patch of the status subresource: the spec is never written."""
+        return self._call(
+            "patch",
+            f"{kind[0]}/status",
+            namespace,
+            self._send,
+            "PATCH",
+            _path(kind, namespace, name) + "/status",
+            body={"status": status},
             content_type=_MERGE_PATCH,
         )
 
@@ -533,7 +587,7 @@ class Kube:
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        kwargs.setdefault("_request_timeout", _CALL_TIMEOUT)
+        kwargs.setdefault("_request_timeout", self.call_timeout)
         started = time.monotonic()
         try:
             response = func(*args, _preload_content=False, **kwargs)

@@ -60,7 +60,12 @@ class ScriptedKube:
 def run(kube, name=None):
     """Run the informer's loop in this thread, recording the cache at every notify."""
     seen: list[dict] = []
-    informer = Informer(kube, DAEMONSETS, "ns", lambda: seen.append(dict(informer._objects)))
+    informer = Informer(
+        kube,
+        DAEMONSETS,
+        "ns",
+        lambda: seen.append({o["metadata"]["name"]: o for o in informer.items()}),
+    )
     informer.name = name
     # The pause between attempts: counted, not slept.
     kube.stop.wait = kube.pause_event.wait  # type: ignore[method-assign]

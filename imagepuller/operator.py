@@ -1,0 +1,495 @@
+"""Operator mode: one process keeps a DaemonSet for every `KubernetesImagePuller` resource.
+
+The same reconciler as single mode, with many keys: for each resource, a ``Controller`` (its
+own thread, its own cancellable API client) keeps a DaemonSet in the resource's namespace,
+owned by the resource, so deleting the resource deletes it. No Deployment, ConfigMap,
+ServiceAccount or Role per resource: the operator's ClusterRole covers DaemonSets directly.
+
+What this module adds around the controllers is level-triggered too: on any change (a resource
+added, edited or deleted; a controller's look), ``sync`` reads every resource from the
+watch-fed cache and decides which controllers run with which configuration, and what each
+resource's status says.
+
+- The spec is read with the ConfigMap's validators (``resource.config_from_resource``). An
+  invalid spec changes nothing that runs; its problems go to the status and an Event.
+- The spec is never written, only the ``status`` subresource, and only when what it says
+  changed (a status that equals what is stored is not sent again).
+- Two resources in one namespace that want one DaemonSet name: the older keeps it; the newer
+  is reported `Ready=False`, reason `NameConflict`, and runs nothing until that changes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from imagepuller.config import DEFAULT_NAME, Config, ConfigError
+from imagepuller.controller import Controller
+from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.events import EventRecorder, involved
+from imagepuller.health import Health
+from imagepuller.informer import Informer, WakeUp
+from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
+from imagepuller.metrics import Metrics
+from imagepuller.reconciler import format_time, rollout
+from imagepuller.resource import GROUP, KIND, VERSION, config_from_resource
+
+log = structlog.get_logger("imagepuller.operator")
+
+API_VERSION = f"{GROUP}/{VERSION}"
+# The leader-election Lease, in the operator's own namespace.
+OPERATOR_LEASE = "imagepuller-operator"
+# A status is written at most this often per resource: a rollout on many nodes changes the
+# counts many times a second, and the API need not hear every one.
+STATUS_MIN_INTERVAL = 1.0
+FAILURES_SHOWN = 20
+
+
+@dataclass
+class Puller:
+    """One resource's controller, running in its own thread."""
+
+    controller: Controller
+    thread: threading.Thread
+    generation: int  # the resource generation of the configuration in force
+    invalid: list[str] | None = None  # problems of a newer generation (not applied)
+
+
+@dataclass
+class _Written:
+    status: dict[str, Any]
+    at: float
+
+
+@dataclass
+class _Verdict:
+    """What ``sync`` decided for every resource."""
+
+    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    conflicts: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+
+def daemonset_name(resource: dict[str, Any]) -> str:
+    name = (resource.get("spec") or {}).get("daemonsetName")
+    return name if isinstance(name, str) and name.strip() else DEFAULT_NAME
+
+
+def _key(resource: dict[str, Any]) -> tuple[str, str]:
+    meta = resource["metadata"]
+    return meta.get("namespace") or "", meta["name"]
+
+
+def _age(resource: dict[str, Any]) -> tuple[str, str]:
+    """Older first: creation time (RFC 3339 sorts as text), then the name for a tie."""
+    meta = resource["metadata"]
+    return meta.get("creationTimestamp") or "", meta["name"]
+
+
+class Operator:
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        identity: str,
+        namespaces: tuple[str, ...] = (),
+        stop: threading.Event,
+        metrics: Metrics | None = None,
+        stuck_after: float = 180.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        controller_factory: Callable[..., Controller] = Controller,
+    ):
+        self.api_client = api_client
+        self.identity = identity
+        self.namespaces = namespaces or ("",)  # "": every namespace
+        self.stop = stop
+        self.metrics = metrics or Metrics()
+        self.stuck_after = stuck_after
+        self.clock = clock
+        self.wall = wall
+        self._new_controller = controller_factory
+        self.kube = Kube(api_client, stop=stop)
+        self.events = EventRecorder(self.kube, identity, wall)
+        self.wake = WakeUp(stop)
+        self.pullers: dict[tuple[str, str], Puller] = {}
+        self._invalid: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        self._reported: set[tuple[tuple[str, str], int, str]] = set()  # Events already sent
+        self._written: dict[tuple[str, str], _Written] = {}
+        self._resources: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._informers: list[Informer] = []
+
+    # --- health, for /healthz: every controller's loop must be alive --------------------------
+
+    def alive(self) -> tuple[bool, str]:
+        for key, puller in list(self.pullers.items()):
+            ok, why = puller.controller.health.alive()
+            if not ok:
+                return False, f"{key[0]}/{key[1]}: {why}"
+        return True, f"ok: {len(self.pullers)} pullers"
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until the stop event is set; then stop every controller (keeping the
+        DaemonSets: their resources own them, and the next leader adopts them)."""
+        self._informers = [
+            Informer(self.kube, PULLERS, namespace, self.wake.poke).start()
+            for namespace in self.namespaces
+        ]
+        log.info("operator_started", namespaces=list(self.namespaces), identity=self.identity)
+        while not self.stop.is_set():
+            requeue: float | None = None
+            try:
+                if all(informer.has_synced() for informer in self._informers):
+                    requeue = self.sync()
+            except Exception:  # noqa: BLE001 - one bad pass must not end the operator
+                log.exception("operator_sync_failed")
+                requeue = 2.0
+            self.wake.wait(requeue)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        for informer in self._informers:
+            informer.end()
+        for key in list(self.pullers):
+            self._stop_puller(key, why="operator stopping")
+        for puller in list(self.pullers.values()):
+            puller.thread.join(15)
+
+    def sync(self) -> float | None:
+        """One pass over every resource; returns when to look again (a deferred status)."""
+        verdict = self._judge([obj for informer in self._informers for obj in informer.items()])
+        with self._lock:
+            self._resources = verdict.resources
+        for key in list(self.pullers):
+            if key not in verdict.resources or key in verdict.conflicts:
+                self._stop_puller(key, why="resource deleted" if key not in verdict.resources
+                                  else "name conflict")  # fmt: skip
+        for key in list(self._invalid):
+            if key not in verdict.resources:
+                del self._invalid[key]
+        for key, resource in verdict.resources.items():
+            if key not in verdict.conflicts:
+                self._ensure(key, resource)
+        requeue: float | None = None
+        for key, resource in verdict.resources.items():
+            status = self._status(key, resource, verdict.conflicts.get(key))
+            wait = self._write_status(key, resource, status)
+            if wait is not None:
+                requeue = wait if requeue is None else min(requeue, wait)
+        return requeue
+
+    def _judge(self, objects: list[dict[str, Any]]) -> _Verdict:
+        verdict = _Verdict()
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for obj in objects:
+            # List items of a custom resource carry apiVersion and kind, watch events too; set
+            # them anyway: the owner reference and Events are built from them.
+            resource = {**obj, "apiVersion": API_VERSION, "kind": KIND}
+            key = _key(resource)
+            verdict.resources[key] = resource
+            groups.setdefault((key[0], daemonset_name(resource)), []).append(resource)
+        for members in groups.values():
+            members.sort(key=_age)
+            winner = _key(members[0])
+            for newer in members[1:]:
+                verdict.conflicts[_key(newer)] = winner
+        return verdict
+
+    # --- controllers ----------------------------------------------------------------------
+
+    def _current(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        with self._lock:
+            return self._resources.get(key)
+
+    def _ensure(self, key: tuple[str, str], resource: dict[str, Any]) -> None:
+        generation = int(resource["metadata"].get("generation") or 0)
+        puller = self.pullers.get(key)
+        if (
+            puller is not None
+            and puller.thread.is_alive()
+            and (
+                puller.generation == generation
+                or (puller.invalid is not None and self._invalid.get(key, (None,))[0] == generation)
+            )
+        ):
+            return
+        if puller is None and self._invalid.get(key, (None,))[0] == generation:
+            return  # already judged invalid; nothing new to read
+        try:
+            config = config_from_resource(resource)
+        except ConfigError as err:
+            self._invalid[key] = (generation, err.problems)
+            if puller is not None:
+                puller.invalid = err.problems  # what runs keeps running
+            self._warn_once(key, generation, resource, "InvalidSpec", "; ".join(err.problems))
+            log.error(
+                "config_rejected",
+                resource=f"{key[0]}/{key[1]}",
+                generation=generation,
+                problems=err.problems,
+                note="nothing that runs was changed",
+            )
+            return
+        self._invalid.pop(key, None)
+        if puller is not None and puller.thread.is_alive():
+            puller.generation, puller.invalid = generation, None
+            puller.controller.offer(config)
+            return
+        if puller is not None:  # its controller ended (the API refused its configuration)
+            self.pullers.pop(key)
+        self._start_puller(key, config, generation)
+
+    def _start_puller(self, key: tuple[str, str], config: Config, generation: int) -> None:
+        stop = threading.Event()
+        kube = Kube(self.api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
+        health = Health(self.stuck_after)
+
+        def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
+            self.metrics.api_request(verb, resource, code, seconds)
+            health.progress()
+
+        kube.on_request = on_request
+        controller = self._new_controller(
+            config,
+            kube,
+            stop=stop,
+            identity=self.identity,
+            metrics=self.metrics,
+            health=health,
+            events=EventRecorder(kube, self.identity, self.wall),
+            owner=lambda _config: self._current(key),
+        )
+        controller.on_look = self.wake.poke
+        thread = threading.Thread(
+            target=self._run_controller,
+            args=(controller,),
+            name=f"puller-{key[0]}/{key[1]}",
+            daemon=True,
+        )
+        self.pullers[key] = Puller(controller, thread, generation)
+        thread.start()
+        log.info("puller_started", resource=f"{key[0]}/{key[1]}", daemonset=config.daemonset_name)
+
+    def _run_controller(self, controller: Controller) -> None:
+        try:
+            controller.run()
+        finally:
+            self.wake.poke()  # its status changes (or it was refused): look again
+
+    def _stop_puller(self, key: tuple[str, str], *, why: str) -> None:
+        puller = self.pullers.pop(key, None)
+        if puller is None:
+            return
+        puller.controller.request_stop()
+        log.info("puller_stopped", resource=f"{key[0]}/{key[1]}", why=why)
+
+    def _warn_once(
+        self,
+        key: tuple[str, str],
+        generation: int,
+        resource: dict[str, Any],
+        reason: str,
+        note: str,
+    ) -> None:
+        """A Warning Event on the resource, once per generation and reason."""
+        if (key, generation, reason) in self._reported:
+            return
+        self._reported.add((key, generation, reason))
+        self.events.record(
+            involved(resource, API_VERSION, KIND),
+            warning=True,
+            reason=reason,
+            action="Configure",
+            note=note,
+        )
+
+    # --- status ---------------------------------------------------------------------------
+
+    def _status(
+        self,
+        key: tuple[str, str],
+        resource: dict[str, Any],
+        conflict_with: tuple[str, str] | None,
+    ) -> dict[str, Any]:
+        generation = int(resource["metadata"].get("generation") or 0)
+        stored = resource.get("status") or {}
+        puller = self.pullers.get(key)
+        if conflict_with is not None:
+            message = (
+                f"DaemonSet {daemonset_name(resource)} in {key[0]} is kept for the older "
+                f"resource {conflict_with[1]}; rename one (spec.daemonsetName) or remove one"
+            )
+            self._warn_once(key, generation, resource, "NameConflict", message)
+            return _status_body(
+                stored,
+                generation=generation,
+                conditions=[
+                    ("Ready", False, "NameConflict", message),
+                    ("Progressing", False, "NameConflict", message),
+                    ("Degraded", True, "NameConflict", message),
+                ],
+                now=self.wall(),
+            )
+        invalid = self._invalid.get(key)
+        problems = invalid[1] if invalid else None
+        controller = puller.controller if puller else None
+        if controller is not None and controller.rejected:
+            problems = [controller.rejected]
+        daemonset = controller.last_observed if controller else None
+        if daemonset is None or controller is None:
+            reason, message = (
+                ("InvalidSpec", "; ".join(problems)) if problems else ("Creating", "starting")
+            )
+            return _status_body(
+                stored,
+                generation=generation,
+                conditions=[
+                    ("Ready", False, reason, message),
+                    ("Progressing", not problems, reason, message),
+                    ("Degraded", bool(problems), reason, message),
+                ],
+                now=self.wall(),
+            )
+        complete, _, desired = rollout(daemonset)
+        ds_status = daemonset.get("status") or {}
+        holding = int(ds_status.get("numberAvailable") or 0)
+        containers = daemonset["spec"]["template"]["spec"].get("containers") or []
+        images = len(containers)
+        ready = complete and desired > 0 and holding == desired
+        if ready:
+            ready_reason, ready_message = (
+                "AllImagesCached",
+                (f"All {images} images held on {holding}/{desired} nodes"),
+            )
+        elif complete and desired == 0:
+            ready_reason, ready_message = "NoNodesSelected", "no node matches the selection"
+        else:
+            ready_reason, ready_message = (
+                "Pulling",
+                (f"{holding}/{desired} nodes hold every image; the rollout goes on"),
+            )
+        failures = controller.last_failures
+        if problems:
+            degraded = (True, "InvalidSpec", "; ".join(problems))
+        elif failures:
+            degraded = (True, "ImagesNotCached", _failure_text(failures))
+        else:
+            degraded = (False, "AsExpected", "no failure reported")
+        refreshed = stored.get("lastRefreshTime")
+        if complete:
+            template = daemonset["spec"]["template"]["metadata"].get("annotations") or {}
+            refreshed = template.get(REFRESH_ANNOTATION) or refreshed
+        body = _status_body(
+            stored,
+            generation=puller.generation if puller else generation,
+            conditions=[
+                ("Ready", ready, ready_reason, ready_message),
+                (
+                    "Progressing",
+                    not complete,
+                    "RollingOut" if not complete else "Complete",
+                    ready_message,
+                ),
+                ("Degraded", *degraded),
+            ],  # fmt: skip
+            now=self.wall(),
+        )
+        body.update(
+            imagePullerImage=controller.config.kip_image,
+            nodes={"desired": desired, "ready": holding},
+            images=images,
+            failures=[
+                {
+                    "node": str(f.get("node") or ""),
+                    "image": str(f.get("image") or ""),
+                    "reason": str(f.get("reason") or ""),
+                    "message": str(f.get("message") or "")[:1024],
+                }
+                for f in failures[:FAILURES_SHOWN]
+            ],
+            failuresTotal=len(failures),
+        )
+        if refreshed:
+            body["lastRefreshTime"] = refreshed
+        return body
+
+    def _write_status(
+        self, key: tuple[str, str], resource: dict[str, Any], status: dict[str, Any]
+    ) -> float | None:
+        """Send the status if it says something new; None, or the seconds until it may."""
+        written = self._written.get(key)
+        if status == (resource.get("status") or {}) or (written and written.status == status):
+            return None
+        now = self.clock()
+        if written is not None and now - written.at < STATUS_MIN_INTERVAL:
+            return STATUS_MIN_INTERVAL - (now - written.at)
+        try:
+            self.kube.patch_status(PULLERS, key[0], key[1], status)
+        except NotFound:
+            return None  # deleted meanwhile: the next pass forgets it
+        except KubeError as err:
+            log.warning("status_not_written", resource=f"{key[0]}/{key[1]}", error=str(err))
+            return STATUS_MIN_INTERVAL
+        self._written[key] = _Written(status, now)
+        return None
+
+
+def _status_body(
+    stored: dict[str, Any],
+    *,
+    generation: int,
+    conditions: list[tuple[str, bool, str, str]],
+    now: float,
+) -> dict[str, Any]:
+    """Conditions keep their lastTransitionTime while their status stays the same."""
+    before = {c.get("type"): c for c in stored.get("conditions") or [] if isinstance(c, dict)}
+    made = []
+    for kind, true, reason, message in conditions:
+        status = "True" if true else "False"
+        previous = before.get(kind)
+        since = (
+            previous["lastTransitionTime"]
+            if previous and previous.get("status") == status and previous.get("lastTransitionTime")
+            else format_time(now).replace(".000Z", "Z")
+        )
+        made.append(
+            {
+                "type": kind,
+                "status": status,
+                "observedGeneration": generation,
+                "lastTransitionTime": _seconds(since),
+                "reason": reason,
+                "message": message[:32768],
+            }
+        )
+    return {
+        "observedGeneration": generation,
+        "conditions": made,
+        "nodes": stored.get("nodes") or {"desired": 0, "ready": 0},
+        "images": int(stored.get("images") or 0),
+        "failures": [],
+        "failuresTotal": 0,
+    }
+
+
+def _seconds(timestamp: str) -> str:
+    """metav1.Time has whole seconds: the API would store 20:00:00Z for 20:00:00.123Z, and the
+    next comparison would see a change that is none."""
+    head, dot, _ = timestamp.partition(".")
+    return f"{head}Z" if dot else timestamp
+
+
+def _failure_text(failures: list[dict[str, Any]], shown: int = 5) -> str:
+    parts = [
+        f"{f.get('node') or '?'} {f.get('image') or f.get('container') or ''}: {f.get('reason')}"
+        for f in failures[:shown]
+    ]
+    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
+    return "not cached: " + "; ".join(parts) + more
