@@ -25,6 +25,8 @@ run: $(STAMP)
 test: $(STAMP) sleep
 	@bash hack/build-control-plane.sh >/dev/null || \
 	  echo "make test: building the control plane failed; the cluster tests will report it" >&2
+	@bash hack/build-bundle-validate.sh >/dev/null || \
+	  echo "make test: building the OLM bundle validator failed; its test will report it" >&2
 	$(PY) -m pytest
 
 ## unit: only the tests that need no cluster

@@ -30,7 +30,7 @@ import structlog
 
 from imagepuller.config import DEFAULT_NAME, Config, ConfigError
 from imagepuller.controller import Controller
-from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.daemonset import REFRESH_ANNOTATION, selector_labels
 from imagepuller.events import EventRecorder, involved
 from imagepuller.health import Health
 from imagepuller.informer import Informer, WakeUp
@@ -38,6 +38,7 @@ from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
 from imagepuller.metrics import Metrics
 from imagepuller.reconciler import format_time, rollout
 from imagepuller.resource import GROUP, KIND, VERSION, config_from_resource
+from imagepuller.status import why_not_ready
 
 log = structlog.get_logger("imagepuller.operator")
 
@@ -48,6 +49,9 @@ OPERATOR_LEASE = "imagepuller-operator"
 # counts many times a second, and the API need not hear every one.
 STATUS_MIN_INTERVAL = 1.0
 FAILURES_SHOWN = 20
+# While a rollout is not complete, the pods are read this often for the status' failures: a
+# pull that fails changes no DaemonSet count, so nothing else would say so.
+FAILURES_EVERY = 5.0
 
 
 @dataclass
@@ -123,6 +127,8 @@ class Operator:
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._informers: list[Informer] = []
+        self._failures: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        self._incomplete = False  # some rollout is not complete: look again soon
 
     # --- health, for /healthz: every controller's loop must be alive --------------------------
 
@@ -178,12 +184,32 @@ class Operator:
             if key not in verdict.conflicts:
                 self._ensure(key, resource)
         requeue: float | None = None
+        self._incomplete = False
+        for key in list(self._failures):
+            if key not in self.pullers:
+                del self._failures[key]
         for key, resource in verdict.resources.items():
             status = self._status(key, resource, verdict.conflicts.get(key))
             wait = self._write_status(key, resource, status)
             if wait is not None:
                 requeue = wait if requeue is None else min(requeue, wait)
+        if self._incomplete:
+            requeue = FAILURES_EVERY if requeue is None else min(requeue, FAILURES_EVERY)
         return requeue
+
+    def _current_failures(
+        self, key: tuple[str, str], controller: Controller, daemonset: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """Why nodes do not hold the images yet, read from the pods at most every
+        ``FAILURES_EVERY`` seconds while the rollout runs."""
+        self._incomplete = True
+        now = self.clock()
+        cached = self._failures.get(key)
+        if cached is not None and now - cached[0] < FAILURES_EVERY:
+            return cached[1]
+        found = why_not_ready(self.kube, key[0], selector_labels(controller.config), daemonset)
+        self._failures[key] = (now, found)
+        return found
 
     def _judge(self, objects: list[dict[str, Any]]) -> _Verdict:
         verdict = _Verdict()
@@ -375,7 +401,11 @@ class Operator:
                 "Pulling",
                 (f"{holding}/{desired} nodes hold every image; the rollout goes on"),
             )
-        failures = controller.last_failures
+        if complete:
+            self._failures.pop(key, None)
+            failures = controller.last_failures
+        else:
+            failures = self._current_failures(key, controller, daemonset)
         if problems:
             degraded = (True, "InvalidSpec", "; ".join(problems))
         elif failures:

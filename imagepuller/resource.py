@@ -73,6 +73,7 @@ def _type_problems(spec: Mapping[str, Any]) -> list[str]:
 
 def in_spec_words(problem: str) -> str:
     """A problem of ``load_config`` with each setting's name replaced by its spec field."""
+    problem = problem.replace("IMAGES is required (or IMAGES_FROM)", "IMAGES is required")
     return _SETTING_NAMES.sub(lambda match: f"spec.{_FIELD_OF[match.group(1)]}", problem)
 
 
