@@ -58,11 +58,12 @@ image:
 
 ## bench: controller start-up, memory over refresh cycles, readiness latency; then holding during
 ## rolling vs recreate refreshes, ConfigMap edit latency, API requests, RSS over refreshes; then
-## RSS with metrics on vs off (prints figures)
+## RSS with metrics on vs off; then operator mode with 50 resources on 20 nodes (prints figures)
 bench: $(STAMP) control-plane
 	$(PY) benchmarks/bench_controller.py
 	$(PY) benchmarks/bench_refresh.py --nodes 50,200 --refreshes 100
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_operator.py
 
 clean:
 	rm -rf $(VENV) build .cluster
