@@ -3,11 +3,18 @@ with the admin kubeconfig in the test's namespace."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from kubernetes import client
 
 from tests.apiobjects import read_or_none
 from tests.controller_process import ControllerProcess
+from tests.waiting import wait_until
 
 IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
 NAME = "kubernetes-image-puller"
@@ -74,3 +81,47 @@ def owner_deployment(apps, namespace):
             },
         },
     )
+
+
+CRD = Path(__file__).resolve().parents[2] / "manifests" / "operator" / "crd.yaml"
+GROUP, VERSION, PLURAL = "che.eclipse.org", "v1alpha1", "kubernetesimagepullers"
+
+
+def kubectl(cluster, *args: str, stdin: str | None = None) -> str:
+    """The built kubectl as the cluster's admin; its output (fails the test on an error)."""
+    return subprocess.run(
+        ["kubectl", *args],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
+@pytest.fixture(scope="session")
+def crd(cluster):
+    """The KubernetesImagePuller CRD, applied once and Established (kept for the session)."""
+    kubectl(cluster, "apply", "-f", str(CRD))
+    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s",
+            f"crd/{PLURAL}.{GROUP}")  # fmt: skip
+    return CRD
+
+
+@contextlib.contextmanager
+def fixed_namespace(api_client, name: str) -> Iterator[str]:
+    """A namespace with a fixed name (as documented commands use): waits until one left by
+    an earlier test is gone, and after the test deletes it and waits until it is."""
+    core = client.CoreV1Api(api_client)
+
+    def gone() -> bool:
+        return read_or_none(core.read_namespace, name) is None
+
+    wait_until(gone, 90, f"namespace {name} left from before to be gone")
+    try:
+        yield name
+    finally:
+        if not gone():
+            core.delete_namespace(name)
+        wait_until(gone, 90, f"namespace {name} to be deleted")

@@ -19,35 +19,15 @@ import pytest
 from kubernetes import client
 
 from tests.apiobjects import read_or_none
+from tests.cluster.conftest import CRD, GROUP, PLURAL, VERSION, fixed_namespace, kubectl
 from tests.controller_process import ControllerProcess
 from tests.holding import HoldingWatcher
 from tests.waiting import wait_until
 
-CRD = Path(__file__).resolve().parents[2] / "manifests" / "operator" / "crd.yaml"
-GROUP, VERSION, PLURAL = "che.eclipse.org", "v1alpha1", "kubernetesimagepullers"
 IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
 DS = "kubernetes-image-puller"
 SELECTOR = f"app.kubernetes.io/instance={DS},app.kubernetes.io/component=image-cache"
 DOC_NAMESPACE = "k8s-image-puller"
-
-
-def kubectl(cluster, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        ["kubectl", *args],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-
-
-@pytest.fixture(scope="module")
-def crd(cluster):
-    kubectl(cluster, "apply", "-f", str(CRD))
-    kubectl(cluster, "wait", "--for=condition=Established", "--timeout=60s",
-            f"crd/{PLURAL}.{GROUP}")  # fmt: skip
 
 
 @pytest.fixture
@@ -145,23 +125,9 @@ def pod_uids(core, namespace, ds=DS) -> set[str]:
 
 @pytest.fixture
 def doc_namespace(api_client):
-    """Namespace k8s-image-puller, as §3.6.5 creates it; deleted and waited for after."""
-    core = client.CoreV1Api(api_client)
-    wait_until(
-        lambda: read_or_none(core.read_namespace, DOC_NAMESPACE) is None,
-        90,
-        f"namespace {DOC_NAMESPACE} left from before to be gone",
-    )
-    try:
-        yield DOC_NAMESPACE
-    finally:
-        if read_or_none(core.read_namespace, DOC_NAMESPACE) is not None:
-            core.delete_namespace(DOC_NAMESPACE)
-        wait_until(
-            lambda: read_or_none(core.read_namespace, DOC_NAMESPACE) is None,
-            90,
-            f"namespace {DOC_NAMESPACE} to be deleted",
-        )
+    """Namespace k8s-image-puller, as §3.6.5 creates it."""
+    with fixed_namespace(api_client, DOC_NAMESPACE) as name:
+        yield name
 
 
 # --- tests -----------------------------------------------------------------------------------
@@ -464,24 +430,13 @@ def can_i(kubeconfig: Path, verb: str, resource: str, namespace: str) -> str:
 def operator_installed(crd, cluster, api_client):
     """`kubectl apply -k manifests/operator`; its namespace and cluster RBAC removed after
     (the CRD stays: other tests of this session use it)."""
-    core = client.CoreV1Api(api_client)
-    wait_until(
-        lambda: read_or_none(core.read_namespace, OPERATOR_NS) is None,
-        90,
-        f"namespace {OPERATOR_NS} left from before to be gone",
-    )
-    kubectl(cluster, "apply", "-k", str(CRD.parent))
-    try:
-        yield OPERATOR_NS
-    finally:
-        kubectl(cluster, "delete", "clusterrolebinding,clusterrole", "imagepuller-operator",
-                "--ignore-not-found")  # fmt: skip
-        kubectl(cluster, "delete", "namespace", OPERATOR_NS, "--ignore-not-found", "--wait=false")
-        wait_until(
-            lambda: read_or_none(core.read_namespace, OPERATOR_NS) is None,
-            90,
-            f"namespace {OPERATOR_NS} to be deleted",
-        )
+    with fixed_namespace(api_client, OPERATOR_NS):
+        kubectl(cluster, "apply", "-k", str(CRD.parent))
+        try:
+            yield OPERATOR_NS
+        finally:
+            kubectl(cluster, "delete", "clusterrolebinding,clusterrole", "imagepuller-operator",
+                    "--ignore-not-found")  # fmt: skip
 
 
 def test_the_operator_runs_as_its_service_account_with_exactly_its_cluster_role(

@@ -5,42 +5,12 @@ writes through the subresource all work, and `kubectl get` shows the printer col
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
-
-import pytest
 
 from imagepuller.resource import GROUP, PLURAL, VERSION, config_from_resource
+from tests.cluster.conftest import kubectl
 from tests.waiting import wait_until
 
-CRD = Path(__file__).resolve().parents[2] / "manifests" / "operator" / "crd.yaml"
 IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
-
-
-def kubectl(cluster, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        ["kubectl", *args],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-
-
-@pytest.fixture(scope="module")
-def crd(cluster):
-    kubectl(cluster, "apply", "-f", str(CRD))
-    kubectl(
-        cluster,
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        f"crd/{PLURAL}.{GROUP}",
-    )
-    return CRD
 
 
 def custom(api_client):
