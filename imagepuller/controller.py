@@ -166,6 +166,7 @@ class Controller:
         self._not_ready_reported = False
         self._ready_reported = False
         self._progress: tuple[int, int] | None = None
+        self._ready_counts: tuple[int, int] | None = None  # (ready, desired) last reported
         # What our last write made (uid, generation), and when, until the cache shows it.
         self._expected: tuple[str, int, float] | None = None
         # IMAGES_FROM: the lists' last good readings, the names given to their images (kept
@@ -617,7 +618,7 @@ class Controller:
             if is_ready(observed):
                 # Already holding everywhere: nothing to report until something changes.
                 self._ready_reported = True
-                self._progress = rollout(observed)[1:]
+                self._progress = self._ready_counts = rollout(observed)[1:]
             else:
                 self._start_rollout("adopted")
             return 0.0  # look again at once: it may need an update or a refresh
@@ -756,24 +757,18 @@ class Controller:
         if (ready, desired) != self._progress:
             self._progress = (ready, desired)
             log.info("daemonset_progress", ready=ready, desired=desired)
-        if complete and not self._ready_reported:
+        # Ready again on other counts is news too: a node that joined may get its pod ready
+        # between two looks, so that no incomplete state is ever seen in between.
+        if complete and (not self._ready_reported or (ready, desired) != self._ready_counts):
             self._ready_reported = True
+            self._ready_counts = (ready, desired)
             started = self._rollout_started
             fields: dict[str, Any] = {"ready": ready, "desired": desired}
             if started is None or self._not_ready_reported:
                 fields["late"] = True
             else:
                 fields["seconds"] = round(self.clock() - started, 3)
-            log.info("daemonset_ready", name=cfg.daemonset_name, **fields)
-            images = len(_containers(observed))
-            self._event(
-                warning=False,
-                reason="Ready",
-                action="Pull",
-                note=f"All {images} images held on {ready}/{desired} nodes",
-            )
-            if self._rollout_reason == "refreshed":
-                log.info("refresh_complete", name=cfg.daemonset_name, uid=uid)
+            # The metrics first: whoever reads the log line may scrape them at once.
             if self._refresh_started_at is not None:
                 self.metrics.refresh_completed(
                     cfg.namespace,
@@ -784,6 +779,16 @@ class Controller:
                 self._refresh_started_at = None
             self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, {})
             self.last_failures = []
+            log.info("daemonset_ready", name=cfg.daemonset_name, **fields)
+            images = len(_containers(observed))
+            self._event(
+                warning=False,
+                reason="Ready",
+                action="Pull",
+                note=f"All {images} images held on {ready}/{desired} nodes",
+            )
+            if self._rollout_reason == "refreshed":
+                log.info("refresh_complete", name=cfg.daemonset_name, uid=uid)
             if desired == 0:
                 log.warning(
                     "no_nodes_selected",

@@ -673,3 +673,13 @@ def test_our_daemonset_stays_ours_when_its_labels_are_removed(controller, kube, 
 def test_refresh_time_is_written_as_the_api_writes_times():
     assert format_time(parse_time("2026-11-28T20:00:00Z")) == "2026-11-28T20:00:00.000Z"
     assert format_time(parse_time("2026-11-28T20:00:00.123Z")) == "2026-11-28T20:00:00.123Z"
+
+
+def test_a_node_that_joins_and_is_ready_between_two_looks_is_still_reported(controller, kube):
+    created_and_ready(controller, kube)
+    with capture_logs() as logs:
+        kube.roll_out(nodes=4)  # the new node's pod is ready before the next look
+        controller.reconcile()
+        controller.reconcile()  # once, not on every look
+    (ready,) = events(logs, "daemonset_ready")
+    assert (ready["ready"], ready["desired"], ready.get("late")) == (4, 4, True)
