@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from imagepuller.kube import Kube, KubeError, NotFound
+from imagepuller.kube import EVENTS_V1, Kube, KubeError, NotFound
 
 log = structlog.get_logger("imagepuller.events")
 
@@ -103,7 +103,7 @@ class EventRecorder:
                 }
                 if related:
                     body["related"] = related
-                created = self.kube.create_event_v1(namespace, body)
+                created = self.kube.create_object(EVENTS_V1, namespace, body)
             except KubeError as err:
                 log.warning("event_not_recorded", reason=reason, error=str(err))
                 return
@@ -116,7 +116,7 @@ class EventRecorder:
         name, count = self._series[key]
         patch = {"series": {"count": count + 1, "lastObservedTime": now}}
         try:
-            self.kube.patch_event_v1(namespace, name, patch)
+            self.kube.merge_patch(EVENTS_V1, namespace, name, patch)
         except NotFound:
             del self._series[key]
             return False

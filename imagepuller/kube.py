@@ -46,6 +46,7 @@ WATCH_MAX_SECONDS = 300
 # Where each kind we write, list or watch lives: its name in messages, its collection's path.
 DAEMONSETS = ("daemonsets.apps", "/apis/apps/v1/namespaces/{namespace}/daemonsets")
 CONFIGMAPS = ("configmaps", "/api/v1/namespaces/{namespace}/configmaps")
+NODES = ("nodes", "/api/v1/nodes")
 EVENTS_V1 = ("events.events.k8s.io", "/apis/events.k8s.io/v1/namespaces/{namespace}/events")
 LEASES = (
     "leases.coordination.k8s.io",
@@ -294,30 +295,6 @@ class Kube:
             content_type=content_type,
         )
 
-    def create_event_v1(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(
-            "create",
-            EVENTS_V1[0],
-            namespace,
-            self._send,
-            "POST",
-            _path(EVENTS_V1, namespace),
-            body=body,
-        )
-
-    def patch_event_v1(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """A merge patch: a repeat counted on the Event's series."""
-        return self._call(
-            "patch",
-            EVENTS_V1[0],
-            namespace,
-            self._send,
-            "PATCH",
-            _path(EVENTS_V1, namespace, name),
-            body=patch,
-            content_type=_MERGE_PATCH,
-        )
-
     def get_object(self, kind: tuple[str, str], namespace: str, name: str) -> dict[str, Any] | None:
         """One object (None when there is none)."""
         try:
@@ -342,18 +319,27 @@ class Kube:
             "update", kind[0], namespace, self._send, "PUT", _path(kind, namespace, name), body=body
         )
 
-    def patch_status(
-        self, kind: tuple[str, str], namespace: str, name: str, status: dict[str, Any]
+    def merge_patch(
+        self,
+        kind: tuple[str, str],
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        *,
+        subresource: str = "",
     ) -> dict[str, Any]:
-        """A merge patch of the status subresource: the spec is never written."""
+        """A JSON merge patch of the object, or of its ``subresource`` (``status``: the
+        operator writes a resource's status and never its spec)."""
+        path = _path(kind, namespace, name) + (f"/{subresource}" if subresource else "")
+        resource = f"{kind[0]}/{subresource}" if subresource else kind[0]
         return self._call(
             "patch",
-            f"{kind[0]}/status",
+            resource,
             namespace,
             self._send,
             "PATCH",
-            _path(kind, namespace, name) + "/status",
-            body={"status": status},
+            path,
+            body=patch,
             content_type=_MERGE_PATCH,
         )
 
@@ -363,12 +349,15 @@ class Kube:
         namespace: str,
         *,
         field_selector: str | None = None,
+        label_selector: str | None = None,
         deadline: float | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
-        """Every object of ``kind`` in ``namespace`` (matching the selector) and the list's
-        resourceVersion, to watch from."""
+        """Every object of ``kind`` in ``namespace`` (every namespace: "") matching the
+        selectors, and the list's resourceVersion, to watch from."""
         resource = kind[0]
         query = [("fieldSelector", field_selector)] if field_selector else []
+        if label_selector:
+            query.append(("labelSelector", label_selector))
         result = self._call(
             "list",
             resource,
@@ -432,22 +421,11 @@ class Kube:
     def list_daemonsets(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """DaemonSets matching ``label_selector`` in ``namespace``, or in every namespace the
         caller may list (None)."""
-        path = _path(DAEMONSETS, namespace) if namespace else "/apis/apps/v1/daemonsets"
-        result = self._call(
-            "list",
-            DAEMONSETS[0],
-            namespace or "",
-            self._send,
-            "GET",
-            path,
-            query=[("labelSelector", label_selector)],
-        )
-        return result.get("items") or []
+        return self.list_objects(DAEMONSETS, namespace or "", label_selector=label_selector)[0]
 
     def list_nodes(self) -> list[dict[str, Any]]:
         """Every node (cluster-scoped: needs a ClusterRole; Forbidden without one)."""
-        result = self._call("list", "nodes", "", self._send, "GET", "/api/v1/nodes")
-        return result.get("items") or []
+        return self.list_objects(NODES, "")[0]
 
     def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
         return self._list(

@@ -461,7 +461,7 @@ class Operator:
         if written is not None and now - written.at < STATUS_MIN_INTERVAL:
             return STATUS_MIN_INTERVAL - (now - written.at)
         try:
-            self.kube.patch_status(PULLERS, key[0], key[1], status)
+            self.kube.merge_patch(PULLERS, key[0], key[1], {"status": status}, subresource="status")
         except NotFound:
             return None  # deleted meanwhile: the next pass forgets it
         except KubeError as err:

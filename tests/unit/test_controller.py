@@ -18,6 +18,7 @@ from imagepuller.config import load_config
 from imagepuller.controller import ConfigRejected, Controller, DaemonSetInTheWay, is_ours
 from imagepuller.daemonset import build_daemonset
 from imagepuller.kube import (
+    EVENTS_V1,
     Conflict,
     Forbidden,
     Invalid,
@@ -146,7 +147,9 @@ class FakeKube:
     def list_events(self, namespace, field_selector):
         return self.events
 
-    def create_event_v1(self, namespace, body):
+    # Events (events.k8s.io) are the only objects the controller creates or patches generically.
+    def create_object(self, kind, namespace, body):
+        assert kind == EVENTS_V1
         created = {
             **body,
             "metadata": {**body["metadata"], "name": f"ev-{len(self.recorded_events)}"},
@@ -154,7 +157,8 @@ class FakeKube:
         self.recorded_events.append(created)
         return created
 
-    def patch_event_v1(self, namespace, name, patch):
+    def merge_patch(self, kind, namespace, name, patch, *, subresource=""):
+        assert (kind, subresource) == (EVENTS_V1, "")
         (event,) = [e for e in self.recorded_events if e["metadata"]["name"] == name]
         event.update(patch)
         return event

@@ -38,10 +38,10 @@ def test_a_repeat_of_an_event_the_api_dropped_creates_a_new_one():
     events = EventRecorder(kube, "host/1")
     events.record(ABOUT, warning=True, reason="NotReady", action="Pull", note="n")
 
-    def gone(namespace, name, patch):
+    def gone(kind, namespace, name, patch, *, subresource=""):
         raise NotFound("events.events.k8s.io not found", status=404)
 
-    kube.patch_event_v1 = gone
+    kube.merge_patch = gone
     events.record(ABOUT, warning=True, reason="NotReady", action="Pull", note="n")
     assert len(kube.recorded_events) == 2
     assert "series" not in kube.recorded_events[1]
@@ -50,10 +50,10 @@ def test_a_repeat_of_an_event_the_api_dropped_creates_a_new_one():
 def test_an_event_that_cannot_be_recorded_is_logged_not_raised():
     kube = FakeKube()
 
-    def forbidden(namespace, body):
+    def forbidden(kind, namespace, body):
         raise Forbidden("no", permission="create events.events.k8s.io in namespace ns")
 
-    kube.create_event_v1 = forbidden
+    kube.create_object = forbidden
     EventRecorder(kube).record(ABOUT, warning=False, reason="Ready", action="Pull", note="n")
 
 
