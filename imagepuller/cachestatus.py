@@ -20,8 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagepuller.config import INIT_CONTAINER_NAME
+from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.pods import container_failure
 from imagepuller.reconciler import parse_time
 
 HELD = "held"
@@ -30,26 +31,6 @@ FAILED = "failed"
 NOT_SCHEDULED = "not-scheduled"
 # The table's order: what needs someone's attention first.
 STATES = (FAILED, PULLING, NOT_SCHEDULED, HELD)
-
-# Waiting reasons that will not clear by waiting: the image cannot be pulled or its container
-# cannot be created or run. Any other waiting reason (ContainerCreating, PodInitializing) is
-# progress. CrashLoopBackOff and RunContainerError are here too: the container was pulled but
-# cannot run (say, the init container's `sleep` does not fit the image's platform), which no
-# amount of waiting fixes either.
-FAILURE_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-        "RegistryUnavailable",
-        "SignatureValidationFailed",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "CrashLoopBackOff",
-        "RunContainerError",
-    }
-)
 
 # The DaemonSet controller adds tolerations for these to every pod it creates (not-ready,
 # unreachable, disk-pressure, memory-pressure, pid-pressure, unschedulable, ...).
@@ -60,10 +41,8 @@ DETAIL_WIDTH = 100
 NODES_WIDTH = 32
 
 
-@dataclass(frozen=True)
-class Image:
-    name: str  # the container's name
-    image: str  # the reference
+# An image as the template has it: the container's name and the reference.
+Image = CachedImage
 
 
 @dataclass(frozen=True)
@@ -281,7 +260,8 @@ def _node_status(
     name: str, why: str | None, images: Sequence[Image], pods: list[dict[str, Any]]
 ) -> tuple[NodeStatus, list[Failure]]:
     """The node's status, and its failing containers."""
-    if not _live(pods):
+    live = _live(pods)
+    if not live:
         if why is not None:
             states = {i.name: ImageStatus(NOT_SCHEDULED) for i in images}
             node = NodeStatus(name, False, NOT_SCHEDULED, 0, len(images), why, states, why)
@@ -290,7 +270,7 @@ def _node_status(
         # the old one is being deleted, as a recreate refresh does).
         states = {i.name: ImageStatus(PULLING, "", "no pod yet") for i in images}
         return NodeStatus(name, True, PULLING, 0, len(images), None, states, "no pod yet"), []
-    states, failing = image_states(images, pods)
+    states, failing = image_states(images, live)
     failures = [Failure(name, *problem) for problem in failing]
     holds = sum(1 for s in states.values() if s.state == HELD)
     if failures:
@@ -314,22 +294,19 @@ _Problem = tuple[str, str, str, str]
 
 
 def image_states(
-    images: Sequence[Image], pods: list[dict[str, Any]]
+    images: Sequence[Image], live: list[dict[str, Any]]
 ) -> tuple[dict[str, ImageStatus], list[_Problem]]:
-    """Per image (by container name), what the pods of one node say about it; and the failing
-    containers: the init container or the pod itself when they block every image still
-    missing, else each failing image's container."""
-    live = _live(pods)
+    """Per image (by container name), what the live pods of one node (at least one) say about
+    it; and the failing containers: the init container or the pod itself when they block every
+    image still missing, else each failing image's container."""
     held = {name for pod in live for name in _ready_containers(pod, images)}
-    newest = max(live, key=_created, default=None)
-    blocked = _blocking_problem(newest) if newest is not None else None
+    newest = max(live, key=_created)
+    blocked = _blocking_problem(newest)
     states: dict[str, ImageStatus] = {}
     failing: list[_Problem] = []
     for image in images:
         if image.name in held:
             states[image.name] = ImageStatus(HELD)
-        elif newest is None:
-            states[image.name] = ImageStatus(PULLING, "", "no pod yet")
         elif blocked is not None:
             # The whole pod cannot start (unschedulable, evicted, its init container failing):
             # every image still missing fails for that one reason, reported once.
@@ -385,7 +362,7 @@ def _blocking_problem(pod: Mapping[str, Any]) -> _Problem | None:
         c["name"]: c.get("image", "") for c in (pod.get("spec") or {}).get("initContainers") or []
     }
     for container in status.get("initContainerStatuses") or []:
-        problem = _container_failure(container)
+        problem = container_failure(container)
         if problem is not None:
             name = container["name"]
             return init_images.get(name) or container.get("image", ""), name, *problem
@@ -397,7 +374,7 @@ def _container_state(pod: Mapping[str, Any], name: str) -> ImageStatus:
     status = next((s for s in statuses if s.get("name") == name), None)
     if status is None:  # the kubelet has not reported on it yet
         return ImageStatus(PULLING)
-    problem = _container_failure(status)
+    problem = container_failure(status)
     if problem is not None:
         return ImageStatus(FAILED, *problem)
     state = status.get("state") or {}
@@ -407,20 +384,6 @@ def _container_state(pod: Mapping[str, Any], name: str) -> ImageStatus:
     if "running" in state:
         return ImageStatus(PULLING, "NotReady", "running, not ready yet")
     return ImageStatus(PULLING)
-
-
-def _container_failure(status: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(reason, message) when the container's state is a failure, else None."""
-    state = status.get("state") or {}
-    waiting = state.get("waiting") or {}
-    if waiting.get("reason") in FAILURE_REASONS:
-        return waiting["reason"], waiting.get("message") or ""
-    terminated = state.get("terminated") or {}
-    # An init container that ended well is done; any container ending badly has failed.
-    if terminated and terminated.get("exitCode", 0) != 0:
-        message = terminated.get("message") or f"exit code {terminated.get('exitCode')}"
-        return terminated.get("reason") or "Error", message
-    return None
 
 
 # --- which nodes the pods are meant for ------------------------------------------------------

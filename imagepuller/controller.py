@@ -98,7 +98,7 @@ def is_ours(
     if created_uid and metadata.get("uid") == created_uid:
         return True
     labels = metadata.get("labels") or {}
-    if labels.get("app.kubernetes.io/managed-by") == ds.MANAGED_BY:
+    if labels.get(ds.MANAGED_BY_LABEL) == ds.MANAGED_BY:
         return True
     selector = ((existing.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     # A selector is immutable, and only our DaemonSets select our image-cache pods by name.

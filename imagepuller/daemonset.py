@@ -28,6 +28,7 @@ from imagepuller.config import INIT_CONTAINER_NAME, RESERVED_ANNOTATION_PREFIX, 
 
 APP_NAME = "kubernetes-image-puller"
 MANAGED_BY = "imagepuller"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 # The Go original labelled its DaemonSets this way; recognising it lets us take over a
 # DaemonSet it left behind when an installation migrates to this puller.
 LEGACY_LABELS = {"test": "daemonset-test"}
@@ -65,7 +66,7 @@ def selector_labels(config: Config) -> dict[str, str]:
 
 
 def object_labels(config: Config) -> dict[str, str]:
-    return {**selector_labels(config), "app.kubernetes.io/managed-by": MANAGED_BY}
+    return {**selector_labels(config), MANAGED_BY_LABEL: MANAGED_BY}
 
 
 def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,21 @@ from typing import Any
 _PROGRESS_REASONS = {"ContainerCreating", "PodInitializing"}
 
 
+def container_failure(status: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when a container status is a failure, else None: waiting for any
+    reason but progress (ErrImagePull, ImagePullBackOff, CrashLoopBackOff, ...), or ended with
+    a non-zero exit code. One rule for the controller's report and `imagepuller status`."""
+    state = status.get("state") or {}
+    waiting = state.get("waiting")
+    terminated = state.get("terminated")
+    if waiting and waiting.get("reason") not in _PROGRESS_REASONS:
+        return waiting.get("reason") or "Waiting", waiting.get("message") or ""
+    if terminated and terminated.get("exitCode", 0) != 0:
+        message = terminated.get("message") or f"exit code {terminated.get('exitCode')}"
+        return terminated.get("reason") or "Error", message
+    return None
+
+
 def pull_failures(pods: list[dict[str, Any]]) -> list[dict[str, str]]:
     """One entry per failing container: node, pod, container, image, reason, message.
 
@@ -38,16 +53,10 @@ def pull_failures(pods: list[dict[str, Any]]) -> list[dict[str, str]]:
             status.get("containerStatuses") or []
         )
         for container in statuses:
-            state = container.get("state") or {}
-            waiting = state.get("waiting")
-            terminated = state.get("terminated")
-            if waiting and waiting.get("reason") not in _PROGRESS_REASONS:
-                reason, message = waiting.get("reason") or "Waiting", waiting.get("message") or ""
-            elif terminated and terminated.get("exitCode", 0) != 0:
-                reason = terminated.get("reason") or "Error"
-                message = terminated.get("message") or f"exit code {terminated.get('exitCode')}"
-            else:
+            problem = container_failure(container)
+            if problem is None:
                 continue
+            reason, message = problem
             failures.append(
                 {
                     "node": node,

@@ -18,7 +18,7 @@ from typing import Any
 from imagepuller import cachestatus, exitcodes
 from imagepuller.cachestatus import PullerStatus
 from imagepuller.config import DEFAULT_NAME, DEFAULT_NAMESPACE
-from imagepuller.daemonset import MANAGED_BY
+from imagepuller.daemonset import MANAGED_BY, MANAGED_BY_LABEL
 from imagepuller.kube import Forbidden, Kube, KubeError, load_api_client
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
@@ -32,7 +32,7 @@ NOT_READY = 1
 ACCESS = exitcodes.USAGE
 
 # Every DaemonSet any puller made carries this label (daemonset.object_labels).
-MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # A transient API failure is retried this long: a person or a pipeline is waiting.
 RETRY_SECONDS = 10.0
 
