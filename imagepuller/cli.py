@@ -33,7 +33,7 @@ from imagepuller.config import (
 from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
 from imagepuller.durations import DurationError, format_duration, parse_duration
-from imagepuller.endpoints import Endpoints
+from imagepuller.endpoints import Endpoints, Probes
 from imagepuller.events import EventRecorder
 from imagepuller.health import Health
 from imagepuller.kube import Kube, KubeError, load_api_client
@@ -306,9 +306,7 @@ def images_command(args: argparse.Namespace) -> int:
         for problem in listed.problems:
             print(f"imagepuller images: {problem}", file=sys.stderr)
         references.extend(listed.references)
-    merged = imagelists.merge_images(
-        existing, references, keep={image.image: image.name for image in existing}
-    )
+    merged = imagelists.merge_images(existing, references)  # existing names stay as they are
     added = len(merged) - len(existing)
     over_limit = imagelists.too_many(added, args.max_images)
     if over_limit:
@@ -447,11 +445,7 @@ def operator_command(env: Mapping[str, str]) -> int:
         stop=stop,
     )
     health = _OperatorHealth(elector, operator)
-    if settings.metrics_port:
-        try:
-            Endpoints(settings.metrics_host, settings.metrics_port, metrics, health).start()
-        except OSError as err:
-            log.error("endpoints_unavailable", port=settings.metrics_port, error=str(err))
+    _serve_endpoints(settings.metrics_host, settings.metrics_port, metrics, health, log)
     lost: list[bool] = []
     worker = threading.Thread(target=operator.run, name="operator", daemon=True)
 
@@ -514,23 +508,29 @@ def _observability(config: Config, kube: Kube, log: Any) -> tuple[Metrics, Healt
         health.progress()
 
     kube.on_request = on_request
-    if config.metrics_port:
-        try:
-            endpoints = Endpoints(config.metrics_host, config.metrics_port, metrics, health)
-        except OSError as err:
-            # The controller's work matters more than its endpoints: it runs on, and the
-            # failing probes make the problem visible in the pod's events.
-            log.error(
-                "endpoints_unavailable",
-                host=config.metrics_host,
-                port=config.metrics_port,
-                error=str(err),
-                note="no /metrics, /healthz or /readyz; the controller runs on",
-            )
-        else:
-            endpoints.start()
-            log.info("endpoints", port=endpoints.port, paths=["/metrics", "/healthz", "/readyz"])
+    _serve_endpoints(config.metrics_host, config.metrics_port, metrics, health, log)
     return metrics, health
+
+
+def _serve_endpoints(host: str, port: int, metrics: Metrics, probes: Probes, log: Any) -> None:
+    """/metrics, /healthz and /readyz on ``port`` (none when 0)."""
+    if not port:
+        return
+    try:
+        endpoints = Endpoints(host, port, metrics, probes)
+    except OSError as err:
+        # The work matters more than its endpoints: it runs on, and the failing probes make
+        # the problem visible in the pod's events.
+        log.error(
+            "endpoints_unavailable",
+            host=host,
+            port=port,
+            error=str(err),
+            note="no /metrics, /healthz or /readyz; the work goes on",
+        )
+        return
+    endpoints.start()
+    log.info("endpoints", port=endpoints.port, paths=["/metrics", "/healthz", "/readyz"])
 
 
 # Whole byte counts below this are formatted exactly (with integers: Decimal arithmetic would

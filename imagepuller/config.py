@@ -404,13 +404,7 @@ def load_config(env: Mapping[str, str]) -> Config:
             int(parse_quantity(DEFAULT_IMAGES_FROM_MAX_BYTES)),
             _max_bytes,
         ),
-        metrics_port=problems.get("METRICS_PORT", DEFAULT_METRICS_PORT, _port),
-        metrics_host=problems.get("METRICS_HOST", "", _host),
-        healthz_stuck_after_seconds=problems.get(
-            "HEALTHZ_STUCK_AFTER",
-            parse_duration(DEFAULT_HEALTHZ_STUCK_AFTER),
-            _bounded_duration(HEALTHZ_STUCK_AFTER_RANGE, "such as 3m or 90s"),
-        ),
+        **_endpoint_settings(problems),
     )
     if problems.items:
         raise ConfigError(problems.items)
@@ -546,6 +540,19 @@ def check_ca_bundle(raw: str) -> str:
     except (ssl.SSLError, OSError, ValueError) as err:
         raise ValueError(f"not usable ({err}); {expected}") from None
     return raw
+
+
+def _endpoint_settings(problems: _Problems) -> dict[str, Any]:
+    """METRICS_PORT, METRICS_HOST and HEALTHZ_STUCK_AFTER: the same for `run` and `operator`."""
+    return {
+        "metrics_port": problems.get("METRICS_PORT", DEFAULT_METRICS_PORT, _port),
+        "metrics_host": problems.get("METRICS_HOST", "", _host),
+        "healthz_stuck_after_seconds": problems.get(
+            "HEALTHZ_STUCK_AFTER",
+            parse_duration(DEFAULT_HEALTHZ_STUCK_AFTER),
+            _bounded_duration(HEALTHZ_STUCK_AFTER_RANGE, "such as 3m or 90s"),
+        ),
+    }
 
 
 def _port(raw: str) -> int:
@@ -948,13 +955,7 @@ def load_operator_settings(env: Mapping[str, str]) -> OperatorSettings:
         watch_namespaces=problems.get("WATCH_NAMESPACES", (), _namespace_list),
         namespace=problems.get("POD_NAMESPACE", DEFAULT_OPERATOR_NAMESPACE, _dns_label),
         pod_name=env.get("POD_NAME") or None,
-        metrics_port=problems.get("METRICS_PORT", DEFAULT_METRICS_PORT, _port),
-        metrics_host=problems.get("METRICS_HOST", "", _host),
-        healthz_stuck_after_seconds=problems.get(
-            "HEALTHZ_STUCK_AFTER",
-            parse_duration(DEFAULT_HEALTHZ_STUCK_AFTER),
-            _bounded_duration(HEALTHZ_STUCK_AFTER_RANGE, "such as 3m or 90s"),
-        ),
+        **_endpoint_settings(problems),
         log_format=problems.get("LOG_FORMAT", "auto", _choice(LOG_FORMATS)),
         log_level=problems.get("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
         kubeconfig=env.get("KUBECONFIG") or None,

@@ -52,7 +52,7 @@ from imagepuller.reconciler import (
     rollout,
     spec_hash_of,
 )
-from imagepuller.status import why_not_ready
+from imagepuller.status import failure_summary, why_not_ready
 
 log = structlog.get_logger("imagepuller.controller")
 
@@ -850,7 +850,7 @@ class Controller:
             reason="NotReady",
             action="Pull",
             note=f"{ready}/{desired} nodes hold every image after READY_TIMEOUT "
-            f"({cfg.ready_timeout_seconds:g} s); {_failure_summary(failures)}",
+            f"({cfg.ready_timeout_seconds:g} s); {failure_summary(failures)}",
         )
 
     # --- stopping -----------------------------------------------------------------------
@@ -921,19 +921,6 @@ class Controller:
 def _about(owner: dict[str, Any]) -> dict[str, Any]:
     """An Event's reference to the owner (a Deployment, or a KubernetesImagePuller)."""
     return involved(owner, owner.get("apiVersion") or "apps/v1", owner.get("kind") or "Deployment")
-
-
-def _failure_summary(failures: list[dict[str, Any]], shown: int = 5) -> str:
-    """``node image: reason`` for the first few failures, and how many more."""
-    if not failures:
-        return "no failure reported yet (pods still pulling or being created)"
-    parts = [
-        f"{f.get('node') or '?'} {f.get('image') or f.get('container') or ''}: "
-        f"{f.get('reason') or 'unknown'}".replace("  ", " ")
-        for f in failures[:shown]
-    ]
-    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
-    return "failing: " + "; ".join(parts) + more
 
 
 def _containers(daemonset: dict[str, Any]) -> list[dict[str, Any]]:

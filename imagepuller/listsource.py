@@ -39,12 +39,11 @@ def _settings(cfg: Config) -> tuple[object, ...]:
 
 @dataclass
 class ReadOutcome:
-    """What one reading of the lists changed: failures that began (or changed reason) are
-    what an Event should say; ``changed`` whether the images to hold changed."""
+    """What one reading of the lists found: the failures that began (or changed reason) are
+    what an Event should say."""
 
     new_failures: dict[str, str] = field(default_factory=dict)
     failing: dict[str, str] = field(default_factory=dict)
-    changed: bool = False
 
 
 class ImageListSource:
@@ -93,7 +92,6 @@ class ImageListSource:
     def read(self, cfg: Config, held: Iterable[str] = ()) -> ReadOutcome:
         """Read every list of ``cfg`` now. ``held``: the references the running DaemonSet holds
         beyond IMAGES, kept while a list has never been read."""
-        before = set(self.references(cfg))
         if any(url not in self._good for url in cfg.images_from) and not self._held:
             self._held = tuple(held)
         readings: dict[str, tuple[str, ...]] = {}
@@ -147,5 +145,4 @@ class ImageListSource:
         self.failing = failures
         self._read_with = _settings(cfg)
         self._retry_at = self.clock() + RETRY_SECONDS if failures else None
-        outcome.changed = set(self.references(cfg)) != before
         return outcome

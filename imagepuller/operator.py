@@ -38,7 +38,7 @@ from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
 from imagepuller.metrics import Metrics
 from imagepuller.reconciler import format_time, rollout
 from imagepuller.resource import GROUP, KIND, VERSION, config_from_resource
-from imagepuller.status import why_not_ready
+from imagepuller.status import failure_summary, why_not_ready
 
 log = structlog.get_logger("imagepuller.operator")
 
@@ -409,7 +409,7 @@ class Operator:
         if problems:
             degraded = (True, "InvalidSpec", "; ".join(problems))
         elif failures:
-            degraded = (True, "ImagesNotCached", _failure_text(failures))
+            degraded = (True, "ImagesNotCached", failure_summary(failures))
         else:
             degraded = (False, "AsExpected", "no failure reported")
         refreshed = stored.get("lastRefreshTime")
@@ -487,7 +487,7 @@ def _status_body(
         since = (
             previous["lastTransitionTime"]
             if previous and previous.get("status") == status and previous.get("lastTransitionTime")
-            else format_time(now).replace(".000Z", "Z")
+            else format_time(now)
         )
         made.append(
             {
@@ -514,12 +514,3 @@ def _seconds(timestamp: str) -> str:
     next comparison would see a change that is none."""
     head, dot, _ = timestamp.partition(".")
     return f"{head}Z" if dot else timestamp
-
-
-def _failure_text(failures: list[dict[str, Any]], shown: int = 5) -> str:
-    parts = [
-        f"{f.get('node') or '?'} {f.get('image') or f.get('container') or ''}: {f.get('reason')}"
-        for f in failures[:shown]
-    ]
-    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
-    return "not cached: " + "; ".join(parts) + more

@@ -60,3 +60,16 @@ def creation_failures(kube: Kube, namespace: str, uid: str) -> list[dict[str, st
         }
         for message, times in messages.items()
     ]
+
+
+def failure_summary(failures: list[dict[str, Any]], shown: int = 5) -> str:
+    """``node image: reason`` for the first few failures, and how many more."""
+    if not failures:
+        return "no failure reported yet (pods still pulling or being created)"
+    parts = [
+        f"{f.get('node') or '?'} {f.get('image') or f.get('container') or ''}: "
+        f"{f.get('reason') or 'unknown'}".replace("  ", " ")
+        for f in failures[:shown]
+    ]
+    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
+    return "failing: " + "; ".join(parts) + more
