@@ -210,30 +210,17 @@ class FakeInformer:
         return self.kube.objects.get(name)
 
 
-@pytest.fixture
-def kube():
-    return FakeKube()
-
-
-@pytest.fixture
-def wall():
-    return Clock(parse_time("2026-11-28T20:00:00Z"))
-
-
-@pytest.fixture
-def clock():
-    return Clock(1000.0)
-
-
-def make(kube, clock, wall, env=None, identity=ME):
+def make(kube, clock, wall, env=None, identity=ME, *, base=ENV, **parts):
+    """A controller on the fake API; ``parts``: more of the Controller's (lists, metrics...)."""
     return Controller(
-        load_config({**ENV, **(env or {})}),
+        load_config({**base, **(env or {})}),
         kube,
         stop=kube.stop,
         clock=clock,
         wall=wall,
         identity=identity,
         informer=FakeInformer,
+        **parts,
     )
 
 

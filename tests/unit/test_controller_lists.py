@@ -7,11 +7,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from imagepuller.config import load_config
-from imagepuller.controller import Controller
 from imagepuller.imagelists import ImageList, ListUnavailable
 from imagepuller.kube import Invalid
 from imagepuller.listsource import RETRY_SECONDS, ImageListSource
-from tests.unit.test_controller import ME, NAME, Clock, FakeInformer, FakeKube, events
+from tests.unit import test_controller as controller
+from tests.unit.test_controller import ME, NAME, events
 
 URL = "https://devspaces.example.com/plugin-registry/v3/external_images.txt"
 URL2 = "https://devspaces.example.com/devfile-registry/devfiles/external_images.txt"
@@ -42,30 +42,14 @@ class Lists:
         return ImageList(url, tuple(served))
 
 
-@pytest.fixture
-def kube():
-    return FakeKube()
-
-
-@pytest.fixture
-def clock():
-    return Clock(1000.0)
-
-
-@pytest.fixture
-def wall():
-    return Clock(1_796_000_000.0)
-
-
 def make(kube, clock, wall, lists, env=None, identity=ME):
-    return Controller(
-        load_config({**ENV, **(env or {})}),
+    return controller.make(
         kube,
-        stop=kube.stop,
-        clock=clock,
-        wall=wall,
-        identity=identity,
-        informer=FakeInformer,
+        clock,
+        wall,
+        env,
+        identity,
+        base=ENV,
         lists=ImageListSource(read=lists, clock=clock),
     )
 

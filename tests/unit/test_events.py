@@ -3,11 +3,9 @@ counted on the first Event's series instead of a new one."""
 
 from __future__ import annotations
 
-from imagepuller.config import load_config
-from imagepuller.controller import Controller
 from imagepuller.events import REPORTING_CONTROLLER, EventRecorder, micro_time
 from imagepuller.kube import Forbidden, NotFound
-from tests.unit.test_controller import ENV, ME, Clock, FakeInformer, FakeKube, failing_pod
+from tests.unit.test_controller import Clock, FakeKube, failing_pod, make
 
 DEPLOYMENT = {
     "metadata": {"name": "kubernetes-image-puller", "namespace": "ns", "uid": "dep-uid"},
@@ -57,22 +55,10 @@ def test_an_event_that_cannot_be_recorded_is_logged_not_raised():
     EventRecorder(kube).record(ABOUT, warning=False, reason="Ready", action="Pull", note="n")
 
 
-def controller_on(kube, clock, wall):
-    return Controller(
-        load_config(ENV),
-        kube,
-        stop=kube.stop,
-        clock=clock,
-        wall=wall,
-        identity=ME,
-        informer=FakeInformer,
-    )
-
-
 def test_the_controller_reports_on_its_deployment_and_aggregates_hourly_repeats():
     kube, clock, wall = FakeKube(), Clock(1000.0), Clock(1_796_000_000.0)
     kube.deployment = DEPLOYMENT
-    controller = controller_on(kube, clock, wall)
+    controller = make(kube, clock, wall)
     controller.reconcile()
     kube.roll_out()
     controller.reconcile()
@@ -99,7 +85,7 @@ def test_the_controller_reports_on_its_deployment_and_aggregates_hourly_repeats(
 
 def test_not_ready_after_the_timeout_is_a_warning_naming_node_image_and_reason():
     kube, clock, wall = FakeKube(), Clock(1000.0), Clock(1_796_000_000.0)
-    controller = controller_on(kube, clock, wall)
+    controller = make(kube, clock, wall)
     controller.reconcile()
     kube.pods = [failing_pod()]
     clock.now += 61

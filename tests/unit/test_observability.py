@@ -10,29 +10,14 @@ import urllib.request
 import pytest
 
 from imagepuller.config import load_config
-from imagepuller.controller import Controller
 from imagepuller.endpoints import Endpoints
 from imagepuller.health import Health
 from imagepuller.kube import Invalid
 from imagepuller.metrics import PrometheusMetrics
-from tests.unit.test_controller import ENV, ME, Clock, FakeInformer, FakeKube, failing_pod
+from tests.unit import test_controller as controller
+from tests.unit.test_controller import ENV, Clock, failing_pod
 
 LABELS = {"namespace": "ns", "daemonset": "kubernetes-image-puller"}
-
-
-@pytest.fixture
-def kube():
-    return FakeKube()
-
-
-@pytest.fixture
-def clock():
-    return Clock(1000.0)
-
-
-@pytest.fixture
-def wall():
-    return Clock(1_796_000_000.0)
 
 
 @pytest.fixture
@@ -41,17 +26,7 @@ def metrics():
 
 
 def make(kube, clock, wall, metrics, health=None):
-    return Controller(
-        load_config(ENV),
-        kube,
-        stop=kube.stop,
-        clock=clock,
-        wall=wall,
-        identity=ME,
-        informer=FakeInformer,
-        metrics=metrics,
-        health=health or Health(clock=clock),
-    )
+    return controller.make(kube, clock, wall, metrics=metrics, health=health or Health(clock=clock))
 
 
 def get(url: str) -> tuple[int, str]:
