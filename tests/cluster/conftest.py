@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from imagepuller.resource import GROUP, PLURAL
 from tests.apiobjects import read_or_none
 from tests.controller_process import ControllerProcess
 from tests.waiting import wait_until
@@ -84,7 +85,6 @@ def owner_deployment(apps, namespace):
 
 
 CRD = Path(__file__).resolve().parents[2] / "manifests" / "operator" / "crd.yaml"
-GROUP, VERSION, PLURAL = "che.eclipse.org", "v1alpha1", "kubernetesimagepullers"
 
 
 def kubectl(cluster, *args: str, stdin: str | None = None) -> str:
@@ -125,3 +125,26 @@ def fixed_namespace(api_client, name: str) -> Iterator[str]:
         if not gone():
             core.delete_namespace(name)
         wait_until(gone, 90, f"namespace {name} to be deleted")
+
+
+# The documentation's §3.6.5 resource, with images that the local cluster's kwok stages pull.
+DOC_RESOURCE = "k8s-image-puller-images"
+DOC_IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
+
+
+def apply_documented_resource(cluster, namespace: str) -> None:
+    """§3.6.5 as the documentation does it: the resource applied from a here-document."""
+    kubectl(
+        cluster,
+        "apply",
+        "-f",
+        "-",
+        stdin=f"""apiVersion: che.eclipse.org/v1alpha1
+kind: KubernetesImagePuller
+metadata:
+  name: {DOC_RESOURCE}
+  namespace: {namespace}
+spec:
+  images: "{DOC_IMAGES}"
+""",
+    )

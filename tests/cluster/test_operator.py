@@ -18,13 +18,20 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from imagepuller.resource import GROUP, PLURAL, VERSION
 from tests.apiobjects import read_or_none
-from tests.cluster.conftest import CRD, GROUP, PLURAL, VERSION, fixed_namespace, kubectl
+from tests.cluster.conftest import (
+    CRD,
+    DOC_IMAGES,
+    apply_documented_resource,
+    fixed_namespace,
+    kubectl,
+)
 from tests.controller_process import ControllerProcess
 from tests.holding import HoldingWatcher
 from tests.waiting import wait_until
 
-IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
+IMAGES = DOC_IMAGES
 DS = "kubernetes-image-puller"
 SELECTOR = f"app.kubernetes.io/instance={DS},app.kubernetes.io/component=image-cache"
 DOC_NAMESPACE = "k8s-image-puller"
@@ -137,20 +144,7 @@ def test_the_documentations_extra_resource_is_cached_on_every_node(
     crd, cluster, apps, custom, operators, doc_namespace
 ):
     kubectl(cluster, "create", "namespace", doc_namespace)
-    kubectl(
-        cluster,
-        "apply",
-        "-f",
-        "-",
-        stdin=f"""apiVersion: che.eclipse.org/v1alpha1
-kind: KubernetesImagePuller
-metadata:
-  name: k8s-image-puller-images
-  namespace: {doc_namespace}
-spec:
-  images: "{IMAGES}"
-""",
-    )
+    apply_documented_resource(cluster, doc_namespace)
     operator = operators(doc_namespace)
     operator.wait_for("leader_elected", 30)
     resource = ready_status(custom, doc_namespace, "k8s-image-puller-images", 3)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 from imagepuller.resource import GROUP, PLURAL, VERSION, config_from_resource
-from tests.cluster.conftest import kubectl
+from tests.cluster.conftest import DOC_IMAGES, apply_documented_resource, kubectl
 from tests.waiting import wait_until
 
-IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
+IMAGES = DOC_IMAGES
 
 
 def custom(api_client):
@@ -32,20 +32,7 @@ def test_the_documentations_resource_and_the_che_operators_full_update(
     crd, cluster, api_client, namespace
 ):
     # §3.6.5, as the documentation applies it.
-    kubectl(
-        cluster,
-        "apply",
-        "-f",
-        "-",
-        stdin=f"""apiVersion: che.eclipse.org/v1alpha1
-kind: KubernetesImagePuller
-metadata:
-  name: k8s-image-puller-images
-  namespace: {namespace}
-spec:
-  images: "{IMAGES}"
-""",
-    )
+    apply_documented_resource(cluster, namespace)
     api = custom(api_client)
     stored = api.get_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, "k8s-image-puller-images"
