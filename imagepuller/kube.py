@@ -45,6 +45,9 @@ WATCH_MAX_SECONDS = 300
 
 # Where each kind we write, list or watch lives: its name in messages, its collection's path.
 DAEMONSETS = ("daemonsets.apps", "/apis/apps/v1/namespaces/{namespace}/daemonsets")
+DEPLOYMENTS = ("deployments.apps", "/apis/apps/v1/namespaces/{namespace}/deployments")
+PODS = ("pods", "/api/v1/namespaces/{namespace}/pods")
+CORE_EVENTS = ("events", "/api/v1/namespaces/{namespace}/events")
 CONFIGMAPS = ("configmaps", "/api/v1/namespaces/{namespace}/configmaps")
 NODES = ("nodes", "/api/v1/nodes")
 EVENTS_V1 = ("events.events.k8s.io", "/apis/events.k8s.io/v1/namespaces/{namespace}/events")
@@ -178,8 +181,6 @@ class Kube:
         call_timeout: tuple[float, float] = _CALL_TIMEOUT,
     ):
         self.api_client = api_client
-        self.apps = k8s.AppsV1Api(api_client)
-        self.core = k8s.CoreV1Api(api_client)
         self.stop = stop or threading.Event()
         self.clock = clock
         # (connect, read) seconds of an ordinary call; leader election wants short ones, so a
@@ -211,14 +212,7 @@ class Kube:
     # --- calls --------------------------------------------------------------------------
 
     def get_daemonset(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get(
-            "get",
-            "daemonsets.apps",
-            namespace,
-            self.apps.read_namespaced_daemon_set,
-            name,
-            namespace,
-        )
+        return self.get_object(DAEMONSETS, namespace, name)
 
     def create_daemonset(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """Create; ``dry_run`` has the API validate and admit it without storing anything."""
@@ -404,19 +398,10 @@ class Kube:
         return self._stream_events(response, resource, namespace)
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._get(
-            "get",
-            "deployments.apps",
-            namespace,
-            self.apps.read_namespaced_deployment,
-            name,
-            namespace,
-        )
+        return self.get_object(DEPLOYMENTS, namespace, name)
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-        return self._list(
-            "pods", self.core.list_namespaced_pod, namespace, label_selector=label_selector
-        )["items"]
+        return self.list_objects(PODS, namespace, label_selector=label_selector)[0]
 
     def list_daemonsets(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
         """DaemonSets matching ``label_selector`` in ``namespace``, or in every namespace the
@@ -428,15 +413,11 @@ class Kube:
         return self.list_objects(NODES, "")[0]
 
     def list_events(self, namespace: str, field_selector: str) -> list[dict[str, Any]]:
-        return self._list(
-            "events", self.core.list_namespaced_event, namespace, field_selector=field_selector
-        )["items"]
+        return self.list_objects(CORE_EVENTS, namespace, field_selector=field_selector)[0]
 
     def is_openshift(self) -> bool:
         """OpenShift serves the route.openshift.io API group; plain Kubernetes does not."""
-        groups = self._call(
-            "get", "API discovery (/apis)", "", k8s.ApisApi(self.api_client).get_api_versions
-        )
+        groups = self._call("get", "API discovery (/apis)", "", self._send, "GET", "/apis")
         return any(g.get("name") == OPENSHIFT_API_GROUP for g in groups.get("groups") or [])
 
     # --- watching -----------------------------------------------------------------------
@@ -511,27 +492,6 @@ class Kube:
             method, url, headers, payload, post_params, _request_timeout=_request_timeout
         )
         return response.response
-
-    def _get(self, verb: str, resource: str, namespace: str, func: Callable[..., Any], *args: Any):
-        try:
-            return self._call(verb, resource, namespace, func, *args)
-        except NotFound:
-            return None
-
-    def _list(
-        self,
-        resource: str,
-        func: Callable[..., Any],
-        namespace: str,
-        deadline: float | None = None,
-        **selectors: str,
-    ) -> dict[str, Any]:
-        """A namespaced list; ``items`` is always a list (the API omits it when empty)."""
-        result = self._call(
-            "list", resource, namespace, func, namespace, deadline=deadline, **selectors
-        )
-        result["items"] = result.get("items") or []
-        return result
 
     def _call(
         self,

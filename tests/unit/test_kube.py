@@ -13,6 +13,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from imagepuller.kube import (
+    PODS,
     Forbidden,
     Invalid,
     Kube,
@@ -46,30 +47,8 @@ class InstantStop(threading.Event):
         return self.is_set()
 
 
-@pytest.fixture
-def kube(mocker):
-    stop = InstantStop()
-    api_client = mocker.MagicMock()
-    instance = Kube(api_client, stop=stop, retry_for=30)
-    instance.apps = mocker.MagicMock()
-    instance.core = mocker.MagicMock()
-    return instance
-
-
 def status(code, message):
     return {"kind": "Status", "code": code, "message": message, "reason": "x"}
-
-
-def test_returns_the_json_the_api_sent(kube):
-    kube.apps.read_namespaced_daemon_set.return_value = Response(body={"metadata": {"uid": "u"}})
-    assert kube.get_daemonset("ns", "ds") == {"metadata": {"uid": "u"}}
-    kwargs = kube.apps.read_namespaced_daemon_set.call_args.kwargs
-    assert kwargs["_preload_content"] is False
-
-
-def test_not_found_is_none(kube):
-    kube.apps.read_namespaced_daemon_set.return_value = Response(404, status(404, "not found"))
-    assert kube.get_daemonset("ns", "ds") is None
 
 
 class SentRequests:
@@ -81,7 +60,7 @@ class SentRequests:
         self.answer(200, {})
 
     def answer(self, code, body=None):
-        self.request.return_value = SimpleNamespace(response=Response(code, body))
+        self.request.return_value = answered(code, body)
 
     @property
     def last(self):
@@ -94,9 +73,41 @@ def sent(mocker):
     return SentRequests(mocker)
 
 
+def answered(code, body=None):
+    """What the client's REST layer returns for one answer."""
+    return SimpleNamespace(response=Response(code, body))
+
+
 @pytest.fixture
 def raw_kube(sent):
     return Kube(sent.api_client, stop=InstantStop(), retry_for=30)
+
+
+def test_returns_the_json_the_api_sent(raw_kube, sent):
+    sent.answer(200, {"metadata": {"uid": "u"}})
+    assert raw_kube.get_daemonset("ns", "ds") == {"metadata": {"uid": "u"}}
+    assert sent.last["method"] == "GET"
+    assert sent.last["url"] == "https://api.test/apis/apps/v1/namespaces/ns/daemonsets/ds"
+
+
+def test_not_found_is_none(raw_kube, sent):
+    sent.answer(404, status(404, "not found"))
+    assert raw_kube.get_daemonset("ns", "ds") is None
+    assert raw_kube.get_deployment("ns", "puller") is None
+    assert sent.last["url"] == "https://api.test/apis/apps/v1/namespaces/ns/deployments/puller"
+
+
+def test_pods_and_events_are_listed_by_selector(raw_kube, sent):
+    sent.answer(200, {"metadata": {"resourceVersion": "7"}})  # no items: the API omits them
+    assert raw_kube.list_pods("ns", "app=puller") == []
+    url = urllib.parse.urlsplit(sent.last["url"])
+    assert url.path == "/api/v1/namespaces/ns/pods"
+    assert urllib.parse.parse_qs(url.query) == {"labelSelector": ["app=puller"]}
+    sent.answer(200, {"metadata": {"resourceVersion": "8"}, "items": [{"reason": "Pulled"}]})
+    assert raw_kube.list_events("ns", "involvedObject.name=ds") == [{"reason": "Pulled"}]
+    url = urllib.parse.urlsplit(sent.last["url"])
+    assert url.path == "/api/v1/namespaces/ns/events"
+    assert urllib.parse.parse_qs(url.query) == {"fieldSelector": ["involvedObject.name=ds"]}
 
 
 def test_forbidden_names_the_permission(raw_kube, sent):
@@ -201,20 +212,26 @@ def test_create_without_dry_run_is_stored(raw_kube, sent):
         ConnectionResetError("reset"),
     ],
 )
-def test_transient_failures_are_retried_with_backoff(kube, failure):
-    # A side_effect list returns responses and raises exceptions, in order.
-    kube.core.list_namespaced_pod.side_effect = [failure, failure, Response(body={"items": []})]
-    assert kube.list_pods("ns", "a=b") == []
-    assert kube.core.list_namespaced_pod.call_count == 3
-    assert kube.stop.waits == [0.5, 1.0]  # exponential backoff between attempts
+def test_transient_failures_are_retried_with_backoff(raw_kube, sent, failure):
+    # A side_effect list returns answers and raises exceptions, in order.
+    if isinstance(failure, Response):
+        failure = SimpleNamespace(response=failure)
+    sent.request.side_effect = [
+        failure,
+        failure,
+        answered(200, {"metadata": {"resourceVersion": "1"}}),
+    ]
+    assert raw_kube.list_pods("ns", "a=b") == []
+    assert sent.request.call_count == 3
+    assert raw_kube.stop.waits == [0.5, 1.0]  # exponential backoff between attempts
 
 
-def test_retries_end_when_asked_to_stop(kube):
-    kube.core.list_namespaced_pod.side_effect = ConnectionRefusedError("refused")
-    kube.stop.set()
+def test_retries_end_when_asked_to_stop(raw_kube, sent):
+    sent.request.side_effect = ConnectionRefusedError("refused")
+    raw_kube.stop.set()
     with pytest.raises(Transient):
-        kube.list_pods("ns", "a=b")
-    assert kube.core.list_namespaced_pod.call_count == 1
+        raw_kube.list_pods("ns", "a=b")
+    assert sent.request.call_count == 1
 
 
 def test_delete_is_foreground_with_a_uid_precondition(raw_kube, sent):
@@ -227,14 +244,12 @@ def test_delete_is_foreground_with_a_uid_precondition(raw_kube, sent):
     assert sent.last["body"] == {"propagationPolicy": "Background"}
 
 
-def test_openshift_is_detected_by_its_api_group(kube, mocker):
-    apis = mocker.patch("imagepuller.kube.k8s.ApisApi")
-    apis.return_value.get_api_versions.return_value = Response(
-        body={"groups": [{"name": "apps"}, {"name": "route.openshift.io"}]}
-    )
-    assert kube.is_openshift() is True
-    apis.return_value.get_api_versions.return_value = Response(body={"groups": [{"name": "apps"}]})
-    assert kube.is_openshift() is False
+def test_openshift_is_detected_by_its_api_group(raw_kube, sent):
+    sent.answer(200, {"groups": [{"name": "apps"}, {"name": "route.openshift.io"}]})
+    assert raw_kube.is_openshift() is True
+    assert sent.last["url"] == "https://api.test/apis"
+    sent.answer(200, {"groups": [{"name": "apps"}]})
+    assert raw_kube.is_openshift() is False
 
 
 def test_missing_kubeconfig_file_is_a_clear_error(tmp_path):
@@ -286,7 +301,7 @@ class Clock:
         return self.now
 
 
-def test_a_deadline_ends_the_retries_of_a_call_inside_a_wait(mocker):
+def test_a_deadline_ends_the_retries_of_a_call_inside_a_wait(sent):
     clock = Clock()
 
     class AdvancingStop(InstantStop):
@@ -294,11 +309,10 @@ def test_a_deadline_ends_the_retries_of_a_call_inside_a_wait(mocker):
             clock.now += timeout or 0  # the backoff takes (fake) time
             return super().wait(timeout)
 
-    kube = Kube(mocker.MagicMock(), stop=AdvancingStop(), retry_for=30, clock=clock)
-    kube.core = mocker.MagicMock()
-    kube.core.list_namespaced_pod.side_effect = ConnectionRefusedError("refused")
+    kube = Kube(sent.api_client, stop=AdvancingStop(), retry_for=30, clock=clock)
+    sent.request.side_effect = ConnectionRefusedError("refused")
     with pytest.raises(Transient):
-        kube._list("pods", kube.core.list_namespaced_pod, "ns", deadline=clock.now + 1)
+        kube.list_objects(PODS, "ns", deadline=clock.now + 1)
     # Backoff 0.5 s, then 1 s: the deadline (1 s away) ends it after 3 tries, where
     # retry_for alone would have gone on for 30 s.
-    assert kube.core.list_namespaced_pod.call_count == 3
+    assert sent.request.call_count == 3
