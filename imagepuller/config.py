@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
 from imagepuller.affinity import FIELDS as AFFINITY_FIELDS
 from imagepuller.affinity import affinity_problems
 from imagepuller.durations import DurationError, parse_duration
@@ -42,8 +40,14 @@ _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z
 
 # Kubernetes' own quantity syntax (ASCII digits only, one suffix or exponent).
 _QUANTITY = re.compile(
-    r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?"
+    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?"
 )
+# What each suffix multiplies by (a decimal exponent, e3, is read by Decimal itself).
+_QUANTITY_FACTORS = {
+    **{s: Decimal(1024) ** p for p, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), 1)},
+    **{s: Decimal(10) ** p for s, p in (("n", -9), ("u", -6), ("m", -3), ("k", 3), ("M", 6))},
+    **{s: Decimal(10) ** p for s, p in (("G", 9), ("T", 12), ("P", 15), ("E", 18))},
+}
 _QUANTITY_MAX = Decimal(2**63) / 1000  # what Kubernetes can hold (int64 milli-units)
 _DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 # Label and annotation keys: [prefix/]name, prefix a DNS-1123 subdomain.
@@ -282,7 +286,21 @@ class Config:
 
 
 def memory_limit_bytes(config: Config) -> Decimal:
-    return parse_quantity(config.memory_limit)
+    return quantity_value(config.memory_limit)
+
+
+def quantity_value(raw: str) -> Decimal:
+    """A Kubernetes quantity's value (``20Mi``, ``.5``, ``200m``, ``1e3``). Our own few lines,
+    not the client's ``parse_quantity``: importing that loads the whole Kubernetes client,
+    which ``render``, ``check`` and ``images`` otherwise never need. ValueError when
+    ``raw`` is not a quantity, ArithmeticError when it overflows."""
+    match = _QUANTITY.fullmatch(raw)
+    if match is None:
+        raise ValueError(f"{raw!r} is not a quantity")
+    number, suffix = match.group(1), match.group(2) or ""
+    if suffix in _QUANTITY_FACTORS:
+        return Decimal(number) * _QUANTITY_FACTORS[suffix]
+    return Decimal(number + suffix)  # no suffix, or a decimal exponent
 
 
 class _Invalid(ValueError):
@@ -356,7 +374,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         if problems.failed & {request_var, limit_var}:
             continue  # already reported; comparing against a default would only confuse
         request, limit = quantities[request_var], quantities[limit_var]
-        if parse_quantity(request) > parse_quantity(limit):
+        if quantity_value(request) > quantity_value(limit):
             problems.items.append(
                 f"CACHING_{kind}_REQUEST={_show(request)} is more than "
                 f"CACHING_{kind}_LIMIT={_show(limit)}: "
@@ -401,7 +419,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         ),
         images_from_max_bytes=problems.get(
             "IMAGES_FROM_MAX_BYTES",
-            int(parse_quantity(DEFAULT_IMAGES_FROM_MAX_BYTES)),
+            int(quantity_value(DEFAULT_IMAGES_FROM_MAX_BYTES)),
             _max_bytes,
         ),
         **_endpoint_settings(problems),
@@ -616,10 +634,8 @@ def _positive_duration(raw: str) -> float:
 
 
 def _quantity(raw: str, expected: str) -> Decimal:
-    if not _QUANTITY.fullmatch(raw):
-        raise ValueError(expected)
     try:
-        value = parse_quantity(raw)
+        value = quantity_value(raw)
     except (ValueError, ArithmeticError):
         raise ValueError(expected) from None
     if value > _QUANTITY_MAX:

@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from imagepuller.config import DEFAULT_KIP_IMAGE, CachedImage, ConfigError, load_config
+from imagepuller.config import (
+    DEFAULT_KIP_IMAGE,
+    CachedImage,
+    ConfigError,
+    load_config,
+    quantity_value,
+)
 from tests.recording_env import RecordingEnv
 
 BASE = {"IMAGES": "java=quay.io/eclipse/java:17;"}
@@ -307,6 +313,19 @@ def test_quantities_follow_kubernetes_syntax_exactly(variable, value):
 @pytest.mark.parametrize("value", ["1e3", "1.5Ki", "20971520", "2E6", "1Gi"])
 def test_memory_quantities_kubernetes_accepts(value):
     assert load(CACHING_MEMORY_REQUEST="1", CACHING_MEMORY_LIMIT=value).memory_limit == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["20Mi", "500M", ".2", "200m", "1", "+5k", "-1", "12.", "1.5E-2", "1e3", "4E", "7Ei", "3u"]
+    + ["1n", "0.5Ki", "8Pi", "1T", "2G", "3P", "9223372036854775807m", "-1.e3", "0"],
+)
+def test_quantity_values_are_the_kubernetes_clients(value):
+    # Our own parser (the client's would load the whole client into render and check) must
+    # read every quantity as the client's parse_quantity does.
+    from kubernetes.utils import parse_quantity
+
+    assert quantity_value(value) == parse_quantity(value)
 
 
 def test_too_large_quantities_say_so():
