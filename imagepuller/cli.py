@@ -7,15 +7,9 @@ import argparse
 import dataclasses
 import io
 import os
-import signal
-import socket
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
-
-import structlog
 
 from imagepuller import __version__, exitcodes, imagelists, statuscmd
 from imagepuller.config import (
@@ -26,25 +20,14 @@ from imagepuller.config import (
     ConfigError,
     check_ca_bundle,
     load_config,
-    load_operator_settings,
     memory_limit_bytes,
     parse_images,
 )
-from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
 from imagepuller.durations import DurationError, format_duration, parse_duration
-from imagepuller.endpoints import Endpoints, Probes
-from imagepuller.events import EventRecorder
-from imagepuller.health import Health
-from imagepuller.kube import Kube, KubeError, load_api_client
-from imagepuller.lease import LeaderElector
 from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
-from imagepuller.manifest_yaml import dump_manifest
-from imagepuller.metrics import Metrics, PrometheusMetrics
-from imagepuller.operator import OPERATOR_LEASE, Operator
 from imagepuller.output import write_output
-from imagepuller.sources import ConfigMapSource
 
 EXIT_OK = exitcodes.OK
 EXIT_CONFIG = exitcodes.CONFIG
@@ -53,11 +36,6 @@ EXIT_USAGE = exitcodes.USAGE
 # --nodes: far above Kubernetes' tested limit of 5,000 nodes, and small enough that the total
 # `check` computes (at most 8Pi x images x nodes) fits Decimal's 28 digits exactly.
 MAX_NODES = 1_000_000
-
-# After SIGTERM the worker gets this long to finish on its own. If a call it is blocked in
-# cannot be interrupted (an unanswered request), the main thread deletes the DaemonSet
-# itself (at most 3 s connect + 10 s read), all well within the default 30 s grace period.
-WORKER_STOP_SECONDS = 12.0
 
 DESCRIPTION = """\
 Keeps container images cached on every node of a Kubernetes cluster.
@@ -199,6 +177,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return statuscmd.status_command(args, env)
     if args.command == "operator":
         # Its pullers' settings come from their resources, not from the environment.
+        from imagepuller.operatorcmd import operator_command  # only this command's imports
+
         return operator_command(env)
     try:
         config = load_config(env)
@@ -209,6 +189,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return render(config, openshift=args.openshift)
     if args.command == "check":
         return check(config, nodes=args.nodes)
+    from imagepuller.runcmd import run  # the Kubernetes client is loaded for `run` only
+
     return run(config)
 
 
@@ -226,6 +208,8 @@ def render(config: Config, *, openshift: bool) -> int:
             return EXIT_CONFIG
         images = imagelists.merge_images(config.images, lists.references(config))
         config = dataclasses.replace(config, images=images)
+    from imagepuller.manifest_yaml import dump_manifest  # YAML only where it is written
+
     return write_output(dump_manifest(build_daemonset(config, openshift=openshift)))
 
 
@@ -317,220 +301,10 @@ def images_command(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     value = imagelists.format_images(merged)
     if args.output == "configmap-patch":
+        from imagepuller.manifest_yaml import dump_manifest
+
         return write_output(dump_manifest({"data": {"IMAGES": value}}))
     return write_output(value + "\n")
-
-
-def run(config: Config) -> int:
-    configure_logging(config.log_format, config.log_level)
-    log = structlog.get_logger("imagepuller")
-    log.info("starting", version=__version__, **config.summary())
-    if config.pod_namespace and config.pod_namespace != config.namespace:
-        log.warning(
-            "namespace_mismatch",
-            namespace=config.namespace,
-            pod_namespace=config.pod_namespace,
-            note="NAMESPACE differs from the namespace the puller runs in; its Role only grants "
-            "access there. Set NAMESPACE (the ConfigMap's, or -p NAMESPACE=...) to "
-            f"{config.pod_namespace} unless you granted access in {config.namespace}",
-        )
-    try:
-        api_client = load_api_client(config.kubeconfig)
-    except KubeError as err:
-        log.error("no_cluster_access", error=str(err))
-        return EXIT_CONFIG
-    stop = threading.Event()
-    kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
-    identity = f"{socket.gethostname()}/{os.getpid()}"
-    metrics, health = _observability(config, kube, log)
-    events = EventRecorder(kube, identity)
-    controller = Controller(
-        config,
-        kube,
-        stop=stop,
-        identity=identity,
-        metrics=metrics,
-        health=health,
-        events=events,
-    )
-    if config.configmap_name:
-        # Live edits: the ConfigMap lives where the puller runs (the templates put both there).
-        source = ConfigMapSource(
-            kube,
-            config.pod_namespace or config.namespace,
-            config.configmap_name,
-            os.environ,
-            controller.offer,
-            identity=identity,
-            on_invalid=lambda: metrics.config_rejected(
-                controller.config.namespace, controller.config.daemonset_name
-            ),
-            events=events,
-        ).start()
-        controller.on_rejected = lambda _config, message: source.report_rejected(message)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        controller.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    # The controller runs in a worker thread so that the main thread is always free to take
-    # a signal and unblock the worker's watch at once, even mid-read on a TLS socket.
-    result: list[int] = []
-
-    def work() -> None:
-        try:
-            result.append(controller.run())
-        finally:
-            stop.set()  # the worker ended (it only does after a stop, or on a bug): wake main
-
-    # A daemon thread: if it is stuck in a call when the grace period runs out, the process
-    # can still exit.
-    worker = threading.Thread(target=work, name="controller", daemon=True)
-    worker.start()
-    stop.wait()
-    worker.join(WORKER_STOP_SECONDS)
-    if worker.is_alive():
-        log.warning(
-            "shutdown_forced",
-            waited_seconds=WORKER_STOP_SECONDS,
-            note="the controller was blocked in an API call; deleting the DaemonSet now",
-        )
-        controller.shutdown()
-        log.info("stopped")
-        return EXIT_OK
-    log.info("stopped")
-    return result[0] if result else EXIT_CONFIG
-
-
-def operator_command(env: Mapping[str, str]) -> int:
-    try:
-        settings = load_operator_settings(env)
-    except ConfigError as err:
-        print(f"imagepuller operator: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    configure_logging(settings.log_format, settings.log_level)
-    log = structlog.get_logger("imagepuller")
-    identity = settings.pod_name or f"{socket.gethostname()}/{os.getpid()}"
-    log.info(
-        "starting",
-        version=__version__,
-        mode="operator",
-        identity=identity,
-        watch_namespaces=list(settings.watch_namespaces) or "all",
-        lease_namespace=settings.namespace,
-    )
-    try:
-        api_client = load_api_client(settings.kubeconfig)
-    except KubeError as err:
-        log.error("no_cluster_access", error=str(err))
-        return EXIT_CONFIG
-    stop = threading.Event()
-    metrics: Metrics = PrometheusMetrics() if settings.metrics_port else Metrics()
-    operator = Operator(
-        api_client,
-        identity=identity,
-        namespaces=settings.watch_namespaces,
-        stop=stop,
-        metrics=metrics,
-        stuck_after=settings.healthz_stuck_after_seconds,
-    )
-    # Short calls for the Lease: a renewal must not hang past the lease it renews.
-    elector = LeaderElector(
-        Kube(api_client, stop=stop, retry_for=1.0, call_timeout=(3.0, 5.0)),
-        settings.namespace,
-        OPERATOR_LEASE,
-        identity,
-        stop=stop,
-    )
-    health = _OperatorHealth(elector, operator)
-    _serve_endpoints(settings.metrics_host, settings.metrics_port, metrics, health, log)
-    lost: list[bool] = []
-    worker = threading.Thread(target=operator.run, name="operator", daemon=True)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        stop.set()
-        operator.wake.poke()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def on_lost() -> None:
-        # Someone else may be reconciling already: stop at once and exit 1 (restarted).
-        lost.append(True)
-        stop.set()
-        operator.wake.poke()
-
-    runner = threading.Thread(
-        target=elector.run,
-        args=(worker.start, on_lost),
-        name="leader-election",
-        daemon=True,
-    )
-    runner.start()
-    stop.wait()
-    runner.join(WORKER_STOP_SECONDS)
-    if worker.is_alive():
-        worker.join(WORKER_STOP_SECONDS)
-    if not lost:
-        elector.release()  # the successor takes over at once, not after the lease duration
-    log.info("stopped")
-    return EXIT_CONFIG if lost else EXIT_OK
-
-
-class _OperatorHealth:
-    """/healthz and /readyz of the operator: the leader's controllers must all be alive; a
-    replica waiting for the Lease is alive and ready (it stands by)."""
-
-    def __init__(self, elector: LeaderElector, operator: Operator):
-        self.elector = elector
-        self.operator = operator
-
-    def alive(self) -> tuple[bool, str]:
-        if not self.elector.is_leader:
-            return True, "ok: standing by for the Lease"
-        return self.operator.alive()
-
-    def ready(self) -> tuple[bool, str]:
-        return True, "ok: leader" if self.elector.is_leader else "ok: standing by"
-
-
-def _observability(config: Config, kube: Kube, log: Any) -> tuple[Metrics, Health]:
-    """Metrics and health, and the endpoints that serve them on METRICS_PORT (none with 0:
-    then prometheus_client is not even imported)."""
-    health = Health(config.healthz_stuck_after_seconds)
-    metrics: Metrics = PrometheusMetrics() if config.metrics_port else Metrics()
-
-    def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
-        metrics.api_request(verb, resource, code, seconds)
-        health.progress()
-
-    kube.on_request = on_request
-    _serve_endpoints(config.metrics_host, config.metrics_port, metrics, health, log)
-    return metrics, health
-
-
-def _serve_endpoints(host: str, port: int, metrics: Metrics, probes: Probes, log: Any) -> None:
-    """/metrics, /healthz and /readyz on ``port`` (none when 0)."""
-    if not port:
-        return
-    try:
-        endpoints = Endpoints(host, port, metrics, probes)
-    except OSError as err:
-        # The work matters more than its endpoints: it runs on, and the failing probes make
-        # the problem visible in the pod's events.
-        log.error(
-            "endpoints_unavailable",
-            host=host,
-            port=port,
-            error=str(err),
-            note="no /metrics, /healthz or /readyz; the work goes on",
-        )
-        return
-    endpoints.start()
-    log.info("endpoints", port=endpoints.port, paths=["/metrics", "/healthz", "/readyz"])
 
 
 # Whole byte counts below this are formatted exactly (with integers: Decimal arithmetic would

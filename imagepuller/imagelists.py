@@ -21,8 +21,6 @@ import re
 import ssl
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -204,6 +202,10 @@ def _read_limited(stream: BinaryIO, source: str, max_bytes: int, deadline: float
 
 
 def _fetch(url: str, *, timeout: float, max_bytes: int, ca_bundle: str | None) -> bytes:
+    # Imported here: only a puller with IMAGES_FROM, or `images` given a URL, reads one.
+    import urllib.error
+    import urllib.request
+
     try:
         context = ssl_context(ca_bundle) if url.startswith("https://") else None
     except (OSError, ssl.SSLError, ValueError) as err:  # a bundle file gone or changed since

@@ -13,16 +13,19 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagepuller import cachestatus, exitcodes
 from imagepuller.cachestatus import PullerStatus
 from imagepuller.config import DEFAULT_NAME, DEFAULT_NAMESPACE
 from imagepuller.daemonset import MANAGED_BY, MANAGED_BY_LABEL
-from imagepuller.kube import Forbidden, Kube, KubeError, load_api_client
 from imagepuller.logs import configure_logging
-from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output
+
+# The client is imported when the command runs, not with the parser: the other commands
+# build this parser too, and `render`, `check` and `images` never need the client.
+if TYPE_CHECKING:
+    from imagepuller.kube import Kube
 
 # Exit codes: 0 every selected node holds every image, 1 not (or no puller found), 2 the
 # command line is wrong or the cluster could not be read. Nothing else can be told apart by a
@@ -102,6 +105,8 @@ def status_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # The client's retry warnings ("api_retry") say why it is slow; on standard error, so
     # that they never mix into the JSON or YAML on standard output.
     configure_logging("console", "warning", sys.stderr)
+    from imagepuller.kube import Forbidden, KubeError
+
     try:
         kube = _connect(env)
         if args.all_namespaces:
@@ -164,6 +169,8 @@ def render(statuses: list[PullerStatus], output: str, *, many: bool) -> str:
     }
     if output == "json":
         return json.dumps(document, indent=2) + "\n"
+    from imagepuller.manifest_yaml import dump_manifest
+
     return dump_manifest(document)
 
 
@@ -185,6 +192,8 @@ def label_selector(selector: Mapping[str, Any]) -> str:
 
 
 def _connect(env: Mapping[str, str]) -> Kube:
+    from imagepuller.kube import Kube, load_api_client
+
     return Kube(load_api_client(env.get("KUBECONFIG") or None), retry_for=RETRY_SECONDS)
 
 
@@ -198,6 +207,8 @@ def _target(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]
 def _nodes(kube: Kube) -> list[dict[str, Any]] | None:
     # Nodes are cluster-scoped: a namespaced Role cannot grant them. Without them the status
     # still shows every node that runs a pod, and says what it cannot show.
+    from imagepuller.kube import Forbidden
+
     try:
         return kube.list_nodes()
     except Forbidden:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imagepuller import statuscmd
+from imagepuller import kube, statuscmd
 from imagepuller.kube import Forbidden, Transient
 from tests.unit.test_cachestatus import (
     ALL_READY,
@@ -72,13 +72,13 @@ def cluster(monkeypatch):
     connected: list[tuple[Any, ...]] = []
 
     def use(fake: FakeKube) -> list[tuple[Any, ...]]:
-        monkeypatch.setattr(statuscmd, "load_api_client", lambda path: ("client", path))
+        monkeypatch.setattr(kube, "load_api_client", lambda path: ("client", path))
 
         def make_kube(api_client, *, retry_for):
             connected.append((api_client, retry_for))
             return fake
 
-        monkeypatch.setattr(statuscmd, "Kube", make_kube)
+        monkeypatch.setattr(kube, "Kube", make_kube)
         return connected
 
     return use
@@ -195,9 +195,9 @@ def test_an_unreachable_cluster_exits_2_with_one_line(cluster, capsys):
 
 def test_no_credentials_exit_2(monkeypatch, capsys):
     def no_client(path):
-        raise statuscmd.KubeError("no Kubernetes credentials: set KUBECONFIG")
+        raise kube.KubeError("no Kubernetes credentials: set KUBECONFIG")
 
-    monkeypatch.setattr(statuscmd, "load_api_client", no_client)
+    monkeypatch.setattr(kube, "load_api_client", no_client)
     assert status([]) == 2
     assert (
         capsys.readouterr().err == "imagepuller status: no Kubernetes credentials: set KUBECONFIG\n"

@@ -1,0 +1,117 @@
+"""`imagepuller operator`: a puller for every KubernetesImagePuller resource, while this
+replica holds the Lease. Imported only when that command runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Mapping
+
+import structlog
+
+from imagepuller import __version__
+from imagepuller.config import ConfigError, load_operator_settings
+from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
+from imagepuller.exitcodes import OK as EXIT_OK
+from imagepuller.kube import Kube, KubeError, load_api_client
+from imagepuller.lease import LeaderElector
+from imagepuller.logs import configure_logging
+from imagepuller.metrics import Metrics, PrometheusMetrics
+from imagepuller.operator import OPERATOR_LEASE, Operator
+from imagepuller.runcmd import WORKER_STOP_SECONDS, serve_endpoints
+
+
+def operator_command(env: Mapping[str, str]) -> int:
+    try:
+        settings = load_operator_settings(env)
+    except ConfigError as err:
+        print(f"imagepuller operator: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(settings.log_format, settings.log_level)
+    log = structlog.get_logger("imagepuller")
+    identity = settings.pod_name or f"{socket.gethostname()}/{os.getpid()}"
+    log.info(
+        "starting",
+        version=__version__,
+        mode="operator",
+        identity=identity,
+        watch_namespaces=list(settings.watch_namespaces) or "all",
+        lease_namespace=settings.namespace,
+    )
+    try:
+        api_client = load_api_client(settings.kubeconfig)
+    except KubeError as err:
+        log.error("no_cluster_access", error=str(err))
+        return EXIT_CONFIG
+    stop = threading.Event()
+    metrics: Metrics = PrometheusMetrics() if settings.metrics_port else Metrics()
+    operator = Operator(
+        api_client,
+        identity=identity,
+        namespaces=settings.watch_namespaces,
+        stop=stop,
+        metrics=metrics,
+        stuck_after=settings.healthz_stuck_after_seconds,
+    )
+    # Short calls for the Lease: a renewal must not hang past the lease it renews.
+    elector = LeaderElector(
+        Kube(api_client, stop=stop, retry_for=1.0, call_timeout=(3.0, 5.0)),
+        settings.namespace,
+        OPERATOR_LEASE,
+        identity,
+        stop=stop,
+    )
+    health = _OperatorHealth(elector, operator)
+    serve_endpoints(settings.metrics_host, settings.metrics_port, metrics, health, log)
+    lost: list[bool] = []
+    worker = threading.Thread(target=operator.run, name="operator", daemon=True)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        stop.set()
+        operator.wake.poke()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def on_lost() -> None:
+        # Someone else may be reconciling already: stop at once and exit 1 (restarted).
+        lost.append(True)
+        stop.set()
+        operator.wake.poke()
+
+    runner = threading.Thread(
+        target=elector.run,
+        args=(worker.start, on_lost),
+        name="leader-election",
+        daemon=True,
+    )
+    runner.start()
+    stop.wait()
+    runner.join(WORKER_STOP_SECONDS)
+    if worker.is_alive():
+        worker.join(WORKER_STOP_SECONDS)
+    if not lost:
+        elector.release()  # the successor takes over at once, not after the lease duration
+    log.info("stopped")
+    return EXIT_CONFIG if lost else EXIT_OK
+
+
+class _OperatorHealth:
+    """/healthz and /readyz of the operator: the leader's controllers must all be alive; a
+    replica waiting for the Lease is alive and ready (it stands by)."""
+
+    def __init__(self, elector: LeaderElector, operator: Operator):
+        self.elector = elector
+        self.operator = operator
+
+    def alive(self) -> tuple[bool, str]:
+        if not self.elector.is_leader:
+            return True, "ok: standing by for the Lease"
+        return self.operator.alive()
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ok: leader" if self.elector.is_leader else "ok: standing by"

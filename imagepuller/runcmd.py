@@ -1,0 +1,152 @@
+"""`imagepuller run`: one puller, configured from the environment, until SIGTERM.
+
+Imported only when that command runs (and by the operator), so that `render`, `check` and
+`images` never load the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+import structlog
+
+from imagepuller import __version__
+from imagepuller.config import Config
+from imagepuller.controller import Controller
+from imagepuller.endpoints import Endpoints, Probes
+from imagepuller.events import EventRecorder
+from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
+from imagepuller.exitcodes import OK as EXIT_OK
+from imagepuller.health import Health
+from imagepuller.kube import Kube, KubeError, load_api_client
+from imagepuller.logs import configure_logging
+from imagepuller.metrics import Metrics, PrometheusMetrics
+from imagepuller.sources import ConfigMapSource
+
+# After SIGTERM the worker gets this long to finish on its own. If a call it is blocked in
+# cannot be interrupted (an unanswered request), the main thread deletes the DaemonSet
+# itself (at most 3 s connect + 10 s read), all well within the default 30 s grace period.
+WORKER_STOP_SECONDS = 12.0
+
+
+def run(config: Config) -> int:
+    configure_logging(config.log_format, config.log_level)
+    log = structlog.get_logger("imagepuller")
+    log.info("starting", version=__version__, **config.summary())
+    if config.pod_namespace and config.pod_namespace != config.namespace:
+        log.warning(
+            "namespace_mismatch",
+            namespace=config.namespace,
+            pod_namespace=config.pod_namespace,
+            note="NAMESPACE differs from the namespace the puller runs in; its Role only grants "
+            "access there. Set NAMESPACE (the ConfigMap's, or -p NAMESPACE=...) to "
+            f"{config.pod_namespace} unless you granted access in {config.namespace}",
+        )
+    try:
+        api_client = load_api_client(config.kubeconfig)
+    except KubeError as err:
+        log.error("no_cluster_access", error=str(err))
+        return EXIT_CONFIG
+    stop = threading.Event()
+    kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
+    identity = f"{socket.gethostname()}/{os.getpid()}"
+    metrics, health = _observability(config, kube, log)
+    events = EventRecorder(kube, identity)
+    controller = Controller(
+        config,
+        kube,
+        stop=stop,
+        identity=identity,
+        metrics=metrics,
+        health=health,
+        events=events,
+    )
+    if config.configmap_name:
+        # Live edits: the ConfigMap lives where the puller runs (the templates put both there).
+        source = ConfigMapSource(
+            kube,
+            config.pod_namespace or config.namespace,
+            config.configmap_name,
+            os.environ,
+            controller.offer,
+            identity=identity,
+            on_invalid=lambda: metrics.config_rejected(
+                controller.config.namespace, controller.config.daemonset_name
+            ),
+            events=events,
+        ).start()
+        controller.on_rejected = lambda _config, message: source.report_rejected(message)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        controller.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # The controller runs in a worker thread so that the main thread is always free to take
+    # a signal and unblock the worker's watch at once, even mid-read on a TLS socket.
+    result: list[int] = []
+
+    def work() -> None:
+        try:
+            result.append(controller.run())
+        finally:
+            stop.set()  # the worker ended (it only does after a stop, or on a bug): wake main
+
+    # A daemon thread: if it is stuck in a call when the grace period runs out, the process
+    # can still exit.
+    worker = threading.Thread(target=work, name="controller", daemon=True)
+    worker.start()
+    stop.wait()
+    worker.join(WORKER_STOP_SECONDS)
+    if worker.is_alive():
+        log.warning(
+            "shutdown_forced",
+            waited_seconds=WORKER_STOP_SECONDS,
+            note="the controller was blocked in an API call; deleting the DaemonSet now",
+        )
+        controller.shutdown()
+        log.info("stopped")
+        return EXIT_OK
+    log.info("stopped")
+    return result[0] if result else EXIT_CONFIG
+
+
+def _observability(config: Config, kube: Kube, log: Any) -> tuple[Metrics, Health]:
+    """Metrics and health, and the endpoints that serve them on METRICS_PORT (none with 0:
+    then prometheus_client is not even imported)."""
+    health = Health(config.healthz_stuck_after_seconds)
+    metrics: Metrics = PrometheusMetrics() if config.metrics_port else Metrics()
+
+    def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
+        metrics.api_request(verb, resource, code, seconds)
+        health.progress()
+
+    kube.on_request = on_request
+    serve_endpoints(config.metrics_host, config.metrics_port, metrics, health, log)
+    return metrics, health
+
+
+def serve_endpoints(host: str, port: int, metrics: Metrics, probes: Probes, log: Any) -> None:
+    """/metrics, /healthz and /readyz on ``port`` (none when 0)."""
+    if not port:
+        return
+    try:
+        endpoints = Endpoints(host, port, metrics, probes)
+    except OSError as err:
+        # The work matters more than its endpoints: it runs on, and the failing probes make
+        # the problem visible in the pod's events.
+        log.error(
+            "endpoints_unavailable",
+            host=host,
+            port=port,
+            error=str(err),
+            note="no /metrics, /healthz or /readyz; the work goes on",
+        )
+        return
+    endpoints.start()
+    log.info("endpoints", port=endpoints.port, paths=["/metrics", "/healthz", "/readyz"])
