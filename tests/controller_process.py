@@ -19,7 +19,12 @@ from typing import Any
 
 
 class ControllerProcess:
-    def __init__(self, env: dict[str, str], *, argv: list[str] | None = None):
+    def __init__(
+        self, env: dict[str, str], *, argv: list[str] | None = None, cwd: str | None = None
+    ):
+        """``cwd``: where to start it; with ``python -m imagepuller`` (the default argv), the
+        ``imagepuller`` package found there is the one that runs (a benchmark runs an older
+        tree so)."""
         full_env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/root"),
@@ -37,6 +42,7 @@ class ControllerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=cwd,
         )
         self.events: list[dict[str, Any]] = []
         self.lines: list[str] = []

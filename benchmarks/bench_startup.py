@@ -1,0 +1,328 @@
+"""Start-up, CPU and memory, before and after, side by side (prints figures; asserts nothing).
+
+    .venv/bin/python benchmarks/bench_startup.py [--before REV] [--nodes 50] [--starts 7]
+        [--refreshes 20] [--pullers 50] [--puller-nodes 5]
+
+Two versions of the puller run on the same local control plane, one at a time: the working
+tree ("after") and REV ("before", exported with ``git archive``; by default the last commit
+before issue 11). Their runs alternate, so that whatever else loads the machine falls on both.
+
+Printed per version (median and range over ``--starts`` starts, 5 images):
+- process start -> ``daemonset_created`` logged, on ``--nodes`` nodes;
+- CPU seconds of the process (user + system) when it logs ``daemonset_ready``;
+- resident memory at ready, and after ``--refreshes`` rolling refreshes;
+- operator mode, on a second cluster of ``--puller-nodes`` nodes: resident memory with one
+  KubernetesImagePuller Ready, with ``--pullers`` Ready (one per namespace), and the cost of
+  each additional one;
+with the ratio before/after, the Python version and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import io
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kubernetes import client, config  # noqa: E402
+
+from localcluster.cluster import LocalCluster  # noqa: E402
+from localcluster.process import rss_mib  # noqa: E402
+from tests.controller_process import ControllerProcess  # noqa: E402
+
+# The last commit before issue 11's changes.
+DEFAULT_BEFORE = "ee774b6"
+IMAGES = ";".join(
+    [
+        "java=quay.io/eclipse/che-java17-maven:next",
+        "node=docker.io/library/node:20-alpine",
+        "udi=quay.io/devfile/universal-developer-image:ubi9-latest",
+        "code=quay.io/che-incubator/che-code:latest",
+        "go=docker.io/library/golang:1.23",
+    ]
+)
+NAMESPACE = "bench"
+GROUP, VERSION, PLURAL = "che.eclipse.org", "v1alpha1", "kubernetesimagepullers"
+CRD = ROOT / "manifests" / "operator" / "crd.yaml"
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory = ""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = f", {int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    return (
+        f"Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"kubernetes client {metadata.version('kubernetes')}; {platform.machine()}, {model}, "
+        f"{os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}"
+    )
+
+
+def export_tree(rev: str, dest: Path) -> Path:
+    """The ``imagepuller`` package as it was at ``rev``, compiled, in ``dest``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "imagepuller"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"benchmark: {what} did not happen within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+class Bench:
+    def __init__(self, kubeconfig: Path, trees: dict[str, Path]):
+        self.kubeconfig = kubeconfig
+        self.trees = trees
+        api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.extensions = client.ApiextensionsV1Api(api)
+
+    def start(self, version: str, env: dict[str, str], command: str = "run") -> ControllerProcess:
+        return ControllerProcess(
+            {"KUBECONFIG": str(self.kubeconfig), **env},
+            argv=[sys.executable, "-m", "imagepuller", command],
+            cwd=str(self.trees[version]),
+        )
+
+    def empty(self, namespace: str) -> None:
+        """No DaemonSet and no pod left in ``namespace``: every start begins alike."""
+        for ds in self.apps.list_namespaced_daemon_set(namespace).items:
+            self.apps.delete_namespaced_daemon_set(
+                ds.metadata.name, namespace, propagation_policy="Background"
+            )
+        wait_until(
+            lambda: (
+                not self.apps.list_namespaced_daemon_set(namespace).items
+                and not self.core.list_namespaced_pod(namespace).items
+            ),
+            f"emptying namespace {namespace}",
+        )
+
+    def start_once(self, version: str) -> tuple[float, float, float]:
+        """(start -> created, CPU at ready, RSS at ready) of one start."""
+        self.empty(NAMESPACE)
+        puller = self.start(
+            version,
+            {"NAMESPACE": NAMESPACE, "IMAGES": IMAGES, "CACHING_INTERVAL_HOURS": "1"},
+        )
+        try:
+            created = puller.wait_for("daemonset_created", 120)["_received"] - puller.started
+            puller.wait_for("daemonset_ready", 300)
+            pid = puller.process.pid
+            return created, cpu_seconds(pid), rss_mib(pid) or 0.0
+        finally:
+            puller.stop()
+
+    def refreshes(self, version: str, count: int) -> tuple[float, float]:
+        """(RSS at ready, RSS after ``count`` rolling refreshes)."""
+        self.empty(NAMESPACE)
+        # The shortest interval allowed (3.6 s): each refresh starts soon after the last.
+        puller = self.start(
+            version,
+            {"NAMESPACE": NAMESPACE, "IMAGES": IMAGES, "CACHING_INTERVAL_HOURS": "0.001"},
+        )
+        try:
+            puller.wait_for("daemonset_ready", 300)
+            at_ready = rss_mib(puller.process.pid) or 0.0
+            for _ in range(count):
+                puller.wait_for("refresh_complete", 300)
+            return at_ready, rss_mib(puller.process.pid) or 0.0
+        finally:
+            puller.stop()
+
+    def install_crd(self) -> None:
+        import yaml
+
+        self.extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
+        wait_until(
+            lambda: any(
+                c.type == "Established" and c.status == "True"
+                for c in self.extensions.read_custom_resource_definition(
+                    f"{PLURAL}.{GROUP}"
+                ).status.conditions
+                or []
+            ),
+            "the CRD being established",
+        )
+
+    def operator(self, version: str, pullers: int, nodes: int) -> tuple[float, float]:
+        """(RSS with one puller Ready, RSS with ``pullers`` Ready), one namespace each."""
+        namespaces = [f"{version}-{i:03d}" for i in range(pullers)]
+        for ns in [f"{version}-operator", *namespaces]:
+            self.core.create_namespace({"metadata": {"name": ns}})
+        operator = self.start(version, {"POD_NAMESPACE": f"{version}-operator"}, "operator")
+        try:
+            operator.wait_for("leader_elected", 60)
+            self.create_puller(namespaces[0])
+            wait_until(lambda: self.all_ready(namespaces[:1], nodes), "one puller Ready")
+            one = rss_mib(operator.process.pid) or 0.0
+            for ns in namespaces[1:]:
+                self.create_puller(ns)
+            wait_until(lambda: self.all_ready(namespaces, nodes), "every puller Ready", 900)
+            return one, rss_mib(operator.process.pid) or 0.0
+        finally:
+            operator.stop()
+
+    def create_puller(self, namespace: str) -> None:
+        self.custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "KubernetesImagePuller",
+                "metadata": {"name": "cache"},
+                "spec": {"images": IMAGES},
+            },
+        )
+
+    def all_ready(self, namespaces: list[str], nodes: int) -> bool:
+        listed = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        ready = set()
+        for item in listed:
+            status = item.get("status") or {}
+            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+            if conditions.get("Ready") == "True" and status.get("nodes") == {
+                "desired": nodes,
+                "ready": nodes,
+            }:
+                ready.add(item["metadata"]["namespace"])
+        return set(namespaces) <= ready
+
+
+def spread(values: list[float], unit: str, digits: int = 2) -> str:
+    return (
+        f"{statistics.median(values):.{digits}f} {unit} "
+        f"[{min(values):.{digits}f}-{max(values):.{digits}f}]"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--before", default=DEFAULT_BEFORE, help="git revision to compare with")
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--starts", type=int, default=7)
+    parser.add_argument("--refreshes", type=int, default=20)
+    parser.add_argument("--pullers", type=int, default=50)
+    parser.add_argument("--puller-nodes", type=int, default=5)
+    args = parser.parse_args()
+    print(machine(), flush=True)
+    versions = ("before", "after")
+    with tempfile.TemporaryDirectory(prefix="imagepuller-bench-") as tmp:
+        trees = {"before": export_tree(args.before, Path(tmp) / "before"), "after": ROOT}
+        for tree in trees.values():  # neither start pays for compiling its bytecode
+            compileall.compile_dir(tree / "imagepuller", quiet=1)
+        starts: dict[str, list[tuple[float, float, float]]] = {v: [] for v in versions}
+        memory: dict[str, tuple[float, float]] = {}
+        operator: dict[str, tuple[float, float]] = {}
+        print(f"starting a local cluster with {args.nodes} nodes ...", flush=True)
+        with LocalCluster(Path(tmp) / "cluster", nodes=args.nodes) as cluster:
+            bench = Bench(cluster.kubeconfig, trees)
+            bench.core.create_namespace({"metadata": {"name": NAMESPACE}})
+            for round_ in range(args.starts):
+                # Alternating which goes first: neither always follows the other's teardown.
+                for version in versions if round_ % 2 == 0 else versions[::-1]:
+                    starts[version].append(bench.start_once(version))
+                    created, cpu, rss = starts[version][-1]
+                    print(
+                        f"start {round_ + 1} {version:6s}: created {created:.2f}s, "
+                        f"CPU until ready {cpu:.2f}s, RSS {rss:.1f} MiB",
+                        flush=True,
+                    )
+            for version in versions:
+                memory[version] = bench.refreshes(version, args.refreshes)
+                print(
+                    f"{version}: RSS {memory[version][0]:.1f} MiB at ready, "
+                    f"{memory[version][1]:.1f} MiB after {args.refreshes} refreshes",
+                    flush=True,
+                )
+        print(f"starting a local cluster with {args.puller_nodes} nodes ...", flush=True)
+        with LocalCluster(Path(tmp) / "operator-cluster", nodes=args.puller_nodes) as cluster:
+            bench = Bench(cluster.kubeconfig, trees)
+            bench.install_crd()
+            for version in versions:
+                operator[version] = bench.operator(version, args.pullers, args.puller_nodes)
+                print(f"{version}: operator RSS {operator[version]}", flush=True)
+
+    print(f"\n=== results: before = {args.before}, after = the working tree ===")
+    print(machine())
+    rows: list[tuple[str, dict[str, list[float]], str, int]] = [
+        (
+            f"start -> DaemonSet created ({args.nodes} nodes)",
+            {v: [s[0] for s in starts[v]] for v in versions},
+            "s",
+            2,
+        ),
+        ("CPU seconds until ready", {v: [s[1] for s in starts[v]] for v in versions}, "s", 2),
+        ("RSS at ready", {v: [s[2] for s in starts[v]] for v in versions}, "MiB", 1),
+        (
+            f"RSS after {args.refreshes} rolling refreshes",
+            {v: [memory[v][1]] for v in versions},
+            "MiB",
+            1,
+        ),
+        ("operator RSS, 1 puller Ready", {v: [operator[v][0]] for v in versions}, "MiB", 1),
+        (
+            f"operator RSS, {args.pullers} pullers Ready",
+            {v: [operator[v][1]] for v in versions},
+            "MiB",
+            1,
+        ),
+        (
+            "operator, per additional puller",
+            {v: [(operator[v][1] - operator[v][0]) / (args.pullers - 1)] for v in versions},
+            "MiB",
+            2,
+        ),
+    ]
+    print(f"{'measure':45s} {'before':>24s} {'after':>24s} {'before/after':>13s}")
+    for label, values, unit, digits in rows:
+        before, after = values["before"], values["after"]
+        ratio = statistics.median(before) / statistics.median(after)
+        shown = [
+            spread(v, unit, digits) if len(v) > 1 else f"{v[0]:.{digits}f} {unit}"
+            for v in (before, after)
+        ]
+        print(f"{label:45s} {shown[0]:>24s} {shown[1]:>24s} {ratio:>12.2f}x")
+    print(f"(median [range] over {args.starts} starts; one run each for the memory rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
