@@ -10,7 +10,8 @@ before issue 11). Their runs alternate, so that whatever else loads the machine 
 Printed per version (median and range over ``--starts`` starts, 5 images):
 - process start -> ``daemonset_created`` logged, on ``--nodes`` nodes;
 - CPU seconds of the process (user + system) when it logs ``daemonset_ready``;
-- resident memory at ready, and after ``--refreshes`` rolling refreshes;
+- resident memory at ready (the endpoints off: METRICS_PORT=0); then, with them on and
+  /metrics read after each refresh, at ready and after ``--refreshes`` rolling refreshes;
 - operator mode, on a second cluster of ``--puller-nodes`` nodes: resident memory with one
   KubernetesImagePuller Ready, with ``--pullers`` Ready (one per namespace), and the cost of
   each additional one;
@@ -30,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +44,7 @@ from kubernetes import client, config  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 # The last commit before issue 11's changes.
 DEFAULT_BEFORE = "ee774b6"
@@ -92,6 +95,11 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(port: int) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        response.read()
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
@@ -149,18 +157,28 @@ class Bench:
             puller.stop()
 
     def refreshes(self, version: str, count: int) -> tuple[float, float]:
-        """(RSS at ready, RSS after ``count`` rolling refreshes)."""
+        """(RSS at ready, RSS after ``count`` rolling refreshes), with the metrics endpoint on
+        (the default in a cluster) and read after each refresh."""
         self.empty(NAMESPACE)
+        port = free_port()
         # The shortest interval allowed (3.6 s): each refresh starts soon after the last.
         puller = self.start(
             version,
-            {"NAMESPACE": NAMESPACE, "IMAGES": IMAGES, "CACHING_INTERVAL_HOURS": "0.001"},
+            {
+                "NAMESPACE": NAMESPACE,
+                "IMAGES": IMAGES,
+                "CACHING_INTERVAL_HOURS": "0.001",
+                "METRICS_HOST": "127.0.0.1",
+                "METRICS_PORT": str(port),
+            },
         )
         try:
             puller.wait_for("daemonset_ready", 300)
+            scrape(port)
             at_ready = rss_mib(puller.process.pid) or 0.0
             for _ in range(count):
                 puller.wait_for("refresh_complete", 300)
+                scrape(port)
             return at_ready, rss_mib(puller.process.pid) or 0.0
         finally:
             puller.stop()
@@ -197,6 +215,13 @@ class Bench:
             return one, rss_mib(operator.process.pid) or 0.0
         finally:
             operator.stop()
+            # The next version's operator watches every namespace: it must not find these.
+            for ns in namespaces:
+                self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "cache")
+            wait_until(
+                lambda: not self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"],
+                "the pullers' deletion",
+            )
 
     def create_puller(self, namespace: str) -> None:
         self.custom.create_namespaced_custom_object(
@@ -268,7 +293,7 @@ def main() -> int:
             for version in versions:
                 memory[version] = bench.refreshes(version, args.refreshes)
                 print(
-                    f"{version}: RSS {memory[version][0]:.1f} MiB at ready, "
+                    f"{version}, metrics on: RSS {memory[version][0]:.1f} MiB at ready, "
                     f"{memory[version][1]:.1f} MiB after {args.refreshes} refreshes",
                     flush=True,
                 )
@@ -290,9 +315,15 @@ def main() -> int:
             2,
         ),
         ("CPU seconds until ready", {v: [s[1] for s in starts[v]] for v in versions}, "s", 2),
-        ("RSS at ready", {v: [s[2] for s in starts[v]] for v in versions}, "MiB", 1),
         (
-            f"RSS after {args.refreshes} rolling refreshes",
+            "RSS at ready (METRICS_PORT=0)",
+            {v: [s[2] for s in starts[v]] for v in versions},
+            "MiB",
+            1,
+        ),
+        ("RSS at ready, metrics on", {v: [memory[v][0]] for v in versions}, "MiB", 1),
+        (
+            f"RSS after {args.refreshes} refreshes, metrics on",
             {v: [memory[v][1]] for v in versions},
             "MiB",
             1,
