@@ -10,12 +10,15 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any
 
-from imagepuller import __version__, exitcodes, imagelists, statuscmd
+from imagepuller import __version__, exitcodes, imagelists
 from imagepuller.config import (
     DEFAULT_IMAGES_FROM_MAX_BYTES,
     DEFAULT_IMAGES_FROM_MAX_IMAGES,
     DEFAULT_IMAGES_FROM_TIMEOUT,
+    DEFAULT_NAME,
+    DEFAULT_NAMESPACE,
     Config,
     ConfigError,
     check_ca_bundle,
@@ -23,7 +26,7 @@ from imagepuller.config import (
     memory_limit_bytes,
     parse_images,
 )
-from imagepuller.daemonset import build_daemonset
+from imagepuller.daemonset import MANAGED_SELECTOR, build_daemonset
 from imagepuller.durations import DurationError, format_duration, parse_duration
 from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
@@ -44,6 +47,24 @@ CACHING_INTERVAL_HOURS so mutable tags are pulled again: a rolling refresh in
 which every node keeps its images until its new pod holds them. Settings come
 from environment variables (normally a ConfigMap, watched live when
 CONFIGMAP_NAME is set); see the README for the table.
+"""
+
+
+STATUS_DESCRIPTION = """\
+Read the cluster (KUBECONFIG, ~/.kube/config, or the pod's service account) and show, per
+node and per image, whether the puller's DaemonSet holds the image (its container is ready),
+is pulling it, failed (with the kubelet's reason and message), or is not scheduled there
+(and why: a node selector, the node affinity, a taint), with a summary line and the time of
+the last refresh. Nodes alike are grouped into one row, failing ones first.
+
+Needs get/list on daemonsets and list on pods; list on nodes is optional: without it only the
+nodes running a pod are shown.
+
+-o json and -o yaml print {"ready": BOOL, "pullers": [...]}, one entry per puller, the same
+shape with or without -A.
+
+Exit codes: 0 every selected node holds every image; 1 not (or -A found no puller);
+2 bad command line, DaemonSet not found, or the cluster could not be read.
 """
 
 
@@ -145,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"refuse a list larger than this many bytes (default "
         f"{imagelists.DEFAULT_MAX_BYTES}, {DEFAULT_IMAGES_FROM_MAX_BYTES})",
     )
-    statuscmd.add_parser(commands)
+    _add_status_parser(commands)
     commands.add_parser(
         "operator",
         help="serve KubernetesImagePuller resources: a DaemonSet per resource",
@@ -154,6 +175,42 @@ def build_parser() -> argparse.ArgumentParser:
         "namespace, owned by it, with its status kept current. Replicas elect a leader with a "
         "Lease in POD_NAMESPACE; only the leader works. Stops on SIGTERM/SIGINT, keeping the "
         "DaemonSets (their resources own them; the next leader adopts them).",
+    )
+    return parser
+
+
+def _add_status_parser(commands: Any) -> argparse.ArgumentParser:
+    """Add `status` to ``commands`` (the parser's subparsers); the command is statuscmd's."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "status",
+        help="show which node holds which image (exit 0 when all do)",
+        description=STATUS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        metavar="NS",
+        help=f"the DaemonSet's namespace (default: NAMESPACE, else {DEFAULT_NAMESPACE})",
+    )
+    parser.add_argument(
+        "--name",
+        metavar="NAME",
+        help=f"the DaemonSet's name (default: DAEMONSET_NAME, else {DEFAULT_NAME})",
+    )
+    parser.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help=f"every DaemonSet labelled {MANAGED_SELECTOR}, in every namespace you may list "
+        "(not with --namespace or --name)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json", "yaml"),
+        default="table",
+        help="table: for reading (default); json, yaml: every node and failure, for scripts",
     )
     return parser
 
@@ -174,7 +231,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     if args.command == "status":
         # Reads the cluster only: needs no IMAGES, so it comes before load_config.
-        return statuscmd.status_command(args, env)
+        from imagepuller.statuscmd import status_command
+
+        return status_command(args, env)
     if args.command == "operator":
         # Its pullers' settings come from their resources, not from the environment.
         from imagepuller.operatorcmd import operator_command  # only this command's imports

@@ -29,6 +29,8 @@ from imagepuller.config import INIT_CONTAINER_NAME, RESERVED_ANNOTATION_PREFIX, 
 APP_NAME = "kubernetes-image-puller"
 MANAGED_BY = "imagepuller"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+# Every DaemonSet any puller made carries this label (object_labels): `status -A` lists by it.
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # The Go original labelled its DaemonSets this way; recognising it lets us take over a
 # DaemonSet it left behind when an installation migrates to this puller.
 LEGACY_LABELS = {"test": "daemonset-test"}

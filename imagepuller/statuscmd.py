@@ -1,5 +1,6 @@
 """`imagepuller status`: which node holds which image, read from the cluster, as a table or for
-scripts, with an exit code that can gate a rollout.
+scripts, with an exit code that can gate a rollout. Its arguments are ``cli``'s; this module is
+imported only when the command runs.
 
 Reading only: get/list daemonsets and list pods; list nodes is optional (without it, nodes with
 no pod are not shown). The model and its rendering are ``cachestatus``'s; this module reads the
@@ -13,19 +14,16 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from imagepuller import cachestatus, exitcodes
 from imagepuller.cachestatus import PullerStatus
 from imagepuller.config import DEFAULT_NAME, DEFAULT_NAMESPACE
-from imagepuller.daemonset import MANAGED_BY, MANAGED_BY_LABEL
+from imagepuller.daemonset import MANAGED_SELECTOR
+from imagepuller.kube import Forbidden, Kube, KubeError, load_api_client
 from imagepuller.logs import configure_logging
+from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output
-
-# The client is imported when the command runs, not with the parser: the other commands
-# build this parser too, and `render`, `check` and `images` never need the client.
-if TYPE_CHECKING:
-    from imagepuller.kube import Kube
 
 # Exit codes: 0 every selected node holds every image, 1 not (or no puller found), 2 the
 # command line is wrong or the cluster could not be read. Nothing else can be told apart by a
@@ -34,67 +32,12 @@ READY = exitcodes.OK
 NOT_READY = 1
 ACCESS = exitcodes.USAGE
 
-# Every DaemonSet any puller made carries this label (daemonset.object_labels).
-MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 # A transient API failure is retried this long: a person or a pipeline is waiting.
 RETRY_SECONDS = 10.0
-
-DESCRIPTION = """\
-Read the cluster (KUBECONFIG, ~/.kube/config, or the pod's service account) and show, per
-node and per image, whether the puller's DaemonSet holds the image (its container is ready),
-is pulling it, failed (with the kubelet's reason and message), or is not scheduled there
-(and why: a node selector, the node affinity, a taint), with a summary line and the time of
-the last refresh. Nodes alike are grouped into one row, failing ones first.
-
-Needs get/list on daemonsets and list on pods; list on nodes is optional: without it only the
-nodes running a pod are shown.
-
--o json and -o yaml print {"ready": BOOL, "pullers": [...]}, one entry per puller, the same
-shape with or without -A.
-
-Exit codes: 0 every selected node holds every image; 1 not (or -A found no puller);
-2 bad command line, DaemonSet not found, or the cluster could not be read.
-"""
 
 
 class _NotFound(Exception):
     """The DaemonSet asked for does not exist."""
-
-
-def add_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add `status` to ``commands`` (the parser's subparsers)."""
-    parser: argparse.ArgumentParser = commands.add_parser(
-        "status",
-        help="show which node holds which image (exit 0 when all do)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "-n",
-        "--namespace",
-        metavar="NS",
-        help=f"the DaemonSet's namespace (default: NAMESPACE, else {DEFAULT_NAMESPACE})",
-    )
-    parser.add_argument(
-        "--name",
-        metavar="NAME",
-        help=f"the DaemonSet's name (default: DAEMONSET_NAME, else {DEFAULT_NAME})",
-    )
-    parser.add_argument(
-        "-A",
-        "--all-namespaces",
-        action="store_true",
-        help=f"every DaemonSet labelled {MANAGED_SELECTOR}, in every namespace you may list "
-        "(not with --namespace or --name)",
-    )
-    parser.add_argument(
-        "-o",
-        "--output",
-        choices=("table", "json", "yaml"),
-        default="table",
-        help="table: for reading (default); json, yaml: every node and failure, for scripts",
-    )
-    return parser
 
 
 def status_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -105,8 +48,6 @@ def status_command(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     # The client's retry warnings ("api_retry") say why it is slow; on standard error, so
     # that they never mix into the JSON or YAML on standard output.
     configure_logging("console", "warning", sys.stderr)
-    from imagepuller.kube import Forbidden, KubeError
-
     try:
         kube = _connect(env)
         if args.all_namespaces:
@@ -169,8 +110,6 @@ def render(statuses: list[PullerStatus], output: str, *, many: bool) -> str:
     }
     if output == "json":
         return json.dumps(document, indent=2) + "\n"
-    from imagepuller.manifest_yaml import dump_manifest
-
     return dump_manifest(document)
 
 
@@ -192,8 +131,6 @@ def label_selector(selector: Mapping[str, Any]) -> str:
 
 
 def _connect(env: Mapping[str, str]) -> Kube:
-    from imagepuller.kube import Kube, load_api_client
-
     return Kube(load_api_client(env.get("KUBECONFIG") or None), retry_for=RETRY_SECONDS)
 
 
@@ -207,8 +144,6 @@ def _target(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]
 def _nodes(kube: Kube) -> list[dict[str, Any]] | None:
     # Nodes are cluster-scoped: a namespaced Role cannot grant them. Without them the status
     # still shows every node that runs a pod, and says what it cannot show.
-    from imagepuller.kube import Forbidden
-
     try:
         return kube.list_nodes()
     except Forbidden:

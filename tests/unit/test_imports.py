@@ -101,3 +101,16 @@ def test_the_api_calls_load_no_generated_api_class_or_model():
         m for m in modules if m.startswith(("kubernetes.client.api.", "kubernetes.client.models."))
     }
     assert not generated
+
+
+def test_run_loads_neither_the_status_nor_the_operator_command():
+    modules = loaded_after("import imagepuller.cli, imagepuller.runcmd")
+    assert "kubernetes" in modules
+    assert not modules & {
+        "imagepuller.statuscmd",
+        "imagepuller.cachestatus",
+        "imagepuller.operatorcmd",
+        "imagepuller.operator",
+        "imagepuller.lease",
+        "prometheus_client",  # only with METRICS_PORT set
+    }

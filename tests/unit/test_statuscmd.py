@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any
 
 import pytest
 import yaml
 
-from imagepuller import kube, statuscmd
+from imagepuller import statuscmd
+from imagepuller.cli import build_parser
 from imagepuller.kube import Forbidden, Transient
 from tests.unit.test_cachestatus import (
     ALL_READY,
@@ -72,22 +72,21 @@ def cluster(monkeypatch):
     connected: list[tuple[Any, ...]] = []
 
     def use(fake: FakeKube) -> list[tuple[Any, ...]]:
-        monkeypatch.setattr(kube, "load_api_client", lambda path: ("client", path))
+        monkeypatch.setattr(statuscmd, "load_api_client", lambda path: ("client", path))
 
         def make_kube(api_client, *, retry_for):
             connected.append((api_client, retry_for))
             return fake
 
-        monkeypatch.setattr(kube, "Kube", make_kube)
+        monkeypatch.setattr(statuscmd, "Kube", make_kube)
         return connected
 
     return use
 
 
 def status(argv: list[str], env: dict[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="imagepuller")
-    statuscmd.add_parser(parser.add_subparsers(dest="command", required=True))
-    return statuscmd.status_command(parser.parse_args(["status", *argv]), env or {})
+    """`imagepuller status ARGV`, parsed by the command line's own parser."""
+    return statuscmd.status_command(build_parser().parse_args(["status", *argv]), env or {})
 
 
 def acceptance_cluster() -> FakeKube:
@@ -195,9 +194,9 @@ def test_an_unreachable_cluster_exits_2_with_one_line(cluster, capsys):
 
 def test_no_credentials_exit_2(monkeypatch, capsys):
     def no_client(path):
-        raise kube.KubeError("no Kubernetes credentials: set KUBECONFIG")
+        raise statuscmd.KubeError("no Kubernetes credentials: set KUBECONFIG")
 
-    monkeypatch.setattr(kube, "load_api_client", no_client)
+    monkeypatch.setattr(statuscmd, "load_api_client", no_client)
     assert status([]) == 2
     assert (
         capsys.readouterr().err == "imagepuller status: no Kubernetes credentials: set KUBECONFIG\n"
@@ -271,10 +270,10 @@ def test_an_unknown_output_is_refused_by_the_parser(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_the_help_names_the_exit_codes():
-    parser = argparse.ArgumentParser(prog="imagepuller")
-    commands = parser.add_subparsers()
-    text = statuscmd.add_parser(commands).format_help()
+def test_the_help_names_the_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["status", "--help"])
+    text = capsys.readouterr().out
     assert "Exit codes: 0 every selected node holds every image" in text
     assert "--all-namespaces" in text and "{table,json,yaml}" in text
 
