@@ -14,7 +14,6 @@ the ratio on/off.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, config  # noqa: E402
 
+from benchmarks.machine import describe  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
@@ -104,10 +104,7 @@ def main() -> int:
                     )
     off, on = statistics.median(results[False]), statistics.median(results[True])
     print("\n=== results ===")
-    print(
-        f"machine: {platform.machine()}, Python {platform.python_version()}; "
-        f"{args.nodes} nodes, {args.rounds} rounds"
-    )
+    print(f"{describe()}; {args.nodes} nodes, {args.rounds} rounds")
     print(
         f"controller RSS, median: metrics off {off:.1f} MiB, on {on:.1f} MiB; "
         f"on/off {on / off:.3f}x"

@@ -13,7 +13,6 @@ per namespace, on ``--nodes`` simulated nodes. Printed:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import tempfile
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, config  # noqa: E402
 
+from benchmarks.machine import describe  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
@@ -169,10 +169,7 @@ def main() -> int:
         for verb in sorted(set(after) | set(before))
     }
     print("\n=== results ===")
-    print(
-        f"machine: {platform.machine()}, Python {platform.python_version()}; "
-        f"{args.resources} resources x {args.nodes} nodes, one operator process"
-    )
+    print(f"{describe()}; {args.resources} resources x {args.nodes} nodes, one operator process")
     print(
         f"operator RSS: {rss_one:.1f} MiB with 1 resource, {rss_all:.1f} MiB with "
         f"{args.resources}; {(rss_all - rss_one) / max(1, args.resources - 1):.2f} MiB per "

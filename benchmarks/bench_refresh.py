@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import platform
 import re
 import statistics
 import sys
@@ -58,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import config  # noqa: E402
 
+from benchmarks.machine import describe  # noqa: E402
 from imagepuller.daemonset import refresh_patch  # noqa: E402
 from imagepuller.reconciler import format_time, rollout  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
@@ -642,18 +641,6 @@ def print_rss(r: Rss) -> None:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    total = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                total = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    return (
-        f"Python {platform.python_version()} on {platform.platform()}, "
-        f"{os.cpu_count()} CPUs, {total} memory"
-    )
-
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--nodes", default="50,200", help="node counts, comma-separated")
@@ -682,7 +669,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    print(machine(), flush=True)
+    print(describe(), flush=True)
     smallest, largest = args.node_counts[0], args.node_counts[-1]
     holding: list[Holding] = []
     edits: tuple[int, list[float], list[float]] | None = None
@@ -718,7 +705,7 @@ def main() -> int:
                 api.pool.clear()
 
     print("\n=== results ===")
-    print(machine())
+    print(describe())
     if holding:
         print("\nholding the images during a refresh (fraction of the nodes, sampled):")
         print_holding(holding)

@@ -24,16 +24,12 @@ import argparse
 import compileall
 import io
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import urllib.request
-from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,10 +37,12 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, config  # noqa: E402
 
+from benchmarks.machine import describe  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 # The last commit before issue 11's changes.
 DEFAULT_BEFORE = "ee774b6"
@@ -60,23 +58,6 @@ IMAGES = ";".join(
 NAMESPACE = "bench"
 GROUP, VERSION, PLURAL = "che.eclipse.org", "v1alpha1", "kubernetesimagepullers"
 CRD = ROOT / "manifests" / "operator" / "crd.yaml"
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    memory = ""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            memory = f", {int(line.split()[1]) / 1024 / 1024:.0f} GiB"
-    return (
-        f"Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"kubernetes client {metadata.version('kubernetes')}; {platform.machine()}, {model}, "
-        f"{os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}"
-    )
 
 
 def export_tree(rev: str, dest: Path) -> Path:
@@ -100,14 +81,6 @@ def cpu_seconds(pid: int) -> float:
 def scrape(port: int) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         response.read()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"benchmark: {what} did not happen within {timeout:.0f}s")
-        time.sleep(0.2)
 
 
 class Bench:
@@ -138,6 +111,7 @@ class Bench:
                 not self.apps.list_namespaced_daemon_set(namespace).items
                 and not self.core.list_namespaced_pod(namespace).items
             ),
+            300,
             f"emptying namespace {namespace}",
         )
 
@@ -195,6 +169,7 @@ class Bench:
                 ).status.conditions
                 or []
             ),
+            60,
             "the CRD being established",
         )
 
@@ -207,11 +182,11 @@ class Bench:
         try:
             operator.wait_for("leader_elected", 60)
             self.create_puller(namespaces[0])
-            wait_until(lambda: self.all_ready(namespaces[:1], nodes), "one puller Ready")
+            wait_until(lambda: self.all_ready(namespaces[:1], nodes), 300, "one puller Ready")
             one = rss_mib(operator.process.pid) or 0.0
             for ns in namespaces[1:]:
                 self.create_puller(ns)
-            wait_until(lambda: self.all_ready(namespaces, nodes), "every puller Ready", 900)
+            wait_until(lambda: self.all_ready(namespaces, nodes), 900, "every puller Ready")
             return one, rss_mib(operator.process.pid) or 0.0
         finally:
             operator.stop()
@@ -220,6 +195,7 @@ class Bench:
                 self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "cache")
             wait_until(
                 lambda: not self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"],
+                300,
                 "the pullers' deletion",
             )
 
@@ -267,7 +243,7 @@ def main() -> int:
     parser.add_argument("--pullers", type=int, default=50)
     parser.add_argument("--puller-nodes", type=int, default=5)
     args = parser.parse_args()
-    print(machine(), flush=True)
+    print(describe(), flush=True)
     versions = ("before", "after")
     with tempfile.TemporaryDirectory(prefix="imagepuller-bench-") as tmp:
         trees = {"before": export_tree(args.before, Path(tmp) / "before"), "after": ROOT}
@@ -306,7 +282,7 @@ def main() -> int:
                 print(f"{version}: operator RSS {operator[version]}", flush=True)
 
     print(f"\n=== results: before = {args.before}, after = the working tree ===")
-    print(machine())
+    print(describe())
     rows: list[tuple[str, dict[str, list[float]], str, int]] = [
         (
             f"start -> DaemonSet created ({args.nodes} nodes)",
