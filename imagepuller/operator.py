@@ -52,6 +52,9 @@ FAILURES_SHOWN = 20
 # While a rollout is not complete, the pods are read this often for the status' failures: a
 # pull that fails changes no DaemonSet count, so nothing else would say so.
 FAILURES_EVERY = 5.0
+# Stopping every controller on shutdown, within the caller's own wait for this thread
+# (operatorcmd's WORKER_STOP_SECONDS, 12 s): the Lease is released only after it.
+SHUTDOWN_SECONDS = 10.0
 
 
 @dataclass
@@ -61,7 +64,6 @@ class Puller:
     controller: Controller
     thread: threading.Thread
     generation: int  # the resource generation of the configuration in force
-    invalid: list[str] | None = None  # problems of a newer generation (not applied)
 
 
 @dataclass
@@ -106,7 +108,6 @@ class Operator:
         stuck_after: float = 180.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        controller_factory: Callable[..., Controller] = Controller,
     ):
         self.api_client = api_client
         self.identity = identity
@@ -116,7 +117,6 @@ class Operator:
         self.stuck_after = stuck_after
         self.clock = clock
         self.wall = wall
-        self._new_controller = controller_factory
         self.kube = Kube(api_client, stop=stop)
         self.events = EventRecorder(self.kube, identity, wall)
         self.wake = WakeUp(stop)
@@ -161,12 +161,16 @@ class Operator:
         self.shutdown()
 
     def shutdown(self) -> None:
+        """Stop every controller and wait for them, all within SHUTDOWN_SECONDS: the Lease is
+        released after this, and no controller may still be writing then."""
         for informer in self._informers:
             informer.end()
+        stopping = list(self.pullers.values())
         for key in list(self.pullers):
             self._stop_puller(key, why="operator stopping")
-        for puller in list(self.pullers.values()):
-            puller.thread.join(15)
+        deadline = self.clock() + SHUTDOWN_SECONDS
+        for puller in stopping:
+            puller.thread.join(max(0.0, deadline - self.clock()))
 
     def sync(self) -> float | None:
         """One pass over every resource; returns when to look again (a deferred status)."""
@@ -180,6 +184,10 @@ class Operator:
         for key in list(self._invalid):
             if key not in verdict.resources:
                 del self._invalid[key]
+        for key in list(self._written):
+            if key not in verdict.resources:
+                del self._written[key]
+        self._reported = {sent for sent in self._reported if sent[0] in verdict.resources}
         for key, resource in verdict.resources.items():
             if key not in verdict.conflicts:
                 self._ensure(key, resource)
@@ -237,23 +245,18 @@ class Operator:
     def _ensure(self, key: tuple[str, str], resource: dict[str, Any]) -> None:
         generation = int(resource["metadata"].get("generation") or 0)
         puller = self.pullers.get(key)
+        if self._invalid.get(key, (None,))[0] == generation:
+            return  # already judged invalid; what runs (if anything) keeps running
         if (
             puller is not None
-            and puller.thread.is_alive()
-            and (
-                puller.generation == generation
-                or (puller.invalid is not None and self._invalid.get(key, (None,))[0] == generation)
-            )
+            and puller.generation == generation
+            and (puller.thread.is_alive() or puller.controller.rejected)
         ):
-            return
-        if puller is None and self._invalid.get(key, (None,))[0] == generation:
-            return  # already judged invalid; nothing new to read
+            return  # running it, or the API refused it: only a new generation is tried again
         try:
             config = config_from_resource(resource)
         except ConfigError as err:
-            self._invalid[key] = (generation, err.problems)
-            if puller is not None:
-                puller.invalid = err.problems  # what runs keeps running
+            self._invalid[key] = (generation, err.problems)  # what runs keeps running
             self._warn_once(key, generation, resource, "InvalidSpec", "; ".join(err.problems))
             log.error(
                 "config_rejected",
@@ -265,7 +268,7 @@ class Operator:
             return
         self._invalid.pop(key, None)
         if puller is not None and puller.thread.is_alive():
-            puller.generation, puller.invalid = generation, None
+            puller.generation = generation
             puller.controller.offer(config)
             return
         if puller is not None:  # its controller ended (the API refused its configuration)
@@ -282,7 +285,7 @@ class Operator:
             health.progress()
 
         kube.on_request = on_request
-        controller = self._new_controller(
+        controller = Controller(
             config,
             kube,
             stop=stop,
@@ -293,6 +296,15 @@ class Operator:
             owner=lambda _config: self._current(key),
         )
         controller.on_look = self.wake.poke
+        # The platform is the cluster's: once a controller has asked, the others need not.
+        controller.openshift = next(
+            (
+                p.controller.openshift
+                for p in self.pullers.values()
+                if p.controller.openshift is not None
+            ),
+            None,
+        )
         thread = threading.Thread(
             target=self._run_controller,
             args=(controller,),

@@ -4,8 +4,9 @@ whose conditions keep their transition times while nothing changes."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
-from imagepuller.operator import Operator, _seconds, _status_body, daemonset_name
+from imagepuller.operator import Operator, Puller, _seconds, _status_body, daemonset_name
 
 
 def resource(namespace, name, created, daemonset=None):
@@ -80,3 +81,40 @@ def test_conditions_keep_their_transition_time_while_their_status_stays():
 def test_times_are_whole_seconds_as_the_api_stores_them():
     assert _seconds("2026-11-28T20:00:00.123Z") == "2026-11-28T20:00:00Z"
     assert _seconds("2026-11-28T20:00:00Z") == "2026-11-28T20:00:00Z"
+
+
+def test_a_controller_the_api_refused_is_started_again_only_for_a_new_generation(monkeypatch):
+    op = operator()
+    started: list[int] = []
+    monkeypatch.setattr(
+        op, "_start_puller", lambda key, config, generation: started.append(generation)
+    )
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    refused = SimpleNamespace(rejected="the API rejects the DaemonSet", openshift=None)
+    op.pullers[("ns", "cache")] = Puller(refused, ended, 3)  # type: ignore[arg-type]
+    cache = resource("ns", "cache", "2026-11-29T00:00:00Z")
+    cache["metadata"]["generation"] = 3
+    for _ in range(3):  # every pass of the operator
+        op._ensure(("ns", "cache"), cache)
+    assert started == []
+    cache["metadata"]["generation"] = 4
+    op._ensure(("ns", "cache"), cache)
+    assert started == [4]
+
+
+def test_shutdown_waits_for_every_controller_to_end():
+    op = operator()
+    stopped = threading.Event()
+
+    def run():
+        stopped.wait()
+        threading.Event().wait(0.2)  # its own shutdown takes a moment after the stop
+
+    thread = threading.Thread(target=run)
+    controller = SimpleNamespace(request_stop=stopped.set, openshift=None)
+    op.pullers[("ns", "cache")] = Puller(controller, thread, 1)  # type: ignore[arg-type]
+    thread.start()
+    op.shutdown()
+    assert not thread.is_alive()
