@@ -190,6 +190,7 @@ class Controller:
         self.last_failures: list[dict[str, Any]] = []
         self.rejected: str | None = None  # why the API refused the configuration at start
         self.on_look: Callable[[], None] | None = None
+        self._told: tuple[Any, ...] | None = None  # what on_look was last called with
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
 
@@ -262,7 +263,14 @@ class Controller:
         # Before the wait: an idle controller is not a stuck one.
         self.health.look_ended()
         self.metrics.reconciled(result, self.clock() - started)
-        if self.on_look is not None:
+        # Told only when something a status is made of changed: a catch-up poll or a retry
+        # would otherwise start a pass over every resource in operator mode.
+        seen = (self.last_observed, self.last_failures, self.rejected, self.config)
+        if self.on_look is not None and (
+            self._told is None
+            or any(now is not then for now, then in zip(seen, self._told, strict=True))
+        ):
+            self._told = seen
             self.on_look()
 
     def request_stop(self) -> None:
@@ -490,9 +498,12 @@ class Controller:
 
     def _desired(self, cfg: Config) -> Desired:
         owner, openshift = self._owner_object(cfg), bool(self.openshift)
+        # Keyed on the owner reference, the only part of the owner the body holds: in operator
+        # mode the owner is a fresh copy of the resource at every pass.
+        reference = ds.owner_reference(owner) if owner is not None else None
         last = self._desired_from
-        if not (last and last[0] is cfg and last[1] is owner and last[2] == openshift):
-            self._desired_from = (cfg, owner, openshift)
+        if not (last and last[0] is cfg and last[1] == reference and last[2] == openshift):
+            self._desired_from = (cfg, reference, openshift)
             self._desired_last = Desired(
                 self._build(cfg),
                 cfg.refresh_strategy,
