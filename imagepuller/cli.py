@@ -28,8 +28,6 @@ from imagepuller.config import (
 )
 from imagepuller.daemonset import MANAGED_SELECTOR, build_daemonset
 from imagepuller.durations import DurationError, format_duration, parse_duration
-from imagepuller.listsource import ImageListSource
-from imagepuller.logs import configure_logging
 from imagepuller.output import write_output
 
 EXIT_OK = exitcodes.OK
@@ -257,6 +255,9 @@ def render(config: Config, *, openshift: bool) -> int:
     if config.images_from:
         # As the controller would: the lists are read now and their images added. What goes
         # wrong is logged on standard error, which keeps the YAML on standard output clean.
+        from imagepuller.listsource import ImageListSource  # and structlog: only here
+        from imagepuller.logs import configure_logging
+
         configure_logging(config.log_format, config.log_level)
         lists = ImageListSource()
         if lists.read(config).failing:

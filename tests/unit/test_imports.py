@@ -47,7 +47,9 @@ def test_commands_that_need_no_cluster_do_not_load_the_kubernetes_client(argv, t
         """
     )
     assert "imagepuller.cli" in modules
-    assert not {m for m in modules if m.split(".")[0] in ("kubernetes", "pydantic", "urllib3")}
+    assert not {
+        m for m in modules if m.split(".")[0] in ("kubernetes", "pydantic", "urllib3", "structlog")
+    }
 
 
 def test_only_render_and_status_load_yaml():
