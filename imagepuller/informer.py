@@ -48,9 +48,10 @@ class Informer:
 
     # --- reading ----------------------------------------------------------------------------
 
-    def get(self, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The object called ``name`` in this informer's namespace (None when there is none)."""
         with self._lock:
-            return self._objects.get((self.namespace if namespace is None else namespace, name))
+            return self._objects.get((self.namespace, name))
 
     def items(self) -> list[dict[str, Any]]:
         """Every object in the cache (a snapshot)."""

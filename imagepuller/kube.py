@@ -226,7 +226,7 @@ class Kube:
         *,
         uid: str | None = None,
         foreground: bool = True,
-        timeout: tuple[float, float] = _CALL_TIMEOUT,
+        timeout: tuple[float, float] | None = None,
     ) -> bool:
         """Delete; False when it was already gone. ``uid`` guards against deleting a successor."""
         body: dict[str, Any] = {
@@ -237,13 +237,13 @@ class Kube:
         try:
             self._call(
                 "delete",
-                "daemonsets.apps",
+                DAEMONSETS[0],
                 namespace,
                 self._send,
                 "DELETE",
                 _path(DAEMONSETS, namespace, name),
                 body=body,
-                _request_timeout=timeout,
+                _request_timeout=timeout or self.call_timeout,
             )
         except NotFound:
             return False

@@ -73,7 +73,6 @@ def run(config: Config) -> int:
             config.configmap_name,
             os.environ,
             controller.offer,
-            identity=identity,
             on_invalid=lambda: metrics.config_rejected(
                 controller.config.namespace, controller.config.daemonset_name
             ),

@@ -45,18 +45,16 @@ class ConfigMapSource:
         base: Mapping[str, str],
         offer: Callable[[Config], None],
         *,
-        identity: str = "",
+        events: EventRecorder,
         on_invalid: Callable[[], None] | None = None,
-        events: EventRecorder | None = None,
     ):
         self.kube = kube
         self.namespace = namespace
         self.name = name
         self.base = dict(base)
         self.offer = offer
-        self.identity = identity
         self.on_invalid = on_invalid  # counts an edit our checks refuse (a metric)
-        self.events = events or EventRecorder(kube, identity)
+        self.events = events
         self._seen_version: str | None = None
         self._missing_reported = False
         self.informer = Informer(kube, CONFIGMAPS, namespace, self._changed, name=name)
