@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
+from imagepuller.config import INIT_CONTAINER_NAME, CachedImage, load_ca_bundle
 from imagepuller.imageref import check_image_reference
 
 DEFAULT_MAX_IMAGES = 100
@@ -172,10 +172,7 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     file holding PEM certificates) for registries served with an internal CA."""
     context = ssl.create_default_context()
     if ca_bundle:
-        if "-----BEGIN" in ca_bundle:
-            context.load_verify_locations(cadata=ca_bundle)
-        else:
-            context.load_verify_locations(cafile=ca_bundle)
+        load_ca_bundle(context, ca_bundle)
     return context
 
 
