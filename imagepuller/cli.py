@@ -8,15 +8,17 @@ import dataclasses
 import io
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 from imagepuller import __version__, exitcodes, imagelists
 from imagepuller.config import (
     DEFAULT_IMAGES_FROM_MAX_BYTES,
+    DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
     DEFAULT_IMAGES_FROM_MAX_IMAGES,
     DEFAULT_IMAGES_FROM_TIMEOUT,
+    DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS,
     DEFAULT_NAME,
     DEFAULT_NAMESPACE,
     Config,
@@ -25,9 +27,12 @@ from imagepuller.config import (
     load_config,
     memory_limit_bytes,
     parse_images,
+    parse_images_from_timeout,
+    parse_max_bytes,
+    parse_max_images,
 )
 from imagepuller.daemonset import MANAGED_SELECTOR, build_daemonset
-from imagepuller.durations import DurationError, format_duration, parse_duration
+from imagepuller.durations import format_duration
 from imagepuller.output import write_output
 
 EXIT_OK = exitcodes.OK
@@ -137,20 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument(
         "--ca-bundle",
         metavar="FILE",
-        type=_ca_bundle_file,
+        type=_option(check_ca_bundle),
         default=None,
         help="PEM file of CAs trusted for https URLs besides the system's",
     )
     images.add_argument(
         "--timeout",
-        type=_seconds,
-        default=_seconds(DEFAULT_IMAGES_FROM_TIMEOUT),
+        type=_option(parse_images_from_timeout),
+        default=DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS,
         metavar="DURATION",
         help=f"bound on reading one URL, such as 10s (default {DEFAULT_IMAGES_FROM_TIMEOUT})",
     )
     images.add_argument(
         "--max-images",
-        type=_positive_int,
+        type=_option(parse_max_images),
         default=DEFAULT_IMAGES_FROM_MAX_IMAGES,
         metavar="N",
         help=f"refuse lists holding more images than this (default "
@@ -158,11 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     images.add_argument(
         "--max-bytes",
-        type=_positive_int,
-        default=imagelists.DEFAULT_MAX_BYTES,
-        metavar="N",
-        help=f"refuse a list larger than this many bytes (default "
-        f"{imagelists.DEFAULT_MAX_BYTES}, {DEFAULT_IMAGES_FROM_MAX_BYTES})",
+        type=_option(parse_max_bytes),
+        default=DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
+        metavar="SIZE",
+        help=f"refuse a list larger than this, such as 500Ki (default "
+        f"{DEFAULT_IMAGES_FROM_MAX_BYTES})",
     )
     _add_status_parser(commands)
     commands.add_parser(
@@ -393,29 +398,16 @@ def format_bytes(amount: Decimal | int) -> str:
     return str(whole)
 
 
-def _seconds(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except DurationError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 10s or 1m, got {text[:40]!r}"
-        ) from None
-    if not 0 < seconds <= 3600:
-        raise argparse.ArgumentTypeError("expected a duration above 0 and at most 1h")
-    return seconds
+def _option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An option read by the setting's own parser, its ValueError a usage error."""
 
+    def read(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"{text[:80]!r}: {err}") from None
 
-def _ca_bundle_file(text: str) -> str:
-    try:
-        return check_ca_bundle(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{text[:80]!r}: {err}") from None
-
-
-def _positive_int(text: str) -> int:
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 2**31:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text[:40]!r}")
-    return int(text)
+    return read
 
 
 def _node_count(text: str) -> int:

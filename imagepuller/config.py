@@ -77,10 +77,12 @@ READY_TIMEOUT_RANGE = (1.0, 86400.0)  # one second .. one day
 # its timeout is bounded; the limits keep a wrong URL (a web page, a huge file) from loading
 # the cluster with containers.
 DEFAULT_IMAGES_FROM_TIMEOUT = "10s"
+DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS = parse_duration(DEFAULT_IMAGES_FROM_TIMEOUT)
 IMAGES_FROM_TIMEOUT_RANGE = (1.0, 300.0)
 DEFAULT_IMAGES_FROM_MAX_IMAGES = 100
 IMAGES_FROM_MAX_IMAGES_RANGE = (1, 1000)
 DEFAULT_IMAGES_FROM_MAX_BYTES = "1Mi"
+DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE = 1024 * 1024  # the same, in bytes (a test checks)
 IMAGES_FROM_MAX_BYTES_RANGE = (1, 64 * 1024 * 1024)
 
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
@@ -235,11 +237,11 @@ class Config:
     # lists besides the system's CAs.
     images_from_ca_bundle: str | None = None
     # IMAGES_FROM_TIMEOUT: bound on reading one list; 10s.
-    images_from_timeout_seconds: float = 10.0
+    images_from_timeout_seconds: float = DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS
     # IMAGES_FROM_MAX_IMAGES / IMAGES_FROM_MAX_BYTES: at most this many images from all lists
     # together (100), and this many bytes per list (1Mi); above them a list is not used.
     images_from_max_images: int = DEFAULT_IMAGES_FROM_MAX_IMAGES
-    images_from_max_bytes: int = 1024 * 1024
+    images_from_max_bytes: int = DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE
     # METRICS_PORT: /metrics, /healthz and /readyz; 8080, 0 turns them off.
     metrics_port: int = DEFAULT_METRICS_PORT
     # METRICS_HOST: the address to listen on; empty (default): every interface.
@@ -410,17 +412,13 @@ def load_config(env: Mapping[str, str]) -> Config:
         images_from=images_from,
         images_from_ca_bundle=problems.get("IMAGES_FROM_CA_BUNDLE", None, check_ca_bundle),
         images_from_timeout_seconds=problems.get(
-            "IMAGES_FROM_TIMEOUT",
-            parse_duration(DEFAULT_IMAGES_FROM_TIMEOUT),
-            _bounded_duration(IMAGES_FROM_TIMEOUT_RANGE, "such as 10s or 1m"),
+            "IMAGES_FROM_TIMEOUT", DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS, parse_images_from_timeout
         ),
         images_from_max_images=problems.get(
-            "IMAGES_FROM_MAX_IMAGES", DEFAULT_IMAGES_FROM_MAX_IMAGES, _max_images
+            "IMAGES_FROM_MAX_IMAGES", DEFAULT_IMAGES_FROM_MAX_IMAGES, parse_max_images
         ),
         images_from_max_bytes=problems.get(
-            "IMAGES_FROM_MAX_BYTES",
-            int(quantity_value(DEFAULT_IMAGES_FROM_MAX_BYTES)),
-            _max_bytes,
+            "IMAGES_FROM_MAX_BYTES", DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE, parse_max_bytes
         ),
         **_endpoint_settings(problems),
     )
@@ -597,14 +595,14 @@ def _host(raw: str) -> str:
     return raw
 
 
-def _max_images(raw: str) -> int:
+def parse_max_images(raw: str) -> int:
     low, high = IMAGES_FROM_MAX_IMAGES_RANGE
     if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
         raise ValueError(f"expected a whole number of images from {low} to {high}, such as 100")
     return int(raw)
 
 
-def _max_bytes(raw: str) -> int:
+def parse_max_bytes(raw: str) -> int:
     low, high = IMAGES_FROM_MAX_BYTES_RANGE
     expected = f"expected a size from {low} byte to 64Mi, such as 1Mi or 500Ki"
     value = _quantity(raw, expected)
@@ -627,6 +625,10 @@ def _bounded_duration(bounds: tuple[float, float], example: str) -> Callable[[st
         return seconds
 
     return parse
+
+
+# IMAGES_FROM_TIMEOUT, and `images --timeout`.
+parse_images_from_timeout = _bounded_duration(IMAGES_FROM_TIMEOUT_RANGE, "such as 10s or 1m")
 
 
 def _positive_duration(raw: str) -> float:

@@ -26,12 +26,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from imagepuller.config import INIT_CONTAINER_NAME, CachedImage, load_ca_bundle
+from imagepuller.config import (
+    DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
+    DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS,
+    INIT_CONTAINER_NAME,
+    CachedImage,
+    load_ca_bundle,
+)
 from imagepuller.imageref import check_image_reference
-
-DEFAULT_MAX_IMAGES = 100
-DEFAULT_MAX_BYTES = 1024 * 1024
-DEFAULT_TIMEOUT_SECONDS = 10.0
 
 NAME_MAX = 63
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -243,8 +245,8 @@ def _fetch(url: str, *, timeout: float, max_bytes: int, ca_bundle: str | None) -
 def read_source(
     source: str,
     *,
-    timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS,
+    max_bytes: int = DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
     ca_bundle: str | None = None,
     stdin: BinaryIO | None = None,
 ) -> ImageList:

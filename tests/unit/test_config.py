@@ -1088,3 +1088,12 @@ def test_settings_is_every_variable_load_config_reads():
     # Everything but POD_NAME (read by nobody here, set for the process) is a setting.
     not_read = ENV_ONLY_VARIABLES - SETTINGS
     assert not_read == {"POD_NAME"}
+
+
+def test_the_byte_default_is_its_quantity():
+    from imagepuller.config import (
+        DEFAULT_IMAGES_FROM_MAX_BYTES,
+        DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
+    )
+
+    assert quantity_value(DEFAULT_IMAGES_FROM_MAX_BYTES) == DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE
