@@ -155,6 +155,7 @@ ENV_ONLY_VARIABLES = frozenset(
 )
 DEFAULT_METRICS_PORT = 8080
 DEFAULT_HEALTHZ_STUCK_AFTER = "3m"
+DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS = parse_duration(DEFAULT_HEALTHZ_STUCK_AFTER)
 HEALTHZ_STUCK_AFTER_RANGE = (1.0, 3600.0)
 
 
@@ -248,7 +249,7 @@ class Config:
     metrics_host: str = ""
     # HEALTHZ_STUCK_AFTER: /healthz fails when a look has heard nothing from the API for this
     # long (a blocked call); 3m.
-    healthz_stuck_after_seconds: float = 180.0
+    healthz_stuck_after_seconds: float = DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS
 
     @property
     def caching_interval_seconds(self) -> float:
@@ -572,7 +573,7 @@ def _endpoint_settings(problems: _Problems) -> dict[str, Any]:
         "metrics_host": problems.get("METRICS_HOST", "", _host),
         "healthz_stuck_after_seconds": problems.get(
             "HEALTHZ_STUCK_AFTER",
-            parse_duration(DEFAULT_HEALTHZ_STUCK_AFTER),
+            DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
             _bounded_duration(HEALTHZ_STUCK_AFTER_RANGE, "such as 3m or 90s"),
         ),
     }
@@ -967,7 +968,7 @@ class OperatorSettings:
     pod_name: str | None = None
     metrics_port: int = DEFAULT_METRICS_PORT
     metrics_host: str = ""
-    healthz_stuck_after_seconds: float = 180.0
+    healthz_stuck_after_seconds: float = DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS
     log_format: str = "auto"
     log_level: str = "info"
     kubeconfig: str | None = None

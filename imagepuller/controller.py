@@ -79,6 +79,23 @@ class ConfigRejected(KubeError):
     """The API refuses the DaemonSet this configuration makes (found by a dry run)."""
 
 
+def controller_client(
+    api_client: Any, config: Config, *, stop: threading.Event, metrics: Metrics, stuck_after: float
+) -> tuple[Kube, Health]:
+    """A controller's own client and its health: transient failures retried for as long as
+    READY_TIMEOUT (at least 30 s), and every answer counted in ``metrics`` and taken by the
+    health as progress. The same for `run` and for each puller of the operator."""
+    kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
+    health = Health(stuck_after)
+
+    def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
+        metrics.api_request(verb, resource, code, seconds)
+        health.progress()
+
+    kube.on_request = on_request
+    return kube, health
+
+
 def is_ready(daemonset: dict[str, Any]) -> bool:
     """Every scheduled node runs an available pod of the current template."""
     return rollout(daemonset)[0]

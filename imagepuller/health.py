@@ -16,12 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 
-DEFAULT_STUCK_AFTER = 180.0
+from imagepuller.config import DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS
 
 
 class Health:
     def __init__(
-        self, stuck_after: float = DEFAULT_STUCK_AFTER, clock: Callable[[], float] = time.monotonic
+        self,
+        stuck_after: float = DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.stuck_after = stuck_after
         self.clock = clock

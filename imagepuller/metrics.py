@@ -56,6 +56,12 @@ class Metrics:
         return b"", "text/plain"
 
 
+def metrics_for(port: int) -> Metrics:
+    """What METRICS_PORT asks for: recorded for Prometheus, or (0) not at all, without even
+    importing prometheus_client."""
+    return PrometheusMetrics() if port else Metrics()
+
+
 class PrometheusMetrics(Metrics):
     def __init__(self) -> None:
         from prometheus_client import (

@@ -28,11 +28,15 @@ from typing import Any
 
 import structlog
 
-from imagepuller.config import DEFAULT_NAME, Config, ConfigError
-from imagepuller.controller import Controller
+from imagepuller.config import (
+    DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
+    DEFAULT_NAME,
+    Config,
+    ConfigError,
+)
+from imagepuller.controller import Controller, controller_client
 from imagepuller.daemonset import REFRESH_ANNOTATION, selector_labels
 from imagepuller.events import EventRecorder, involved
-from imagepuller.health import Health
 from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
 from imagepuller.metrics import Metrics
@@ -105,7 +109,7 @@ class Operator:
         namespaces: tuple[str, ...] = (),
         stop: threading.Event,
         metrics: Metrics | None = None,
-        stuck_after: float = 180.0,
+        stuck_after: float = DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ):
@@ -277,14 +281,9 @@ class Operator:
 
     def _start_puller(self, key: tuple[str, str], config: Config, generation: int) -> None:
         stop = threading.Event()
-        kube = Kube(self.api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
-        health = Health(self.stuck_after)
-
-        def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
-            self.metrics.api_request(verb, resource, code, seconds)
-            health.progress()
-
-        kube.on_request = on_request
+        kube, health = controller_client(
+            self.api_client, config, stop=stop, metrics=self.metrics, stuck_after=self.stuck_after
+        )
         controller = Controller(
             config,
             kube,

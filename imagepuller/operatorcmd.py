@@ -19,7 +19,7 @@ from imagepuller.exitcodes import OK as EXIT_OK
 from imagepuller.kube import Kube, KubeError, load_api_client
 from imagepuller.lease import LeaderElector
 from imagepuller.logs import configure_logging
-from imagepuller.metrics import Metrics, PrometheusMetrics
+from imagepuller.metrics import metrics_for
 from imagepuller.operator import OPERATOR_LEASE, Operator
 from imagepuller.runcmd import WORKER_STOP_SECONDS, serve_endpoints
 
@@ -47,7 +47,7 @@ def operator_command(env: Mapping[str, str]) -> int:
         log.error("no_cluster_access", error=str(err))
         return EXIT_CONFIG
     stop = threading.Event()
-    metrics: Metrics = PrometheusMetrics() if settings.metrics_port else Metrics()
+    metrics = metrics_for(settings.metrics_port)
     operator = Operator(
         api_client,
         identity=identity,

@@ -16,15 +16,14 @@ import structlog
 
 from imagepuller import __version__
 from imagepuller.config import Config
-from imagepuller.controller import Controller
+from imagepuller.controller import Controller, controller_client
 from imagepuller.endpoints import Endpoints, Probes
 from imagepuller.events import EventRecorder
 from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
 from imagepuller.exitcodes import OK as EXIT_OK
-from imagepuller.health import Health
-from imagepuller.kube import Kube, KubeError, load_api_client
+from imagepuller.kube import KubeError, load_api_client
 from imagepuller.logs import configure_logging
-from imagepuller.metrics import Metrics, PrometheusMetrics
+from imagepuller.metrics import Metrics, metrics_for
 from imagepuller.sources import ConfigMapSource
 
 # After SIGTERM the worker gets this long to finish on its own. If a call it is blocked in
@@ -52,9 +51,16 @@ def run(config: Config) -> int:
         log.error("no_cluster_access", error=str(err))
         return EXIT_CONFIG
     stop = threading.Event()
-    kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
+    metrics = metrics_for(config.metrics_port)
+    kube, health = controller_client(
+        api_client,
+        config,
+        stop=stop,
+        metrics=metrics,
+        stuck_after=config.healthz_stuck_after_seconds,
+    )
+    serve_endpoints(config.metrics_host, config.metrics_port, metrics, health, log)
     identity = f"{socket.gethostname()}/{os.getpid()}"
-    metrics, health = _observability(config, kube, log)
     events = EventRecorder(kube, identity)
     controller = Controller(
         config,
@@ -113,21 +119,6 @@ def run(config: Config) -> int:
         return EXIT_OK
     log.info("stopped")
     return result[0] if result else EXIT_CONFIG
-
-
-def _observability(config: Config, kube: Kube, log: Any) -> tuple[Metrics, Health]:
-    """Metrics and health, and the endpoints that serve them on METRICS_PORT (none with 0:
-    then prometheus_client is not even imported)."""
-    health = Health(config.healthz_stuck_after_seconds)
-    metrics: Metrics = PrometheusMetrics() if config.metrics_port else Metrics()
-
-    def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
-        metrics.api_request(verb, resource, code, seconds)
-        health.progress()
-
-    kube.on_request = on_request
-    serve_endpoints(config.metrics_host, config.metrics_port, metrics, health, log)
-    return metrics, health
 
 
 def serve_endpoints(host: str, port: int, metrics: Metrics, probes: Probes, log: Any) -> None:
