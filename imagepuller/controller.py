@@ -52,7 +52,7 @@ from imagepuller.reconciler import (
     rollout,
     spec_hash_of,
 )
-from imagepuller.status import failure_summary, why_not_ready
+from imagepuller.status import all_held, failure_summary, why_not_ready
 
 log = structlog.get_logger("imagepuller.controller")
 
@@ -432,7 +432,7 @@ class Controller:
         if observed is None or not self._is_ours(observed, cfg):
             return {}
         in_images = {image.image for image in cfg.images}
-        containers = _containers(observed)
+        containers = ds.template_containers(observed)
         return {
             c["image"]: c["name"]
             for c in containers
@@ -780,7 +780,7 @@ class Controller:
             cfg.daemonset_name,
             desired=desired,
             holding=int(status.get("numberAvailable") or 0),
-            images=len(_containers(observed)),
+            images=len(ds.template_containers(observed)),
         )
         if (ready, desired) != self._progress:
             self._progress = (ready, desired)
@@ -808,12 +808,12 @@ class Controller:
             self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, {})
             self.last_failures = []
             log.info("daemonset_ready", name=cfg.daemonset_name, **fields)
-            images = len(_containers(observed))
+            images = len(ds.template_containers(observed))
             self._event(
                 warning=False,
                 reason="Ready",
                 action="Pull",
-                note=f"All {images} images held on {ready}/{desired} nodes",
+                note=all_held(images, ready, desired),
             )
             if self._rollout_reason == "refreshed":
                 log.info("refresh_complete", name=cfg.daemonset_name, uid=uid)
@@ -949,12 +949,6 @@ class Controller:
 def _about(owner: dict[str, Any]) -> dict[str, Any]:
     """An Event's reference to the owner (a Deployment, or a KubernetesImagePuller)."""
     return involved(owner, owner.get("apiVersion") or "apps/v1", owner.get("kind") or "Deployment")
-
-
-def _containers(daemonset: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pod template's containers (none in a DaemonSet that is only half there)."""
-    template = (daemonset.get("spec") or {}).get("template") or {}
-    return (template.get("spec") or {}).get("containers") or []
 
 
 def _is_refresh(action: Action) -> bool:

@@ -86,6 +86,12 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def template_containers(daemonset: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A DaemonSet's pod template containers (none in one that is only half there)."""
+    template = (daemonset.get("spec") or {}).get("template") or {}
+    return (template.get("spec") or {}).get("containers") or []
+
+
 def spec_hash(daemonset: Mapping[str, Any]) -> str:
     """16 hex digits of sha256 over what the controller sets on ``daemonset`` and keeps:
     its labels, its annotations but the volatile ones, and its whole spec without the refresh

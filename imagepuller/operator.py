@@ -35,14 +35,14 @@ from imagepuller.config import (
     ConfigError,
 )
 from imagepuller.controller import Controller, controller_client
-from imagepuller.daemonset import REFRESH_ANNOTATION, selector_labels
+from imagepuller.daemonset import REFRESH_ANNOTATION, selector_labels, template_containers
 from imagepuller.events import EventRecorder, involved
 from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
 from imagepuller.metrics import Metrics
 from imagepuller.reconciler import format_time, rollout
 from imagepuller.resource import GROUP, KIND, VERSION, config_from_resource
-from imagepuller.status import failure_summary, why_not_ready
+from imagepuller.status import all_held, failure_summary, why_not_ready
 
 log = structlog.get_logger("imagepuller.operator")
 
@@ -86,7 +86,8 @@ class _Verdict:
 
 def daemonset_name(resource: dict[str, Any]) -> str:
     name = (resource.get("spec") or {}).get("daemonsetName")
-    return name if isinstance(name, str) and name.strip() else DEFAULT_NAME
+    # Stripped as load_config strips DAEMONSET_NAME: " cache" and "cache" are one DaemonSet.
+    return name.strip() if isinstance(name, str) and name.strip() else DEFAULT_NAME
 
 
 def _key(resource: dict[str, Any]) -> tuple[str, str]:
@@ -397,14 +398,10 @@ class Operator:
         complete, _, desired = rollout(daemonset)
         ds_status = daemonset.get("status") or {}
         holding = int(ds_status.get("numberAvailable") or 0)
-        containers = daemonset["spec"]["template"]["spec"].get("containers") or []
-        images = len(containers)
+        images = len(template_containers(daemonset))
         ready = complete and desired > 0 and holding == desired
         if ready:
-            ready_reason, ready_message = (
-                "AllImagesCached",
-                (f"All {images} images held on {holding}/{desired} nodes"),
-            )
+            ready_reason, ready_message = "AllImagesCached", all_held(images, holding, desired)
         elif complete and desired == 0:
             ready_reason, ready_message = "NoNodesSelected", "no node matches the selection"
         else:

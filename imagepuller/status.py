@@ -62,6 +62,11 @@ def creation_failures(kube: Kube, namespace: str, uid: str) -> list[dict[str, st
     ]
 
 
+def all_held(images: int, holding: int, desired: int) -> str:
+    """The Ready Event's note and the Ready condition's message."""
+    return f"All {images} images held on {holding}/{desired} nodes"
+
+
 def failure_summary(failures: list[dict[str, Any]], shown: int = 5) -> str:
     """``node image: reason`` for the first few failures, and how many more."""
     if not failures:

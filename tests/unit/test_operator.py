@@ -50,6 +50,16 @@ def test_a_tie_in_creation_time_is_decided_by_name():
     assert verdict.conflicts == {("ns", "b"): ("ns", "a")}
 
 
+def test_names_that_strip_to_the_same_daemonset_conflict():
+    verdict = operator()._judge(
+        [
+            resource("ns", "newer", "2026-11-28T10:00:01Z", daemonset=" cache"),
+            resource("ns", "older", "2026-11-28T10:00:00Z", daemonset="cache"),
+        ]
+    )
+    assert verdict.conflicts == {("ns", "newer"): ("ns", "older")}
+
+
 def test_daemonset_name_defaults_as_the_setting_does():
     assert daemonset_name(resource("ns", "x", "t")) == "kubernetes-image-puller"
     assert daemonset_name(resource("ns", "x", "t", daemonset="cache")) == "cache"
