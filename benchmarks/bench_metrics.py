@@ -17,7 +17,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,8 +28,10 @@ from kubernetes import client, config  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
+from tests.apiobjects import read_or_none  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
 NAME = "kubernetes-image-puller"
@@ -69,15 +70,11 @@ def run_once(cluster: LocalCluster, apps: client.AppsV1Api, metrics: bool, refre
     finally:
         controller.stop()
         # The next run starts from no DaemonSet: the stop deleted it (no owner); wait for it.
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                apps.read_namespaced_daemon_set(NAME, NAMESPACE)
-            except client.ApiException as err:
-                if err.status == 404:
-                    break
-                raise
-            time.sleep(0.2)
+        wait_until(
+            lambda: read_or_none(apps.read_namespaced_daemon_set, NAME, NAMESPACE) is None,
+            120,
+            "the DaemonSet's deletion",
+        )
 
 
 def main() -> int:

@@ -26,23 +26,13 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client, config  # noqa: E402
 
 from benchmarks.machine import describe  # noqa: E402
+from benchmarks.pullers import create_puller, install_crd, is_ready, list_pullers  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 
-GROUP, VERSION, PLURAL = "che.eclipse.org", "v1alpha1", "kubernetesimagepullers"
 IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
-CRD = ROOT / "manifests" / "operator" / "crd.yaml"
-
-
-def ready(resource: dict, nodes: int) -> bool:
-    status = resource.get("status") or {}
-    conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    return conditions.get("Ready") == "True" and status.get("nodes") == {
-        "desired": nodes,
-        "ready": nodes,
-    }
 
 
 def requests_by_verb(port: int) -> dict[str, float]:
@@ -69,18 +59,7 @@ def main() -> int:
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
             apps = client.AppsV1Api(api)
-            extensions = client.ApiextensionsV1Api(api)
-            import yaml
-
-            extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-            while not any(
-                c.type == "Established" and c.status == "True"
-                for c in extensions.read_custom_resource_definition(
-                    f"{PLURAL}.{GROUP}"
-                ).status.conditions
-                or []
-            ):
-                time.sleep(0.2)
+            install_crd(client.ApiextensionsV1Api(api))
             namespaces = [f"bench-{i:03d}" for i in range(args.resources)]
             for ns in ["bench-operator", *namespaces]:
                 core.create_namespace({"metadata": {"name": ns}})
@@ -99,18 +78,7 @@ def main() -> int:
                 created: dict[str, float] = {}
 
                 def create(ns: str) -> None:
-                    custom.create_namespaced_custom_object(
-                        GROUP,
-                        VERSION,
-                        ns,
-                        PLURAL,
-                        {
-                            "apiVersion": f"{GROUP}/{VERSION}",
-                            "kind": "KubernetesImagePuller",
-                            "metadata": {"name": "cache"},
-                            "spec": {"images": IMAGES},
-                        },
-                    )
+                    create_puller(custom, ns, IMAGES)
                     created[ns] = time.monotonic()
 
                 daemonsets_ready: dict[str, float] = {}
@@ -132,11 +100,11 @@ def main() -> int:
                                 and st.updated_number_scheduled == args.nodes
                             ):
                                 daemonsets_ready[ns] = now - created[ns]
-                        listed = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+                        listed = list_pullers(custom)
                         now = time.monotonic()
-                        for item in listed["items"]:
+                        for item in listed:
                             ns = item["metadata"]["namespace"]
-                            if ns in pending and ns not in done and ready(item, args.nodes):
+                            if ns in pending and ns not in done and is_ready(item, args.nodes):
                                 done[ns] = now - created[ns]
                         time.sleep(0.2)
                     return done

@@ -38,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client, config  # noqa: E402
 
 from benchmarks.machine import describe  # noqa: E402
+from benchmarks.pullers import create_puller, install_crd, is_ready, list_pullers  # noqa: E402
+from imagepuller.resource import GROUP, PLURAL, VERSION  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
@@ -56,8 +58,6 @@ IMAGES = ";".join(
     ]
 )
 NAMESPACE = "bench"
-GROUP, VERSION, PLURAL = "che.eclipse.org", "v1alpha1", "kubernetesimagepullers"
-CRD = ROOT / "manifests" / "operator" / "crd.yaml"
 
 
 def export_tree(rev: str, dest: Path) -> Path:
@@ -157,22 +157,6 @@ class Bench:
         finally:
             puller.stop()
 
-    def install_crd(self) -> None:
-        import yaml
-
-        self.extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-        wait_until(
-            lambda: any(
-                c.type == "Established" and c.status == "True"
-                for c in self.extensions.read_custom_resource_definition(
-                    f"{PLURAL}.{GROUP}"
-                ).status.conditions
-                or []
-            ),
-            60,
-            "the CRD being established",
-        )
-
     def operator(self, version: str, pullers: int, nodes: int) -> tuple[float, float]:
         """(RSS with one puller Ready, RSS with ``pullers`` Ready), one namespace each."""
         namespaces = [f"{version}-{i:03d}" for i in range(pullers)]
@@ -181,11 +165,11 @@ class Bench:
         operator = self.start(version, {"POD_NAMESPACE": f"{version}-operator"}, "operator")
         try:
             operator.wait_for("leader_elected", 60)
-            self.create_puller(namespaces[0])
+            create_puller(self.custom, namespaces[0], IMAGES)
             wait_until(lambda: self.all_ready(namespaces[:1], nodes), 300, "one puller Ready")
             one = rss_mib(operator.process.pid) or 0.0
             for ns in namespaces[1:]:
-                self.create_puller(ns)
+                create_puller(self.custom, ns, IMAGES)
             wait_until(lambda: self.all_ready(namespaces, nodes), 900, "every puller Ready")
             return one, rss_mib(operator.process.pid) or 0.0
         finally:
@@ -194,36 +178,15 @@ class Bench:
             for ns in namespaces:
                 self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "cache")
             wait_until(
-                lambda: not self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"],
+                lambda: not list_pullers(self.custom),
                 300,
                 "the pullers' deletion",
             )
 
-    def create_puller(self, namespace: str) -> None:
-        self.custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "KubernetesImagePuller",
-                "metadata": {"name": "cache"},
-                "spec": {"images": IMAGES},
-            },
-        )
-
     def all_ready(self, namespaces: list[str], nodes: int) -> bool:
-        listed = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
-        ready = set()
-        for item in listed:
-            status = item.get("status") or {}
-            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
-            if conditions.get("Ready") == "True" and status.get("nodes") == {
-                "desired": nodes,
-                "ready": nodes,
-            }:
-                ready.add(item["metadata"]["namespace"])
+        ready = {
+            p["metadata"]["namespace"] for p in list_pullers(self.custom) if is_ready(p, nodes)
+        }
         return set(namespaces) <= ready
 
 
@@ -276,7 +239,7 @@ def main() -> int:
         print(f"starting a local cluster with {args.puller_nodes} nodes ...", flush=True)
         with LocalCluster(Path(tmp) / "operator-cluster", nodes=args.puller_nodes) as cluster:
             bench = Bench(cluster.kubeconfig, trees)
-            bench.install_crd()
+            install_crd(bench.extensions)
             for version in versions:
                 operator[version] = bench.operator(version, args.pullers, args.puller_nodes)
                 print(f"{version}: operator RSS {operator[version]}", flush=True)
