@@ -12,6 +12,7 @@ controller gets the former and prometheus_client is never imported.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,6 +52,9 @@ class Metrics:
 
     def image_list_failed(self, namespace: str, name: str) -> None:
         pass
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The puller ``namespace``/``name`` is gone (its resource deleted): drop its series."""
 
     def exposition(self) -> tuple[bytes, str]:
         return b"", "text/plain"
@@ -175,6 +179,19 @@ class PrometheusMetrics(Metrics):
             registry=registry,
         )
         self._failing_reasons: dict[tuple[str, str], set[str]] = {}
+        # Every series labelled (namespace, daemonset) alone: what ``forget`` removes.
+        self._per_puller = (
+            self._desired,
+            self._holding,
+            self._images,
+            self._started,
+            self._completed,
+            self._failed,
+            self._last_refresh,
+            self._duration,
+            self._rejected,
+            self._list_failures,
+        )
 
     def api_request(self, verb: str, resource: str, code: str, seconds: float) -> None:
         self._requests.labels(verb, resource, code).inc()
@@ -218,6 +235,17 @@ class PrometheusMetrics(Metrics):
 
     def image_list_failed(self, namespace: str, name: str) -> None:
         self._list_failures.labels(namespace, name).inc()
+
+    def forget(self, namespace: str, name: str) -> None:
+        # Without this, each deleted or renamed puller's series would be exported for as long as
+        # the process lives: a series count growing with every resource ever seen.
+        # A label set never seen is not an error (older prometheus_client raised KeyError).
+        for metric in self._per_puller:
+            with contextlib.suppress(KeyError):
+                metric.remove(namespace, name)
+        for reason in self._failing_reasons.pop((namespace, name), set()):
+            with contextlib.suppress(KeyError):
+                self._failing.remove(namespace, name, reason)
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -192,3 +192,36 @@ def test_the_endpoints_answer_over_http(clock):
         assert get(f"{base}/other")[0] == 404
     finally:
         endpoints.stop()
+
+
+# --- a deleted puller's series ---------------------------------------------------------------
+
+
+def test_forget_removes_every_series_of_one_puller_and_keeps_the_others(metrics):
+    other = {"namespace": "ns", "daemonset": "other"}
+    for name in ("kubernetes-image-puller", "other"):
+        metrics.daemonset_observed("ns", name, desired=3, holding=2, images=4)
+        metrics.failing_pods("ns", name, {"ErrImagePull": 1, "FailedCreate": 2})
+        metrics.refresh_started("ns", name)
+        metrics.refresh_completed("ns", name, seconds=5, at=1000)
+        metrics.refresh_failed("ns", name)
+        metrics.config_rejected("ns", name)
+        metrics.image_list_failed("ns", name)
+    metrics.forget("ns", "kubernetes-image-puller")
+    text = metrics.exposition()[0].decode()
+    assert 'daemonset="kubernetes-image-puller"' not in text
+    assert metrics.value("imagepuller_nodes_desired", other) == 3
+    assert metrics.value("imagepuller_pods_failing", {**other, "reason": "FailedCreate"}) == 2
+    assert metrics.value("imagepuller_refresh_duration_seconds_count", other) == 1
+    metrics.forget("ns", "kubernetes-image-puller")  # twice, or never seen: nothing to do
+    metrics.forget("elsewhere", "never-seen")
+    # Seen again later (a resource of the same name): its series start afresh.
+    metrics.failing_pods("ns", "kubernetes-image-puller", {"ImagePullBackOff": 1})
+    again = metrics.exposition()[0].decode()
+    assert again.count('daemonset="kubernetes-image-puller"') == 1
+
+
+def test_forget_records_nothing_without_prometheus():
+    from imagepuller.metrics import Metrics
+
+    Metrics().forget("ns", "kubernetes-image-puller")
