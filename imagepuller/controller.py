@@ -43,6 +43,7 @@ from imagepuller.kube import (
 from imagepuller.listsource import ImageListSource
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import Metrics
+from imagepuller.ownership import Ownership, Whose, classify, controller_reference
 from imagepuller.reconciler import (
     Action,
     Desired,
@@ -106,31 +107,11 @@ def is_ours(
     config: Config,
     *,
     created_uid: str | None = None,
-    owner_uid: str | None = None,
+    owner: dict[str, Any] | None = None,
 ) -> bool:
-    """Made by this puller (this process: ``created_uid``), by the Go original, or owned by
-    our Deployment. Labels and annotations can be edited by anyone; the uid and the selector
-    cannot, so a DaemonSet we made stays ours whatever was done to its labels."""
-    metadata = existing["metadata"]
-    if created_uid and metadata.get("uid") == created_uid:
-        return True
-    labels = metadata.get("labels") or {}
-    if labels.get(ds.MANAGED_BY_LABEL) == ds.MANAGED_BY:
-        return True
-    selector = ((existing.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    # A selector is immutable, and only our DaemonSets select our image-cache pods by name.
-    if selector == ds.selector_labels(config):
-        return True
-    # The Go original put its label only on the selector and the pod template.
-    if any(
-        all(found.get(k) == v for k, v in ds.LEGACY_LABELS.items()) for found in (labels, selector)
-    ):
-        return True
-    return any(
-        (ref.get("kind") == "Deployment" and ref.get("name") == config.deployment_name)
-        or (owner_uid is not None and ref.get("uid") == owner_uid)
-        for ref in metadata.get("ownerReferences") or []
-    )
+    """Whether ``existing`` is this puller's (see ``ownership.classify``: by the controller
+    owner's uid first, by the marks a puller of ours leaves only when nothing controls it)."""
+    return classify(existing, config, owner=owner, created_uid=created_uid).ours
 
 
 class Controller:
@@ -206,6 +187,10 @@ class Controller:
         self.last_observed: dict[str, Any] | None = None
         self.last_failures: list[dict[str, Any]] = []
         self.rejected: str | None = None  # why the API refused the configuration at start
+        # Why the DaemonSet's name is not ours to use (another object owns it), while it is so.
+        self.conflict: str | None = None
+        # Whether ``last_observed`` has the template of the configuration in force.
+        self.observed_current = False
         self.on_look: Callable[[], None] | None = None
         self._told: tuple[Any, ...] | None = None  # what on_look was last called with
         self._shutdown_lock = threading.Lock()
@@ -327,7 +312,11 @@ class Controller:
         # this only asks the API at start, where a refusal exits with nothing touched.
         self._validate(desired)
         self._notice(observed)
-        self.last_observed = observed
+        # What a status may be made of: only a DaemonSet of ours, and whether its template is
+        # the one this configuration makes (the images it holds are the ones wanted).
+        ours = observed is not None and self._is_ours(observed, cfg)
+        self.last_observed = observed if ours else None
+        self.observed_current = ours and spec_hash_of(observed or {}) == desired.spec_hash
         action = self._decide(cfg, desired, observed)
         if cfg.images_from and not lists_read and _is_refresh(action):
             # Before each refresh the lists are read again: a changed list becomes an update
@@ -348,7 +337,7 @@ class Controller:
             self.wall(),
             identity=self.identity,
             claimed=(cfg.namespace, cfg.daemonset_name) in self._claimed,
-            is_ours=observed is not None and self._is_ours(observed, cfg),
+            whose=self._whose(observed, cfg) if observed is not None else Ownership(Whose.OURS),
         )
 
     def _expect(self, written: dict[str, Any]) -> None:
@@ -557,10 +546,11 @@ class Controller:
             pass  # something already holds the probe's name; the real write will tell
         self._validated.add(desired.spec_hash)
 
+    def _whose(self, observed: dict[str, Any], cfg: Config) -> Ownership:
+        return classify(observed, cfg, owner=self._owner_object(cfg), created_uid=self.current_uid)
+
     def _is_ours(self, observed: dict[str, Any], cfg: Config) -> bool:
-        owner = self._owner_object(cfg) if self._owner_lookup else None
-        owner_uid = (owner or {}).get("metadata", {}).get("uid")
-        return is_ours(observed, cfg, created_uid=self.current_uid, owner_uid=owner_uid)
+        return self._whose(observed, cfg).ours
 
     def _owner_object(self, cfg: Config) -> dict[str, Any] | None:
         """The DaemonSet's owner: given (operator mode), or the puller's own Deployment (None
@@ -596,6 +586,9 @@ class Controller:
     ) -> float | None:
         """Carry out ``action``; ``cfg`` is the configuration in force with the lists' images."""
         self._waiting_for_images = False
+        if action.do is not Do.IN_THE_WAY and self.conflict is not None:
+            log.info("name_conflict_over", name=cfg.daemonset_name)
+            self.conflict = None
         key = (cfg.namespace, cfg.daemonset_name)
         if action.do is not Do.STAND_ASIDE and self._standing_aside:
             log.info("standby_over", name=cfg.daemonset_name, note="the name is free again")
@@ -685,7 +678,7 @@ class Controller:
             return None
         if action.do is Do.DELETE:
             # The replacement was validated before this look decided anything.
-            if "refresh" in action.why:
+            if action.refresh:
                 log.info(
                     "refresh_due",
                     name=cfg.daemonset_name,
@@ -705,7 +698,7 @@ class Controller:
             return None
         if action.do is Do.STAND_ASIDE:
             if self._standing_aside is None:
-                other = action.why.removeprefix("taken over by ")
+                other = action.other
                 # Taking it back would start a fight in which every node re-pulls every image
                 # over and over: the newer puller keeps the name.
                 log.error(
@@ -720,13 +713,40 @@ class Controller:
             return None
         if action.do is Do.IN_THE_WAY:
             meta = observed["metadata"]
-            owners = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or []]
-            raise DaemonSetInTheWay(
-                f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} (uid {uid}, "
-                f"labels {meta.get('labels') or {}}, owners {owners}) was not made by this "
-                "puller; remove it or set DAEMONSET_NAME to another name"
+            if action.other:
+                message = (
+                    f"DaemonSet {cfg.daemonset_name} in {cfg.namespace} (uid {uid}) is owned by "
+                    f"{action.other}, so this puller leaves it alone; remove that owner's "
+                    "DaemonSet or give this puller another DaemonSet name"
+                )
+            else:
+                owners = [
+                    f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or []
+                ]
+                message = (
+                    f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} (uid {uid}, "
+                    f"labels {meta.get('labels') or {}}, owners {owners}) was not made by this "
+                    "puller; remove it or set DAEMONSET_NAME to another name"
+                )
+            self._name_taken(message)
+            raise DaemonSetInTheWay(message)
+        if action.do is Do.WAIT_FOR_COLLECTION and self.conflict is None:
+            log.info(
+                "daemonset_of_deleted_owner",
+                name=cfg.daemonset_name,
+                uid=uid,
+                owner=action.other,
+                note="its owner was deleted; waiting for the garbage collector to remove it",
             )
-        return action.requeue_after  # WAIT, NOTHING
+        return action.requeue_after  # WAIT, WAIT_FOR_COLLECTION, NOTHING
+
+    def _name_taken(self, message: str) -> None:
+        """Another object owns the DaemonSet of our name: said once (log, Warning Event) for
+        each new owner; the loop keeps logging it at each retry."""
+        if message == self.conflict:
+            return
+        self.conflict = message
+        self._event(warning=True, reason="NameConflict", action="Create", note=message)
 
     def _retire_earlier_names(self, current: dict[str, Any] | None) -> None:
         """Delete our DaemonSets of an earlier DAEMONSET_NAME once the current one is ready."""
@@ -734,13 +754,23 @@ class Controller:
             return
         for namespace, name in list(self._retiring):
             old = self.kube.get_daemonset(namespace, name)
-            annotations = (old or {}).get("metadata", {}).get("annotations") or {}
-            if old is not None and annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity:
+            if old is not None and self._kept_by_us(old):
                 self.kube.delete_daemonset(
                     namespace, name, uid=old["metadata"]["uid"], foreground=False
                 )
                 log.info("daemonset_retired", name=name, namespace=namespace)
             self._retiring.remove((namespace, name))
+
+    def _kept_by_us(self, daemonset: dict[str, Any]) -> bool:
+        """Ours to retire: owned by our owner (by uid), or, owning nothing, kept by this very
+        puller (its identity is per resource in operator mode). Another resource that took the
+        old name since is never deleted."""
+        owner = self._owner_object(self.config)
+        ref = controller_reference(daemonset)
+        if ref is not None:
+            return owner is not None and ref.get("uid") == owner["metadata"].get("uid")
+        annotations = daemonset["metadata"].get("annotations") or {}
+        return annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity
 
     # --- following what the cluster reports ---------------------------------------------
 
@@ -952,7 +982,7 @@ def _about(owner: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_refresh(action: Action) -> bool:
-    return action.do is Do.REFRESH or (action.do is Do.DELETE and "refresh" in action.why)
+    return action.do is Do.REFRESH or (action.do is Do.DELETE and action.refresh)
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:

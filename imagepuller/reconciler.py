@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imagepuller import daemonset as ds
+from imagepuller.ownership import Ownership, Whose
 
 ROLLING = "rolling"
 RECREATE = "recreate"
@@ -33,6 +34,9 @@ class Do(enum.Enum):
     WAIT = "wait"  # being deleted: look again once it is gone
     STAND_ASIDE = "stand_aside"  # a newer puller took the name: leave it to it
     IN_THE_WAY = "in_the_way"  # a DaemonSet of our name that is not ours: leave it alone
+    # Owned by an earlier owner of our kind and name (deleted and made anew): the garbage
+    # collector removes it; wait for that, touching nothing.
+    WAIT_FOR_COLLECTION = "wait_for_collection"
     NOTHING = "nothing"  # as wanted: look again when the next refresh is due
 
 
@@ -63,6 +67,11 @@ class Action:
     # Seconds until this puller should be looked at again even if nothing happens (None:
     # only when something changes).
     requeue_after: float | None = None
+    # STAND_ASIDE: the other puller's identity; IN_THE_WAY: who owns the DaemonSet ("" when
+    # nothing does). Read by the executor as a value, never parsed out of ``why``.
+    other: str = ""
+    # A DELETE that recreates for a refresh (rather than for a change).
+    refresh: bool = False
 
 
 def decide(
@@ -72,26 +81,31 @@ def decide(
     *,
     identity: str,
     claimed: bool,
-    is_ours: bool,
+    whose: Ownership,
 ) -> Action:
     """The one next step for ``desired`` given ``observed`` (the DaemonSet of its name).
 
     ``now`` is wall-clock seconds (refresh times are kept as wall-clock times in the cluster),
-    ``is_ours`` says whether ``observed`` was made by a puller of ours (see
-    ``controller.is_ours``), ``claimed`` whether this process has already taken it over.
+    ``whose`` says whose ``observed`` is (``ownership.classify``: by its controller owner's
+    uid), ``claimed`` whether this process has already taken it over.
     """
     if observed is None:
         return Action(Do.CREATE, "no DaemonSet of this name")
     metadata = observed["metadata"]
     if metadata.get("deletionTimestamp"):
         return Action(Do.WAIT, "being deleted")
-    if not is_ours:
-        return Action(Do.IN_THE_WAY, "not made by this puller", RETRY_SECONDS)
-    owner = (metadata.get("annotations") or {}).get(ds.CONTROLLER_ANNOTATION)
-    if owner != identity:
+    if whose.whose is Whose.EARLIER_OWNER:
+        return Action(
+            Do.WAIT_FOR_COLLECTION, "owned by a deleted owner", RETRY_SECONDS, other=whose.owner
+        )
+    if not whose.ours:
+        why = f"owned by {whose.owner}" if whose.owner else "not made by this puller"
+        return Action(Do.IN_THE_WAY, why, RETRY_SECONDS, other=whose.owner)
+    keeper = (metadata.get("annotations") or {}).get(ds.CONTROLLER_ANNOTATION)
+    if keeper != identity:
         if claimed:
-            return Action(Do.STAND_ASIDE, f"taken over by {owner}")
-        return Action(Do.CLAIM, f"made by {owner or 'an earlier puller'}")
+            return Action(Do.STAND_ASIDE, f"taken over by {keeper}", other=keeper or "")
+        return Action(Do.CLAIM, f"made by {keeper or 'an earlier puller'}")
     if spec_hash_of(observed) != desired.spec_hash:
         if desired.strategy == RECREATE:
             return Action(Do.DELETE, "changed (recreate strategy)")
@@ -103,7 +117,7 @@ def decide(
     if now < due:
         return Action(Do.NOTHING, "as wanted", due - now)
     if desired.strategy == RECREATE:
-        return Action(Do.DELETE, "refresh due (recreate strategy)")
+        return Action(Do.DELETE, "refresh due (recreate strategy)", refresh=True)
     stuck_at = last + desired.ready_timeout_seconds
     if not rollout(observed)[0] and now < stuck_at:
         # An interval shorter than the rollout: let it finish rather than start over.

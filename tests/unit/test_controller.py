@@ -493,6 +493,59 @@ def test_a_foreign_daemonset_of_our_name_is_left_alone(controller, kube):
     assert kube.writes == []
 
 
+def another_owners_daemonset(kube, owner_kind="KubernetesImagePuller", owner_uid="res-uid"):
+    """A DaemonSet of our name with every mark of ours, controlled by another object."""
+    body = build_daemonset(load_config(ENV), controller_id="operator/1")
+    body["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": owner_kind, "name": "other", "uid": owner_uid,
+         "controller": True}
+    ]  # fmt: skip
+    return kube._stored(body, "theirs", 1)
+
+
+@pytest.mark.parametrize("owner_kind", ["KubernetesImagePuller", "Deployment"])
+def test_a_daemonset_another_object_owns_is_never_touched_and_the_conflict_named(
+    controller, kube, owner_kind
+):
+    kube.deployment = {"metadata": {"name": NAME, "uid": "dep"}}
+    theirs = copy.deepcopy(another_owners_daemonset(kube, owner_kind))
+    for _ in range(3):
+        with pytest.raises(DaemonSetInTheWay, match=f"owned by {owner_kind} other"):
+            controller.reconcile()
+    assert kube.writes == []
+    assert ds(kube) == theirs  # not adopted, not updated, not relabelled
+    assert controller.conflict and "res-uid" in controller.conflict
+    (warning,) = [e for e in kube.recorded_events if e["reason"] == "NameConflict"]
+    assert warning["type"] == "Warning" and f"{owner_kind} other" in warning["note"]
+    assert warning["regarding"]["uid"] == "dep"  # told on our own Deployment
+    kube.finish_deletion()  # the other one went away: the name is ours again
+    controller.reconcile()
+    assert kube.writes == [("create", NAME)] and controller.conflict is None
+
+
+def test_a_daemonset_of_our_deleted_deployment_is_left_to_the_garbage_collector(controller, kube):
+    kube.deployment = {"metadata": {"name": NAME, "uid": "dep-new"}}
+    another_owners_daemonset(kube, "Deployment", "dep-old")["metadata"]["ownerReferences"][0][
+        "name"
+    ] = NAME
+    assert controller.reconcile() == 30.0
+    assert kube.writes == [] and controller.conflict is None
+
+
+def test_a_renamed_puller_retires_only_its_own_old_daemonset(controller, kube):
+    kube.deployment = {"metadata": {"name": NAME, "uid": "dep"}}
+    created_and_ready(controller, kube)
+    controller.offer(load_config({**ENV, "DAEMONSET_NAME": "renamed"}))
+    controller.reconcile()
+    # Meanwhile the old one is gone and another object's DaemonSet took the old name.
+    kube.finish_deletion()
+    another_owners_daemonset(kube)
+    kube.roll_out("renamed")
+    controller.reconcile()
+    assert NAME in kube.objects and ds(kube)["metadata"]["uid"] == "theirs"
+    assert ("delete-background", NAME) not in kube.writes
+
+
 def test_a_configmap_edit_updates_the_template_in_place(controller, kube):
     created_and_ready(controller, kube)
     controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}))

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from imagepuller.ownership import Ownership, Whose
 from imagepuller.reconciler import (
     RETRY_SECONDS,
     Desired,
@@ -62,12 +63,26 @@ def observed(
     return {"metadata": metadata, "spec": {"selector": selector}, "status": status}
 
 
-# (case, desired, observed, claimed, is_ours, expected action, requeue_after)
+OWNED_BY_B = Ownership(Whose.ANOTHER_OWNER, "KubernetesImagePuller b (uid ub)")
+OWNED_BY_OLD_SELF = Ownership(Whose.EARLIER_OWNER, "KubernetesImagePuller a (uid old)")
+
+
+def whose(ours: bool | Ownership) -> Ownership:
+    if isinstance(ours, Ownership):
+        return ours
+    return Ownership(Whose.OURS if ours else Whose.FOREIGN)
+
+
+# (case, desired, observed, claimed, is_ours (or whose), expected action, requeue_after)
 TABLE = [
     ("nothing there", desired(), None, False, False, Do.CREATE, None),
     ("ours was deleted", desired(), None, True, False, Do.CREATE, None),
     ("being deleted", desired(), observed(deleting=True), True, True, Do.WAIT, None),
     ("foreign", desired(), observed(controller=None), False, False, Do.IN_THE_WAY, RETRY_SECONDS),
+    ("owned by another resource, our marks and all", desired(), observed(), True, OWNED_BY_B,
+     Do.IN_THE_WAY, RETRY_SECONDS),
+    ("owned by a deleted earlier owner of our name", desired(), observed(), False,
+     OWNED_BY_OLD_SELF, Do.WAIT_FOR_COLLECTION, RETRY_SECONDS),
     ("an earlier process's", desired(), observed(controller="pod-a/1"), False, True, Do.CLAIM,
      None),
     ("a Go original leftover", desired(), observed(controller=None), False, True, Do.CLAIM, None),
@@ -105,12 +120,28 @@ TABLE = [
     ids=[row[0] for row in TABLE],
 )
 def test_decide(want, have, claimed, ours, expected, requeue):
-    action = decide(want, have, NOW, identity=ME, claimed=claimed, is_ours=ours)
+    action = decide(want, have, NOW, identity=ME, claimed=claimed, whose=whose(ours))
     assert action.do is expected, action
     assert (
         action.requeue_after == pytest.approx(requeue) if requeue else action.requeue_after is None
     )
     assert action.why
+
+
+def test_the_other_owner_and_the_refresh_are_values_not_words():
+    conflict = decide(desired(), observed(), NOW, identity=ME, claimed=True, whose=OWNED_BY_B)
+    assert conflict.other == "KubernetesImagePuller b (uid ub)"
+    aside = decide(
+        desired(), observed(controller="pod-c/1"), NOW, identity=ME, claimed=True, whose=whose(True)
+    )
+    assert aside.other == "pod-c/1"
+    recreate = desired("recreate")
+    due = decide(recreate, observed(refreshed=NOW - HOUR), NOW, identity=ME, claimed=True,
+                 whose=whose(True))  # fmt: skip
+    changed = decide(desired("recreate", spec_hash="h2"), observed(), NOW, identity=ME,
+                     claimed=True, whose=whose(True))  # fmt: skip
+    assert (due.do, due.refresh) == (Do.DELETE, True)
+    assert (changed.do, changed.refresh) == (Do.DELETE, False)
 
 
 def test_every_action_is_in_the_table():
@@ -120,10 +151,10 @@ def test_every_action_is_in_the_table():
 def test_a_restart_50_minutes_into_the_hour_refreshes_10_minutes_later():
     # The schedule is read from the DaemonSet, not from the process's memory.
     have = observed(controller="pod-a/1", refreshed=NOW - 50 * 60)
-    claim = decide(desired(), have, NOW, identity=ME, claimed=False, is_ours=True)
+    claim = decide(desired(), have, NOW, identity=ME, claimed=False, whose=whose(True))
     assert claim.do is Do.CLAIM
     have["metadata"]["annotations"]["imagepuller.io/controller"] = ME
-    action = decide(desired(), have, NOW, identity=ME, claimed=True, is_ours=True)
+    action = decide(desired(), have, NOW, identity=ME, claimed=True, whose=whose(True))
     assert action.do is Do.NOTHING
     assert action.requeue_after == pytest.approx(600)
 
@@ -131,7 +162,7 @@ def test_a_restart_50_minutes_into_the_hour_refreshes_10_minutes_later():
 def test_a_shorter_interval_reschedules_the_next_refresh():
     have = observed(refreshed=NOW - 20 * 60)
     short = Desired(copy.deepcopy(desired().body), "rolling", 15 * 60, 300)
-    assert decide(short, have, NOW, identity=ME, claimed=True, is_ours=True).do is Do.REFRESH
+    assert decide(short, have, NOW, identity=ME, claimed=True, whose=whose(True)).do is Do.REFRESH
 
 
 def test_times_round_trip_and_bad_ones_are_unknown():
