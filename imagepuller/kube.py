@@ -18,6 +18,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,34 @@ class Stopped(Exception):
     """The stop event was set while waiting."""
 
 
+class NotLeader(Stopped, KubeError):
+    """A write refused before it was sent: this process does not hold its leader Lease now.
+
+    A ``Stopped``, so a controller's loop ends as on a stop (the lost Lease is stopping the
+    whole operator); a ``KubeError`` too, so a writer that logs API failures and goes on (a
+    status, an Event) logs this one the same way, without a traceback."""
+
+
+# Methods that change something: each waits for the write guard's word (reads never do).
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# api_client -> the guard of every write made through it (see guard_writes).
+_write_guards: weakref.WeakKeyDictionary[Any, Callable[[], str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def guard_writes(api_client: Any, refusal: Callable[[], str | None]) -> None:
+    """From now on, every write of every :class:`Kube` on ``api_client`` (made before or after
+    this call, except those made with ``write_guard=False``) first asks ``refusal``: None lets
+    it go; a reason refuses it, raising :class:`NotLeader` before anything is sent.
+
+    The operator installs its leader elector's check here, once, on the API client every one of
+    its clients shares (one per resource's puller included): a replica that has lost its Lease,
+    or cannot know it still holds it (a pause past the renew deadline), sends no write at all,
+    instead of finding out at its next renewal after a burst of them."""
+    _write_guards[api_client] = refusal
+
+
 def load_api_client(kubeconfig: str | None) -> k8s.ApiClient:
     """KUBECONFIG, then ~/.kube/config, then the in-cluster service account."""
     configuration = k8s.Configuration()
@@ -179,8 +208,12 @@ class Kube:
         retry_for: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         call_timeout: tuple[float, float] = _CALL_TIMEOUT,
+        write_guard: bool = True,
     ):
         self.api_client = api_client
+        # False only for the client that renews the Lease the guard judges by (guard_writes):
+        # its own writes are what keeps the Lease held.
+        self.write_guard = write_guard
         self.stop = stop or threading.Event()
         self.clock = clock
         # (connect, read) seconds of an ordinary call; leader election wants short ones, so a
@@ -479,7 +512,10 @@ class Kube:
         """One request with a plain JSON body; the raw urllib3 response, as the generated
         methods return it with ``_preload_content=False``. The client still supplies the
         server address, TLS and credentials (refreshing tokens); only the models are skipped.
+        A write the guard refuses raises NotLeader here, the last moment before it would leave.
         """
+        if method in _MUTATING:
+            self._check_write_allowed(method, path)
         method, url, headers, payload, post_params = self.api_client.param_serialize(
             method=method,
             resource_path=path,
@@ -492,6 +528,14 @@ class Kube:
             method, url, headers, payload, post_params, _request_timeout=_request_timeout
         )
         return response.response
+
+    def _check_write_allowed(self, method: str, path: str) -> None:
+        guard = _write_guards.get(self.api_client) if self.write_guard else None
+        refusal = guard() if guard is not None else None
+        if refusal is None:
+            return
+        log.warning("write_refused", method=method, path=path, reason=refusal)
+        raise NotLeader(f"{method} {path} not sent: {refusal}")
 
     def _call(
         self,

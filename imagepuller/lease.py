@@ -13,6 +13,11 @@ The semantics are client-go's (``k8s.io/client-go/tools/leaderelection``), writt
   returns, for the caller to exit.
 * A graceful stop releases the Lease (:meth:`LeaderElector.release`), so a successor takes
   over at once instead of after the lease duration.
+* Between renewals, the leader is only known to hold the Lease for ``renew_deadline`` after
+  its last successful renewal *started* (:meth:`LeaderElector.refusal`, by the monotonic
+  clock). The operator asks that before every write it sends (``kube.guard_writes``), so a
+  leader paused past its Lease (SIGSTOP, a long GC pause, a frozen VM) sends nothing when it
+  runs again, even before its renew loop has looked at the Lease.
 """
 
 from __future__ import annotations
@@ -89,6 +94,27 @@ class LeaderElector:
     @property
     def is_leader(self) -> bool:
         return self._is_leader
+
+    def refusal(self) -> str | None:
+        """None when the Lease is known held right now; otherwise why a write must not go.
+
+        Known held: we are the leader and our last successful renewal started less than
+        ``renew_deadline`` ago. Others may take the Lease over only once its record has not
+        changed for ``lease_duration`` (longer) of their own time, counted from when they saw
+        that renewal, which was after it started. So while this says None, nobody else can
+        hold the Lease, whatever happened to this process in between (it may have been paused
+        for minutes: the monotonic clock went on meanwhile)."""
+        where = f"{self.namespace}/{self.name}"
+        if not self._is_leader:
+            return f"this replica ({self.identity}) does not hold the Lease {where}"
+        since = self._clock() - self._renewed_at
+        if since >= self.renew_deadline:
+            return (
+                f"this replica ({self.identity}) last renewed the Lease {where} "
+                f"{since:.1f} s ago (renew deadline {self.renew_deadline:g} s): another "
+                "replica may hold it by now"
+            )
+        return None
 
     # --- one attempt -------------------------------------------------------------------
 

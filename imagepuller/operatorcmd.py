@@ -16,7 +16,7 @@ from imagepuller import __version__
 from imagepuller.config import ConfigError, load_operator_settings
 from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
 from imagepuller.exitcodes import OK as EXIT_OK
-from imagepuller.kube import Kube, KubeError, load_api_client
+from imagepuller.kube import Kube, KubeError, guard_writes, load_api_client
 from imagepuller.lease import LeaderElector
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import metrics_for
@@ -56,14 +56,20 @@ def operator_command(env: Mapping[str, str]) -> int:
         metrics=metrics,
         stuck_after=settings.healthz_stuck_after_seconds,
     )
-    # Short calls for the Lease: a renewal must not hang past the lease it renews.
+    # Short calls for the Lease: a renewal must not hang past the lease it renews. Its own
+    # writes are the only ones the write guard lets through without the Lease.
     elector = LeaderElector(
-        Kube(api_client, stop=stop, retry_for=1.0, call_timeout=(3.0, 5.0)),
+        Kube(api_client, stop=stop, retry_for=1.0, call_timeout=(3.0, 5.0), write_guard=False),
         settings.namespace,
         OPERATOR_LEASE,
         identity,
         stop=stop,
     )
+    # Every other client shares api_client (the operator's and each puller's): none of them
+    # sends a write unless the Lease is known held at that moment. A leader resumed after a
+    # pause past its Lease is refused before its renew loop has even looked, and the loss that
+    # loop then finds stops every worker.
+    guard_writes(api_client, elector.refusal)
     health = _OperatorHealth(elector, operator)
     serve_endpoints(settings.metrics_host, settings.metrics_port, metrics, health, log)
     lost: list[bool] = []

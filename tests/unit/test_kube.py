@@ -13,13 +13,19 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from imagepuller.kube import (
+    EVENTS_V1,
+    LEASES,
     PODS,
+    PULLERS,
     Forbidden,
     Invalid,
     Kube,
     KubeError,
     NamespaceTerminating,
+    NotLeader,
+    Stopped,
     Transient,
+    guard_writes,
     load_api_client,
 )
 
@@ -316,3 +322,93 @@ def test_a_deadline_ends_the_retries_of_a_call_inside_a_wait(sent):
     # Backoff 0.5 s, then 1 s: the deadline (1 s away) ends it after 3 tries, where
     # retry_for alone would have gone on for 30 s.
     assert sent.request.call_count == 3
+
+
+# --- the write guard (leader election): a write leaves only while the Lease is held ---------
+
+
+class Guard:
+    """What the leader elector answers: None while the Lease is held, else why not."""
+
+    def __init__(self):
+        self.refusal: str | None = "the Lease ns/op was last renewed 11 s ago"
+        self.asked = 0
+
+    def __call__(self):
+        self.asked += 1
+        return self.refusal
+
+
+MUTATIONS = {
+    "create": lambda k: k.create_daemonset({"metadata": {"namespace": "ns", "name": "ds"}}),
+    "dry run": lambda k: k.create_daemonset(
+        {"metadata": {"namespace": "ns", "name": "ds"}}, dry_run=True
+    ),
+    "replace": lambda k: k.replace_daemonset({"metadata": {"namespace": "ns", "name": "ds"}}),
+    "patch": lambda k: k.patch_daemonset("ns", "ds", {"metadata": {}}, uid="u"),
+    "delete": lambda k: k.delete_daemonset("ns", "ds", uid="u"),
+    "status": lambda k: k.merge_patch(PULLERS, "ns", "p", {"status": {}}, subresource="status"),
+    "event": lambda k: k.create_object(EVENTS_V1, "ns", {"metadata": {"name": "e"}}),
+    "event series": lambda k: k.merge_patch(EVENTS_V1, "ns", "e", {"series": {"count": 2}}),
+    "object replace": lambda k: k.replace_object(PULLERS, "ns", "p", {"metadata": {}}),
+}
+
+
+@pytest.mark.parametrize("write", list(MUTATIONS.values()), ids=list(MUTATIONS))
+def test_a_write_while_the_lease_is_not_held_never_reaches_the_api(raw_kube, sent, write):
+    guard = Guard()
+    guard_writes(sent.api_client, guard)
+    with pytest.raises(NotLeader, match="not sent.*last renewed 11 s ago") as caught:
+        write(raw_kube)
+    assert sent.request.call_count == 0  # refused before the transport, not retried
+    assert guard.asked == 1
+    # Every worker loop already ends on Stopped; the operator's status and Event writers log
+    # a KubeError and go on, without a traceback.
+    assert isinstance(caught.value, Stopped) and isinstance(caught.value, KubeError)
+
+
+def test_reads_and_watches_go_while_the_lease_is_not_held(raw_kube, sent):
+    guard = Guard()
+    guard_writes(sent.api_client, guard)
+    sent.answer(200, {"metadata": {"resourceVersion": "7"}})
+    raw_kube.get_daemonset("ns", "ds")
+    raw_kube.list_pods("ns", "a=b")
+    sent.answer(200, {})
+    raw_kube.watch_objects(PODS, "ns", "7")
+    assert [c.args[0] for c in sent.request.call_args_list] == ["GET", "GET", "GET"]
+    assert guard.asked == 0
+
+
+def test_writes_go_again_once_the_lease_is_held(raw_kube, sent):
+    guard = Guard()
+    guard_writes(sent.api_client, guard)
+    with pytest.raises(NotLeader):
+        raw_kube.patch_daemonset("ns", "ds", {"metadata": {}})
+    guard.refusal = None  # renewed
+    raw_kube.patch_daemonset("ns", "ds", {"metadata": {}})
+    assert sent.request.call_count == 1 and sent.last["method"] == "PATCH"
+
+
+def test_the_guard_covers_every_client_of_the_api_client_made_before_or_after(sent):
+    before = Kube(sent.api_client, stop=InstantStop())
+    guard_writes(sent.api_client, Guard())
+    after = Kube(sent.api_client, stop=InstantStop())
+    for kube in (before, after):
+        with pytest.raises(NotLeader):
+            kube.create_object(EVENTS_V1, "ns", {"metadata": {"name": "e"}})
+    assert sent.request.call_count == 0
+
+
+def test_the_lease_client_itself_is_not_guarded(sent):
+    guard = Guard()
+    guard_writes(sent.api_client, guard)
+    lease_client = Kube(sent.api_client, stop=InstantStop(), write_guard=False)
+    lease_client.replace_object(LEASES, "ns", "op", {"metadata": {}})
+    lease_client.create_object(LEASES, "ns", {"metadata": {"name": "op"}})
+    assert [c.args[0] for c in sent.request.call_args_list] == ["PUT", "POST"]
+    assert guard.asked == 0
+
+
+def test_without_a_guard_writes_go_as_before(raw_kube, sent):
+    raw_kube.patch_daemonset("ns", "ds", {"metadata": {}})
+    assert sent.request.call_count == 1

@@ -4,14 +4,27 @@ the loop that campaigns, renews, gives up when renewals fail, and stops when ask
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
+from kubernetes import client as k8s
 from structlog.testing import capture_logs
 
 from imagepuller.events import micro_time
-from imagepuller.kube import LEASES, Conflict, Forbidden, NotFound, Transient
+from imagepuller.kube import (
+    LEASES,
+    PODS,
+    Conflict,
+    Forbidden,
+    Kube,
+    NotFound,
+    NotLeader,
+    Transient,
+    guard_writes,
+)
 from imagepuller.lease import LeaderElector
 
 NS, NAME = "ns", "kubernetes-image-puller"
@@ -513,3 +526,125 @@ def test_release_logs_an_api_error_and_does_not_raise():
     assert kube.spec["holderIdentity"] == "a"
     assert len(events(logs, "lease_release_failed")) == 1
     assert events(logs, "lease_released") == []
+
+
+# --- the write guard: no write leaves unless the Lease is known held right now --------------
+
+
+class Transport:
+    """A real Kube on an API client whose REST layer is mocked: what would reach the API."""
+
+    def __init__(self, mocker, elector: LeaderElector):
+        self.api_client = k8s.ApiClient(k8s.Configuration(host="https://api.test"))
+        self.request = mocker.patch.object(self.api_client.rest_client, "request")
+        self.request.return_value = SimpleNamespace(
+            response=SimpleNamespace(
+                status=200,
+                reason="OK",
+                data=json.dumps({"metadata": {"resourceVersion": "1"}}).encode(),
+                release_conn=lambda: None,
+            )
+        )
+        guard_writes(self.api_client, elector.refusal)
+        self.kube = Kube(self.api_client, stop=threading.Event())
+
+    def write(self) -> None:
+        self.kube.patch_daemonset(NS, "cache", {"metadata": {"annotations": {"x": "1"}}})
+
+    @property
+    def methods(self) -> list[str]:
+        return [call.args[0] for call in self.request.call_args_list]
+
+
+def test_a_write_leaves_only_within_the_renew_deadline_of_the_last_renewal(mocker):
+    lease, clock = FakeKube(), Clock(100.0)
+    a = elector(lease, clock=clock)  # lease 15 s, renew deadline 10 s
+    api = Transport(mocker, a)
+    with pytest.raises(NotLeader, match="does not hold the Lease ns/kubernetes-image-puller"):
+        api.write()  # not elected yet
+    assert a.try_acquire_or_renew()
+    api.write()
+    clock.now = 109.9
+    api.write()
+    assert api.methods == ["PATCH", "PATCH"]
+
+    clock.now = 110.0  # no renewal for the renew deadline: not known to be held any more
+    with pytest.raises(
+        NotLeader, match=r"last renewed the Lease .* 10\.0 s ago \(renew deadline 10 s\)"
+    ):
+        api.write()
+    assert api.methods == ["PATCH", "PATCH"]  # the transport never saw it
+    api.kube.get_daemonset(NS, "cache")  # reads and watches still go
+    api.kube.list_pods(NS, "a=b")
+    api.kube.watch_objects(PODS, NS, "1")
+    assert api.methods == ["PATCH", "PATCH", "GET", "GET", "GET"]
+
+    assert a.try_acquire_or_renew()  # renewed: writes go again
+    api.write()
+    assert api.methods[-1] == "PATCH" and len(api.methods) == 6
+
+
+def test_the_deadline_counts_from_when_the_renewal_started_not_when_it_answered(mocker):
+    lease, clock = FakeKube(), Clock(100.0)
+    a = elector(lease, clock=clock)
+    api = Transport(mocker, a)
+    assert a.try_acquire_or_renew()
+    clock.now = 108.0
+    lease.before_write = lambda: setattr(clock, "now", clock.now + 3)  # a slow PUT
+    assert a.try_acquire_or_renew()
+    assert clock.now == 111.0
+    api.write()
+    clock.now = 118.0  # 10 s after the renewal was sent, 7 s after its answer
+    with pytest.raises(NotLeader):
+        api.write()
+    assert api.methods == ["PATCH"]
+
+
+def test_seeing_another_holder_refuses_writes_at_once(mocker):
+    lease, clock = FakeKube(), Clock(100.0)
+    a = elector(lease, clock=clock)
+    api = Transport(mocker, a)
+    assert a.try_acquire_or_renew()
+    lease.held_by("b", renew_time=micro_time(WALL0))  # written by hand, say
+    clock.now = 102.0
+    assert not a.try_acquire_or_renew()
+    with pytest.raises(NotLeader):
+        api.write()
+    assert api.methods == []
+
+
+def test_a_released_lease_refuses_writes(mocker):
+    lease = FakeKube()
+    a = elector(lease)
+    api = Transport(mocker, a)
+    assert a.try_acquire_or_renew()
+    a.release()
+    with pytest.raises(NotLeader):
+        api.write()
+    assert api.methods == []
+
+
+def test_a_leader_resumed_after_a_pause_refuses_writes_before_its_renew_loop_looks(mocker):
+    """SIGSTOP past the Lease: when the process runs again, a worker thread may be first to
+    run. Its write is refused on the clock alone; then the loop sees the successor and stops
+    leading."""
+    lease, clock = FakeKube(), Clock(100.0)
+    refused_on_resume: list[bool] = []
+
+    def world(stop):
+        if clock.now == 104:
+            clock.now += 20  # paused for 20 s; b took the Lease over meanwhile
+            lease.held_by("b", renew_time=micro_time(WALL0 + 120), transitions=1)
+            try:
+                api.write()  # a worker thread, first to run again
+            except NotLeader:
+                refused_on_resume.append(True)
+
+    stop = FakeStop(clock, world)
+    a = elector(lease, clock=clock, stop=stop)
+    api = Transport(mocker, a)
+    callbacks = Callbacks()
+    run_until(a, clock, callbacks)
+    assert refused_on_resume == [True]
+    assert callbacks.stopped == [124.0]
+    assert api.methods == []
