@@ -41,8 +41,14 @@ FILES = {
     "role.yaml": "Role",
     "rolebinding.yaml": "RoleBinding",
     "deployment.yaml": "Deployment",
+    "admission-params.yaml": "ConfigMap",
+    "admission-policy.yaml": "ValidatingAdmissionPolicy",
+    "admission-binding.yaml": "ValidatingAdmissionPolicyBinding",
 }
-CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+CLUSTER_SCOPED = {
+    "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+}  # fmt: skip
 
 # Everything the operator may do, in every namespace. Nothing else: no Deployments, ConfigMaps,
 # ServiceAccounts or RBAC objects (the community operator needs those per resource), no write to
@@ -122,7 +128,15 @@ def test_kustomization_lists_exactly_the_files() -> None:
     assert kustomization["resources"] == list(FILES)
     assert kustomization["namespace"] == NAMESPACE
     # Nothing else that could rename or relabel what the tests below check.
-    assert set(kustomization) == {"apiVersion", "kind", "namespace", "resources"}
+    assert set(kustomization) == {"apiVersion", "kind", "namespace", "resources", "transformers"}
+    # The one transformer takes the namespace off the cluster-scoped admission objects only.
+    (transformer,) = [yaml.safe_load(t) for t in kustomization["transformers"]]
+    assert transformer["kind"] == "PatchTransformer"
+    assert transformer["target"] == {"group": "admissionregistration.k8s.io"}
+    assert json.loads(transformer["patch"]) == [
+        {"op": "add", "path": "/metadata/namespace", "value": ""},
+        {"op": "remove", "path": "/metadata/namespace"},
+    ]
     # Every other file of the directory is one of those, or the example (not applied).
     on_disk = {p.name for p in OPERATOR.iterdir()}
     assert on_disk == set(FILES) | {"kustomization.yaml", "example.yaml"}
@@ -287,6 +301,116 @@ def test_deployment_selector_does_not_match_a_daemonsets_pods() -> None:
         config = load_config({"IMAGES": "a=quay.io/a:1", "DAEMONSET_NAME": name})
         pod_labels = build_daemonset(config)["spec"]["template"]["metadata"]["labels"]
         assert not selector.items() <= pod_labels.items(), name
+
+
+# --- Admission: creating a resource needs the rights of a DaemonSet creator (docs/operator.md) --
+
+POLICY = "imagepuller-operator-kubernetesimagepullers"
+PARAMS = "imagepuller-admission"
+# The Che / Dev Spaces operators' accounts (ServiceAccount che-operator, renamed devspaces-operator
+# downstream; OLM installs them in openshift-operators, chectl in eclipse-che). Their ClusterRole
+# allows kubernetesimagepullers but no DaemonSets, so only the parameters admit them.
+CHE_OPERATORS = [
+    "system:serviceaccount:openshift-operators:devspaces-operator",
+    "system:serviceaccount:openshift-operators:che-operator",
+    "system:serviceaccount:eclipse-che:che-operator",
+]
+# docs/operator.md's command for an OLM install, where the operator's namespace differs.
+OLM_NAMESPACE = "openshift-operators"
+OLM_SED = f"s/namespace: {NAMESPACE}/namespace: {OLM_NAMESPACE}/"
+
+
+def _policy_spec() -> dict:
+    return _obj("ValidatingAdmissionPolicy")["spec"]
+
+
+def test_policy_matches_creates_and_updates_of_the_resource_only() -> None:
+    policy = _obj("ValidatingAdmissionPolicy")
+    assert policy["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert policy["metadata"]["name"] == POLICY
+    spec = _policy_spec()
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert rule["apiGroups"] == [GROUP]
+    assert VERSION in rule["apiVersions"] or rule["apiVersions"] == ["*"]
+    # Not DELETE (runs nothing), not kubernetesimagepullers/status (the operator's own writes):
+    # a rule matches a subresource only when it names it.
+    assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
+    assert rule["resources"] == [PLURAL]
+    assert "namespaceSelector" not in spec["matchConstraints"]
+    assert "objectSelector" not in spec["matchConstraints"]
+    # Fails closed: an expression that cannot be evaluated refuses.
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
+
+
+def test_policy_judges_every_create_and_every_spec_change() -> None:
+    (condition,) = _policy_spec()["matchConditions"]
+    expression = " ".join(condition["expression"].split())
+    assert expression.startswith("request.operation == 'CREATE' || ")
+    assert "object.spec != oldObject.spec" in expression
+    assert "has(object.spec) != has(oldObject.spec)" in expression  # removing the spec too
+
+
+def test_policy_admits_daemonset_creators_and_the_listed_users() -> None:
+    spec = _policy_spec()
+    (validation,) = spec["validations"]
+    expression = " ".join(validation["expression"].split()).replace("( ", "(").replace(" .", ".")
+    assert (
+        "authorizer.group('apps').resource('daemonsets').namespace(request.namespace)"
+        ".check('create').allowed()"
+    ) in expression
+    assert "|| request.userInfo.username in variables.allowedUsers" in expression
+    (variable,) = spec["variables"]
+    assert variable["name"] == "allowedUsers"
+    assert "params.?data.?allowedUsers.orValue('')" in variable["expression"]
+    assert validation["reason"] == "Forbidden"
+    message = validation["messageExpression"]
+    words = ["runs its images on every node", "create DaemonSets in namespace",
+             "request.namespace", "params.metadata.namespace", "key allowedUsers"]  # fmt: skip
+    for part in words:
+        assert part in message, part
+
+
+def test_binding_denies_everywhere_with_the_params_of_the_operators_namespace() -> None:
+    binding = _obj("ValidatingAdmissionPolicyBinding")
+    assert binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    spec = binding["spec"]
+    assert spec["policyName"] == POLICY == binding["metadata"]["name"]
+    assert spec["validationActions"] == ["Deny"]
+    assert "matchResources" not in spec, "every namespace"
+    # Named explicitly (kustomize's `namespace:` does not rewrite paramRef), and failing closed
+    # when the ConfigMap is missing: `Allow` would switch the check off for everyone.
+    assert spec["paramRef"] == {
+        "name": PARAMS,
+        "namespace": NAMESPACE,
+        "parameterNotFoundAction": "Deny",
+    }
+    assert _obj("ConfigMap")["metadata"]["name"] == PARAMS
+
+
+def test_params_list_the_che_operators_accounts() -> None:
+    params = _obj("ConfigMap")
+    assert set(params["data"]) == {"allowedUsers"}
+    users = [line.strip() for line in params["data"]["allowedUsers"].splitlines() if line.strip()]
+    assert users == CHE_OPERATORS
+    for user in users:
+        prefix, kind, namespace, name = user.split(":")
+        assert (prefix, kind) == ("system", "serviceaccount") and namespace and name, user
+
+
+def test_olm_command_moves_only_the_params_namespace() -> None:
+    # OLM bundles cannot carry a ValidatingAdmissionPolicy (test_bundle_layout): docs/operator.md
+    # applies the three files after an OLM install, the binding through this sed expression.
+    docs = (ROOT / "docs" / "operator.md").read_text()
+    assert OLM_SED in docs
+    for name in ("admission-policy.yaml", "admission-params.yaml", "admission-binding.yaml"):
+        assert f"manifests/operator/{name}" in docs, name
+    text = (OPERATOR / "admission-binding.yaml").read_text()
+    assert text.count(f"namespace: {NAMESPACE}") == 1
+    moved = yaml.safe_load(text.replace(f"namespace: {NAMESPACE}", f"namespace: {OLM_NAMESPACE}"))
+    expected = _obj("ValidatingAdmissionPolicyBinding")
+    expected["spec"]["paramRef"]["namespace"] = OLM_NAMESPACE
+    assert moved == expected
 
 
 # --- The example resource (section 3.6.5) ---------------------------------------------------
