@@ -130,6 +130,7 @@ class Controller:
         health: Health | None = None,
         events: EventRecorder | None = None,
         owner: Callable[[Config], dict[str, Any] | None] | None = None,
+        delete_on_shutdown: bool = True,
     ):
         # The configuration in force; a new one waits in ``_offered`` for the API's verdict.
         self.config = config
@@ -142,8 +143,18 @@ class Controller:
         self.wake = WakeUp(stop)
         self._new_informer = informer  # tests give a fake one that reads their objects
         self.on_rejected: Callable[[Config, str], None] | None = None
-        self._offered: Config | None = None
+        self._offered: tuple[Config, object] | None = None
         self._offer_lock = threading.Lock()
+        # The newest configuration offered and not applied yet (with the caller's tag, the
+        # resource generation in operator mode): its dry run was refused or failed, and is
+        # tried again after a growing pause until it applies or a newer one replaces it.
+        self._pending: tuple[Config, object] | None = None
+        self._pending_retry_at: float | None = None
+        self._pending_backoff = ERROR_BACKOFF[0]
+        self.applied_tag: object = None  # the tag of the configuration in force
+        # (tag, why) while the newest offer is refused or could not be checked; reported.
+        self.refused: tuple[object, str] | None = None
+        self.refused_by_api = False  # refused (True), or the check itself failed (False)
         self._informers: dict[str, Informer] = {}
         self.openshift: bool | None = None
         self._owner: tuple[str, str, dict[str, Any] | None] | None = None
@@ -195,6 +206,10 @@ class Controller:
         self._told: tuple[Any, ...] | None = None  # what on_look was last called with
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
+        # Operator mode: never. A resource deleted with --cascade=orphan leaves its DaemonSet
+        # to whoever adopts it; one deleted as usual leaves it to the garbage collector; an
+        # operator stopping leaves it to the next leader.
+        self.delete_on_shutdown = delete_on_shutdown
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -282,18 +297,21 @@ class Controller:
         self.kube.interrupt()
         self.wake.poke()
 
-    def offer(self, config: Config) -> None:
-        """A new configuration (a ConfigMap edit): applied at the next reconcile if the API
-        accepts it; called from the ConfigMap's watch thread."""
+    def offer(self, config: Config, tag: object = None) -> None:
+        """A new configuration (a ConfigMap edit, a resource's new generation: ``tag``):
+        applied at the next reconcile once the API accepts it; called from another thread."""
         with self._offer_lock:
-            self._offered = config
+            self._offered = (config, tag)
         self.wake.poke()
 
     def reconcile(self) -> float | None:
         """One look: returns the seconds until the next (None: when something changes)."""
         if self.openshift is None:
             self.openshift = self._detect_openshift()
-        self._take_offered()
+        offer_retry = self._take_offered()
+        return _sooner(self._look(), offer_retry) if offer_retry is not None else self._look()
+
+    def _look(self) -> float | None:
         cfg = self.config
         informer = self._informer(cfg.namespace)
         if not informer.has_synced():
@@ -365,11 +383,21 @@ class Controller:
 
     # --- configuration ------------------------------------------------------------------
 
-    def _take_offered(self) -> None:
+    def _take_offered(self) -> float | None:
+        """Apply the newest configuration offered once the API accepts it; the seconds until
+        a refused or unchecked one is tried again (None: nothing waits)."""
         with self._offer_lock:
-            offered, self._offered = self._offered, None
-        if offered is None or offered == self.config:
-            return
+            if self._offered is not None:
+                self._pending, self._offered = self._offered, None
+                self._pending_retry_at, self._pending_backoff = None, ERROR_BACKOFF[0]
+        if self._pending is None:
+            return None
+        if self._pending_retry_at is not None and self.clock() < self._pending_retry_at:
+            return self._pending_retry_at - self.clock()
+        offered, tag = self._pending
+        if offered == self.config:
+            self._pending, self.applied_tag, self.refused = None, tag, None
+            return None
         try:
             effective = self._effective(offered)
             # With IMAGES_FROM alone and its lists not read yet there is nothing to check
@@ -377,12 +405,16 @@ class Controller:
             if effective.images:
                 self._validate(self._desired(effective))
         except ConfigRejected as err:
-            # A bad edit changes nothing that runs; the next good edit is applied.
-            log.error("config_rejected", error=str(err), note="keeping the configuration in force")
-            self.metrics.config_rejected(self.config.namespace, self.config.daemonset_name)
-            if self.on_rejected:
-                self.on_rejected(offered, str(err))
-            return
+            # A bad edit changes nothing that runs. It is tried again (an admission policy or
+            # webhook may change its mind) until it applies or a newer edit replaces it.
+            return self._offer_not_applied(offered, tag, str(err), refused=True)
+        except KubeError as err:
+            # The dry run itself failed (a webhook down, the API unreachable): the edit is
+            # kept and checked again, never dropped.
+            why = f"the API could not check the new configuration: {err}"
+            return self._offer_not_applied(offered, tag, why, refused=False)
+        self._pending, self._pending_retry_at, self.refused = None, None, None
+        self.applied_tag = tag
         previous, self.config = self.config, offered
         if (offered.log_format, offered.log_level) != (previous.log_format, previous.log_level):
             configure_logging(offered.log_format, offered.log_level)
@@ -398,6 +430,35 @@ class Controller:
             # no node is without its images in between.
             self._retiring.append((previous.namespace, previous.daemonset_name))
             self.current_uid = None
+        return None
+
+    def _offer_not_applied(self, offered: Config, tag: object, why: str, *, refused: bool) -> float:
+        """Report (once per reason) a configuration not applied; when to try it again."""
+        wait = self._pending_backoff
+        self._pending_retry_at = self.clock() + wait
+        self._pending_backoff = min(wait * 2, ERROR_BACKOFF[1])
+        if self.refused == (tag, why):
+            return wait
+        self.refused, self.refused_by_api = (tag, why), refused
+        log.error(
+            "config_rejected" if refused else "config_not_checked",
+            error=why,
+            retry_seconds=wait,
+            note="keeping the configuration in force; trying the new one again until it "
+            "applies or a newer one replaces it",
+        )
+        if refused:
+            self.metrics.config_rejected(self.config.namespace, self.config.daemonset_name)
+        if self.on_rejected:
+            self.on_rejected(offered, why)  # single mode: on the ConfigMap that was edited
+        else:
+            self._event(
+                warning=True,
+                reason="ConfigRejected" if refused else "ConfigNotChecked",
+                action="Configure",
+                note=why,
+            )
+        return wait
 
     # --- image lists (IMAGES_FROM) ------------------------------------------------------
 
@@ -929,7 +990,7 @@ class Controller:
 
     def _delete_on_shutdown(self) -> None:
         cfg = self.config
-        if self.current_uid is None:
+        if self.current_uid is None or not self.delete_on_shutdown:
             log.info("shutdown", deleted=False)
             return
         informer = self._informers.get(cfg.namespace)

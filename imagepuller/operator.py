@@ -67,13 +67,19 @@ class Puller:
 
     controller: Controller
     thread: threading.Thread
-    generation: int  # the resource generation of the configuration in force
+    generation: int  # the newest resource generation offered to it (applied: controller's tag)
+    # Its resource was deleted: once its thread ends, its metrics series go too.
+    gone: bool = False
 
 
 @dataclass
 class _Written:
     status: dict[str, Any]
     at: float
+    # The resource's resourceVersion in the cache when we wrote, and the one our write made:
+    # while the cache shows either, it has not seen anyone else's write since ours.
+    seen: str = ""
+    made: str = ""
 
 
 @dataclass
@@ -127,6 +133,9 @@ class Operator:
         self.wake = WakeUp(stop)
         self.pullers: dict[tuple[str, str], Puller] = {}
         self._invalid: dict[tuple[str, str], tuple[int, list[str]]] = {}
+        # Each resource's spec as read, for the generation it was read at: a Config, or the
+        # problems that make it invalid.
+        self._parsed: dict[tuple[str, str], tuple[int, Config | ConfigError]] = {}
         self._reported: set[tuple[tuple[str, str], int, str]] = set()  # Events already sent
         self._written: dict[tuple[str, str], _Written] = {}
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}
@@ -224,6 +233,29 @@ class Operator:
         self._failures[key] = (now, found)
         return found
 
+    def _parse(self, key: tuple[str, str], resource: dict[str, Any]) -> Config | ConfigError:
+        """The resource's spec read as settings, once per generation."""
+        generation = int(resource["metadata"].get("generation") or 0)
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        try:
+            parsed: Config | ConfigError = config_from_resource(resource)
+        except ConfigError as err:
+            parsed = err
+        self._parsed[key] = (generation, parsed)
+        return parsed
+
+    def _claimed_name(self, key: tuple[str, str], resource: dict[str, Any]) -> str | None:
+        """The DaemonSet name a resource holds a claim on: its last valid spec's. An invalid
+        edit claims nothing new (it changes nothing that runs, the name included); a resource
+        that never had a valid spec claims none."""
+        parsed = self._parse(key, resource)
+        if isinstance(parsed, Config):
+            return parsed.daemonset_name
+        puller = self.pullers.get(key)
+        return puller.controller.config.daemonset_name if puller is not None else None
+
     def _judge(self, objects: list[dict[str, Any]]) -> _Verdict:
         verdict = _Verdict()
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -233,7 +265,12 @@ class Operator:
             resource = {**obj, "apiVersion": API_VERSION, "kind": KIND}
             key = _key(resource)
             verdict.resources[key] = resource
-            groups.setdefault((key[0], daemonset_name(resource)), []).append(resource)
+            name = self._claimed_name(key, resource)
+            if name is not None:
+                groups.setdefault((key[0], name), []).append(resource)
+        for key in list(self._parsed):
+            if key not in verdict.resources:
+                del self._parsed[key]
         for members in groups.values():
             members.sort(key=_age)
             winner = _key(members[0])
@@ -258,9 +295,9 @@ class Operator:
             and (puller.thread.is_alive() or puller.controller.rejected)
         ):
             return  # running it, or the API refused it: only a new generation is tried again
-        try:
-            config = config_from_resource(resource)
-        except ConfigError as err:
+        config = self._parse(key, resource)
+        if isinstance(config, ConfigError):
+            err = config
             self._invalid[key] = (generation, err.problems)  # what runs keeps running
             self._warn_once(key, generation, resource, "InvalidSpec", "; ".join(err.problems))
             log.error(
@@ -274,7 +311,7 @@ class Operator:
         self._invalid.pop(key, None)
         if puller is not None and puller.thread.is_alive():
             puller.generation = generation
-            puller.controller.offer(config)
+            puller.controller.offer(config, generation)
             return
         if puller is not None:  # its controller ended (the API refused its configuration)
             self.pullers.pop(key)
@@ -289,12 +326,16 @@ class Operator:
             config,
             kube,
             stop=stop,
-            identity=self.identity,
+            # Each resource is its own keeper: what one resource's controller claims or retires
+            # is never taken for another's, though one process runs them all.
+            identity=f"{self.identity}/{key[0]}/{key[1]}",
+            delete_on_shutdown=False,
             metrics=self.metrics,
             health=health,
             events=EventRecorder(kube, self.identity, self.wall),
             owner=lambda _config: self._current(key),
         )
+        controller.applied_tag = generation
         controller.on_look = self.wake.poke
         # The platform is the cluster's: once a controller has asked, the others need not.
         controller.openshift = next(
@@ -306,25 +347,30 @@ class Operator:
             None,
         )
         thread = threading.Thread(
-            target=self._run_controller,
-            args=(controller,),
+            target=lambda: self._run_controller(puller),
             name=f"puller-{key[0]}/{key[1]}",
             daemon=True,
         )
-        self.pullers[key] = Puller(controller, thread, generation)
+        puller = Puller(controller, thread, generation)
+        self.pullers[key] = puller
         thread.start()
         log.info("puller_started", resource=f"{key[0]}/{key[1]}", daemonset=config.daemonset_name)
 
-    def _run_controller(self, controller: Controller) -> None:
+    def _run_controller(self, puller: Puller) -> None:
         try:
-            controller.run()
+            puller.controller.run()
         finally:
+            if puller.gone:
+                # After the thread's last write of them, so none comes back.
+                config = puller.controller.config
+                self.metrics.forget(config.namespace, config.daemonset_name)
             self.wake.poke()  # its status changes (or it was refused): look again
 
     def _stop_puller(self, key: tuple[str, str], *, why: str) -> None:
         puller = self.pullers.pop(key, None)
         if puller is None:
             return
+        puller.gone = why == "resource deleted"
         puller.controller.request_stop()
         log.info("puller_stopped", resource=f"{key[0]}/{key[1]}", why=why)
 
@@ -359,12 +405,18 @@ class Operator:
         generation = int(resource["metadata"].get("generation") or 0)
         stored = resource.get("status") or {}
         puller = self.pullers.get(key)
-        if conflict_with is not None:
-            message = (
-                f"DaemonSet {daemonset_name(resource)} in {key[0]} is kept for the older "
-                f"resource {conflict_with[1]}; rename one (spec.daemonsetName) or remove one"
-            )
-            self._warn_once(key, generation, resource, "NameConflict", message)
+        taken_by = puller.controller.conflict if puller is not None else None
+        if conflict_with is not None or taken_by is not None:
+            if conflict_with is not None:
+                message = (
+                    f"DaemonSet {self._claimed_name(key, resource)} in {key[0]} is kept for the "
+                    f"older resource {conflict_with[1]}; rename one (spec.daemonsetName) or "
+                    "remove one"
+                )
+                self._warn_once(key, generation, resource, "NameConflict", message)
+            else:
+                # The controller itself told (a Warning Event on this resource, and the log).
+                message = str(taken_by)
             return _status_body(
                 stored,
                 generation=generation,
@@ -380,6 +432,21 @@ class Operator:
         controller = puller.controller if puller else None
         if controller is not None and controller.rejected:
             problems = [controller.rejected]
+        # The newest generation offered, refused by the API (or not checkable): reported as
+        # observed, while what runs stays the last applied one's.
+        problem_reason = "InvalidSpec"
+        refusal = controller.refused if controller is not None else None
+        applied = generation
+        if controller is not None and puller is not None:
+            tag = controller.applied_tag
+            applied = tag if isinstance(tag, int) else puller.generation
+        observed_generation = applied
+        if refusal is not None and puller is not None and refusal[0] == puller.generation:
+            observed_generation = puller.generation
+            if not problems:
+                problems = [refusal[1]]
+                by_api = controller is not None and controller.refused_by_api
+                problem_reason = "InvalidSpec" if by_api else "SpecNotChecked"
         daemonset = controller.last_observed if controller else None
         if daemonset is None or controller is None:
             reason, message = (
@@ -399,9 +466,16 @@ class Operator:
         ds_status = daemonset.get("status") or {}
         holding = int(ds_status.get("numberAvailable") or 0)
         images = len(template_containers(daemonset))
-        ready = complete and desired > 0 and holding == desired
+        # Only a DaemonSet with this spec's template holds this spec's images.
+        current = controller.observed_current
+        ready = current and complete and desired > 0 and holding == desired
         if ready:
             ready_reason, ready_message = "AllImagesCached", all_held(images, holding, desired)
+        elif not current:
+            ready_reason, ready_message = (
+                "Updating",
+                "the DaemonSet does not have this spec's template yet; updating it",
+            )
         elif complete and desired == 0:
             ready_reason, ready_message = "NoNodesSelected", "no node matches the selection"
         else:
@@ -415,7 +489,7 @@ class Operator:
         else:
             failures = self._current_failures(key, controller, daemonset)
         if problems:
-            degraded = (True, "InvalidSpec", "; ".join(problems))
+            degraded = (True, problem_reason, "; ".join(problems))
         elif failures:
             degraded = (True, "ImagesNotCached", failure_summary(failures))
         else:
@@ -426,13 +500,16 @@ class Operator:
             refreshed = template.get(REFRESH_ANNOTATION) or refreshed
         body = _status_body(
             stored,
-            generation=puller.generation if puller else generation,
+            generation=observed_generation,
+            # What runs (Ready, Progressing) is the applied generation's; Degraded may be about
+            # a newer one the API refused.
+            condition_generations={"Ready": applied, "Progressing": applied},
             conditions=[
                 ("Ready", ready, ready_reason, ready_message),
                 (
                     "Progressing",
-                    not complete,
-                    "RollingOut" if not complete else "Complete",
+                    not (complete and current),
+                    "RollingOut" if not (complete and current) else "Complete",
                     ready_message,
                 ),
                 ("Degraded", *degraded),
@@ -463,19 +540,27 @@ class Operator:
     ) -> float | None:
         """Send the status if it says something new; None, or the seconds until it may."""
         written = self._written.get(key)
-        if status == (resource.get("status") or {}) or (written and written.status == status):
+        if status == (resource.get("status") or {}):
             return None
+        version = str(resource["metadata"].get("resourceVersion") or "")
+        if written and written.status == status and version in (written.seen, written.made):
+            return None  # ours, not in the cache yet (or normalised by the API)
+        # Otherwise the stored status differs from what is so: someone else wrote it, or it was
+        # never written. Either way it is corrected.
         now = self.clock()
         if written is not None and now - written.at < STATUS_MIN_INTERVAL:
             return STATUS_MIN_INTERVAL - (now - written.at)
         try:
-            self.kube.merge_patch(PULLERS, key[0], key[1], {"status": status}, subresource="status")
+            made = self.kube.merge_patch(
+                PULLERS, key[0], key[1], {"status": status}, subresource="status"
+            )
         except NotFound:
             return None  # deleted meanwhile: the next pass forgets it
         except KubeError as err:
             log.warning("status_not_written", resource=f"{key[0]}/{key[1]}", error=str(err))
             return STATUS_MIN_INTERVAL
-        self._written[key] = _Written(status, now)
+        made_version = str((made.get("metadata") or {}).get("resourceVersion") or "")
+        self._written[key] = _Written(status, now, version, made_version)
         return None
 
 
@@ -485,6 +570,7 @@ def _status_body(
     generation: int,
     conditions: list[tuple[str, bool, str, str]],
     now: float,
+    condition_generations: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Conditions keep their lastTransitionTime while their status stays the same."""
     before = {c.get("type"): c for c in stored.get("conditions") or [] if isinstance(c, dict)}
@@ -501,7 +587,7 @@ def _status_body(
             {
                 "type": kind,
                 "status": status,
-                "observedGeneration": generation,
+                "observedGeneration": (condition_generations or {}).get(kind, generation),
                 "lastTransitionTime": _seconds(since),
                 "reason": reason,
                 "message": message[:32768],

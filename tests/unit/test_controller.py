@@ -589,6 +589,51 @@ def test_a_new_name_is_created_and_the_old_one_deleted_once_ready(controller, ku
     assert events(logs, "daemonset_retired")[0]["name"] == NAME
 
 
+def image_of(kube):
+    return ds(kube)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+@pytest.mark.parametrize(
+    "failure, event",
+    [
+        (Invalid("spec.template.spec.affinity: Required value", status=422), "config_rejected"),
+        (Transient("admission webhook unreachable", status=500), "config_not_checked"),
+    ],
+)
+def test_an_edit_the_api_refuses_or_cannot_check_is_reported_and_tried_again_not_dropped(
+    controller, kube, clock, failure, event
+):
+    created_and_ready(controller, kube)
+    reported: list[str] = []
+    controller.on_rejected = lambda _config, message: reported.append(message)
+    kube.reject_dry_run = failure
+    controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}), "generation 2")
+    with capture_logs() as logs:
+        retry = controller.reconcile()
+        assert retry is not None and retry <= 2.0  # looked at again soon, not forgotten
+        controller.reconcile()  # before the pause ends: not tried, not reported again
+    assert image_of(kube) == "quay.io/a:1"  # nothing that runs changed
+    assert len(events(logs, event)) == 1 and len(reported) == 1
+    assert controller.refused == ("generation 2", reported[0])
+    assert controller.applied_tag is None
+    kube.reject_dry_run = None  # the webhook is back, or the policy changed
+    clock.now += 2.0
+    controller.reconcile()
+    assert image_of(kube) == "quay.io/a:2"  # the very same edit, applied
+    assert controller.applied_tag == "generation 2" and controller.refused is None
+
+
+def test_a_newer_edit_replaces_one_that_waits_for_the_api(controller, kube, clock):
+    created_and_ready(controller, kube)
+    kube.reject_dry_run = Transient("etcd timeout", status=504)
+    controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:2"}), 2)
+    controller.reconcile()
+    kube.reject_dry_run = None
+    controller.offer(load_config({**ENV, "IMAGES": "a=quay.io/a:3"}), 3)
+    controller.reconcile()  # tried at once: a new edit does not wait for the old one's pause
+    assert image_of(kube) == "quay.io/a:3" and controller.applied_tag == 3
+
+
 def test_a_configuration_the_api_refuses_at_start_exits_1_touching_nothing(controller, kube):
     kube.reject_dry_run = Invalid("nodeSelectorTerms: Required value", status=422)
     with capture_logs() as logs:

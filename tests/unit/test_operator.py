@@ -128,3 +128,153 @@ def test_shutdown_waits_for_every_controller_to_end():
     thread.start()
     op.shutdown()
     assert not thread.is_alive()
+
+
+# --- names are judged on the last valid spec ------------------------------------------------
+
+
+def running(daemonset: str) -> Puller:
+    """A puller whose controller runs (its thread alive) with DaemonSet ``daemonset``."""
+    alive = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True)
+    alive.start()
+    controller = SimpleNamespace(
+        config=SimpleNamespace(daemonset_name=daemonset), rejected=None, openshift=None
+    )
+    return Puller(controller, alive, 1)  # type: ignore[arg-type]
+
+
+def test_an_invalid_edit_of_an_older_resource_takes_no_name_from_a_newer_one():
+    op = operator()
+    op.pullers[("ns", "older")] = running("cache-a")
+    older = resource("ns", "older", "2026-11-28T10:00:00Z", daemonset="cache-b")
+    older["spec"]["cachingMemoryLimit"] = "lots"  # invalid: nothing of it applies
+    newer = resource("ns", "newer", "2026-11-28T10:00:01Z", daemonset="cache-b")
+    verdict = op._judge([older, newer])
+    assert verdict.conflicts == {}
+    # The older resource's valid spec still keeps its own name against a third.
+    third = resource("ns", "third", "2026-11-28T10:00:02Z", daemonset="cache-a")
+    assert op._judge([older, newer, third]).conflicts == {("ns", "third"): ("ns", "older")}
+
+
+def test_a_resource_that_never_had_a_valid_spec_claims_no_name():
+    op = operator()
+    broken = resource("ns", "broken", "2026-11-28T10:00:00Z")
+    broken["spec"]["cachingMemoryLimit"] = "lots"
+    newer = resource("ns", "newer", "2026-11-28T10:00:01Z")
+    assert op._judge([broken, newer]).conflicts == {}
+
+
+# --- the status: what is so, written when the stored one differs ---------------------------
+
+
+class StatusApi:
+    """The status subresource's writes, each making a new resourceVersion."""
+
+    def __init__(self):
+        self.patches: list[dict] = []
+
+    def merge_patch(self, kind, namespace, name, patch, *, subresource=""):
+        assert subresource == "status"
+        self.patches.append(patch["status"])
+        return {"metadata": {"resourceVersion": str(100 + len(self.patches))}}
+
+
+def stored(status: dict | None, version: str) -> dict:
+    body = resource("ns", "cache", "2026-11-28T10:00:00Z")
+    body["metadata"]["resourceVersion"] = version
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def test_a_status_written_by_someone_else_is_corrected():
+    op = operator()
+    op.kube = StatusApi()  # type: ignore[assignment]
+    key, truth = ("ns", "cache"), {"observedGeneration": 1, "conditions": []}
+    op._write_status(key, stored(None, "5"), truth)
+    assert op.kube.patches == [truth]
+    op._write_status(key, stored(None, "5"), truth)  # the cache has not seen our write yet
+    op._write_status(key, stored(truth, "101"), truth)  # now it has
+    assert len(op.kube.patches) == 1
+    forged = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}
+    op.clock = lambda: 1e9  # past the minimum interval between two writes
+    op._write_status(key, stored(forged, "102"), truth)
+    assert op.kube.patches == [truth, truth]  # corrected
+
+
+def daemonset(images=2, nodes=3):
+    return {
+        "metadata": {"generation": 1},
+        "spec": {
+            "template": {
+                "metadata": {},
+                "spec": {"containers": [{"name": f"c{n}"} for n in range(images)]},
+            }
+        },
+        "status": {
+            "observedGeneration": 1,
+            "desiredNumberScheduled": nodes,
+            "updatedNumberScheduled": nodes,
+            "numberAvailable": nodes,
+        },
+    }
+
+
+def observing(observed, *, current=True, conflict=None) -> Puller:
+    controller = SimpleNamespace(
+        last_observed=observed,
+        observed_current=current,
+        conflict=conflict,
+        rejected=None,
+        refused=None,
+        refused_by_api=False,
+        applied_tag=1,
+        last_failures=[],
+        config=SimpleNamespace(kip_image="quay.io/kip:1", daemonset_name="cache"),
+    )
+    return Puller(controller, threading.Thread(target=lambda: None), 1)  # type: ignore[arg-type]
+
+
+def conditions(status: dict) -> dict:
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+def test_ready_only_when_the_daemonset_has_this_specs_template():
+    op = operator()
+    key, cache = ("ns", "cache"), stored(None, "1")
+    op.pullers[key] = observing(daemonset(), current=True)
+    assert conditions(op._status(key, cache, None))["Ready"] == ("True", "AllImagesCached")
+    op.pullers[key] = observing(daemonset(), current=False)  # rolled out, but an older template
+    status = op._status(key, cache, None)
+    assert conditions(status)["Ready"] == ("False", "Updating")
+    assert conditions(status)["Progressing"][0] == "True"
+
+
+def test_a_daemonset_another_object_owns_is_a_name_conflict_in_the_status():
+    op = operator()
+    key = ("ns", "cache")
+    message = "DaemonSet cache in ns (uid u) is owned by Deployment kubernetes-image-puller"
+    op.pullers[key] = observing(None, conflict=message)
+    status = op._status(key, stored(None, "1"), None)
+    assert conditions(status)["Ready"] == ("False", "NameConflict")
+    assert status["conditions"][0]["message"] == message
+
+
+def test_a_newer_generation_the_api_refuses_is_observed_and_reported_not_claimed_ready():
+    op = operator()
+    key = ("ns", "cache")
+    puller = observing(daemonset(), current=True)
+    puller.generation = 2  # offered to the controller; the API refused it
+    puller.controller.refused = (2, "the API rejects the DaemonSet: affinity: Required value")
+    puller.controller.refused_by_api = True
+    cache = stored(None, "1")
+    cache["metadata"]["generation"] = 2
+    op.pullers[key] = puller
+    status = op._status(key, cache, None)
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert status["observedGeneration"] == 2
+    assert (by_type["Degraded"]["status"], by_type["Degraded"]["reason"]) == ("True", "InvalidSpec")
+    assert "Required value" in by_type["Degraded"]["message"]
+    assert by_type["Degraded"]["observedGeneration"] == 2
+    # Ready speaks of what runs, generation 1's DaemonSet, and says which generation it is.
+    assert (by_type["Ready"]["status"], by_type["Ready"]["observedGeneration"]) == ("True", 1)
