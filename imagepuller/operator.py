@@ -40,6 +40,7 @@ from imagepuller.events import EventRecorder, involved
 from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
 from imagepuller.metrics import Metrics
+from imagepuller.policy import ResourcePolicy
 from imagepuller.reconciler import format_time, rollout
 from imagepuller.resource import GROUP, KIND, VERSION, config_from_resource
 from imagepuller.status import all_held, failure_summary, why_not_ready
@@ -119,8 +120,11 @@ class Operator:
         stuck_after: float = DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        policy: ResourcePolicy | None = None,
     ):
         self.api_client = api_client
+        # What a resource may ask (init image, tolerations, ceilings): refused as InvalidSpec.
+        self.policy = policy or ResourcePolicy()
         self.identity = identity
         self.namespaces = namespaces or ("",)  # "": every namespace
         self.stop = stop
@@ -240,7 +244,7 @@ class Operator:
         if cached is not None and cached[0] == generation:
             return cached[1]
         try:
-            parsed: Config | ConfigError = config_from_resource(resource)
+            parsed: Config | ConfigError = config_from_resource(resource, self.policy)
         except ConfigError as err:
             parsed = err
         self._parsed[key] = (generation, parsed)

@@ -21,14 +21,22 @@ from imagepuller.lease import LeaderElector
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import metrics_for
 from imagepuller.operator import OPERATOR_LEASE, Operator
+from imagepuller.policy import load_resource_policy
 from imagepuller.runcmd import WORKER_STOP_SECONDS, serve_endpoints
 
 
 def operator_command(env: Mapping[str, str]) -> int:
+    problems: list[str] = []
     try:
         settings = load_operator_settings(env)
     except ConfigError as err:
-        print(f"imagepuller operator: {err}", file=sys.stderr)
+        problems += err.problems
+    try:
+        policy = load_resource_policy(env)
+    except ConfigError as err:
+        problems += err.problems
+    if problems:
+        print(f"imagepuller operator: {ConfigError(problems)}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)
     log = structlog.get_logger("imagepuller")
@@ -55,6 +63,7 @@ def operator_command(env: Mapping[str, str]) -> int:
         stop=stop,
         metrics=metrics,
         stuck_after=settings.healthz_stuck_after_seconds,
+        policy=policy,
     )
     # Short calls for the Lease: a renewal must not hang past the lease it renews. Its own
     # writes are the only ones the write guard lets through without the Lease.

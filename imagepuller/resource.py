@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from imagepuller.config import Config, ConfigError, load_config
+from imagepuller.policy import ResourcePolicy
 
 GROUP = "che.eclipse.org"
 VERSION = "v1alpha1"
@@ -77,8 +78,11 @@ def in_spec_words(problem: str) -> str:
     return _SETTING_NAMES.sub(lambda match: f"spec.{_FIELD_OF[match.group(1)]}", problem)
 
 
-def config_from_resource(resource: Mapping[str, Any]) -> Config:
-    """The configuration a resource asks for; ConfigError lists every problem in spec words."""
+def config_from_resource(
+    resource: Mapping[str, Any], policy: ResourcePolicy | None = None
+) -> Config:
+    """The configuration a resource asks for; ConfigError lists every problem in spec words,
+    those of the operator's ``policy`` (what a resource may ask) included."""
     meta = resource.get("metadata") or {}
     spec = resource.get("spec") or {}
     if not isinstance(spec, Mapping):
@@ -88,6 +92,9 @@ def config_from_resource(resource: Mapping[str, Any]) -> Config:
         config = load_config(settings_from_spec(spec, str(meta.get("namespace") or "")))
     except ConfigError as err:
         problems += [in_spec_words(problem) for problem in err.problems]
+    else:
+        if policy is not None:
+            problems += policy.problems(config)
     if problems:
         raise ConfigError(problems)
     return config
