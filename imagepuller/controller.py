@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -70,6 +71,13 @@ CATCH_UP_POLL = 0.2
 
 # Dry runs are made under another name: a create dry run of an existing name is a conflict.
 DRY_RUN_SUFFIX = "-dry-run"
+
+# A DaemonSet the API stores can still make pods that cannot be stored: each pod carries the
+# template and, once running, a status per container of about the same size, and etcd refuses
+# any write over 1.5 MiB (its default --max-request-bytes), so the DaemonSet controller fails
+# for ever while the DaemonSet looks fine. A template over this many bytes of JSON is refused
+# before anything is written.
+POD_TEMPLATE_MAX_BYTES = 512 * 1024
 
 
 class DaemonSetInTheWay(KubeError):
@@ -593,6 +601,17 @@ class Controller:
         """Have the API validate and admit the DaemonSet before anything running is touched."""
         if desired.spec_hash in self._validated:
             return
+        template = desired.body["spec"]["template"]
+        size = len(json.dumps(template, separators=(",", ":")).encode())
+        if size > POD_TEMPLATE_MAX_BYTES:
+            images = len(template["spec"].get("containers") or [])
+            raise ConfigRejected(
+                f"the DaemonSet's pod template is {size} bytes for {images} images; a pod must "
+                f"fit, with its status, in etcd's 1.5 MiB request limit, so the template may be "
+                f"at most {POD_TEMPLATE_MAX_BYTES} bytes: cache fewer images (IMAGES and "
+                "IMAGES_FROM, or spec.images) in this puller, or split them over several pullers; "
+                "nothing was changed"
+            )
         probe = copy.deepcopy(desired.body)
         name = probe["metadata"]["name"]
         probe["metadata"]["name"] = name[: 63 - len(DRY_RUN_SUFFIX)] + DRY_RUN_SUFFIX

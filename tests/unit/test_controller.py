@@ -772,3 +772,14 @@ def test_a_node_that_joins_and_is_ready_between_two_looks_is_still_reported(cont
         controller.reconcile()  # once, not on every look
     (ready,) = events(logs, "daemonset_ready")
     assert (ready["ready"], ready["desired"], ready.get("late")) == (4, 4, True)
+
+
+def test_a_template_too_large_for_its_pods_to_be_stored_is_refused_with_the_limit(
+    kube, clock, wall
+):
+    images = ";".join(f"image{n}=quay.io/team/image-number-{n}:1.0" for n in range(1500))
+    controller = make(kube, clock, wall, {"IMAGES": images})
+    with pytest.raises(ConfigRejected, match=r"at most 524288 bytes") as raised:
+        controller.reconcile()
+    assert "for 1500 images" in str(raised.value)
+    assert kube.writes == [] and kube.dry_runs == []  # refused before the API is asked
