@@ -27,8 +27,10 @@ log = structlog.get_logger("imagepuller.events")
 
 # events.k8s.io/v1 requires a qualified name for the controller, and an instance per process.
 REPORTING_CONTROLLER = "imagepuller.io/controller"
-# The API caps a note at 1 KiB (bytes; a note is mostly ASCII, so 1000 characters leave room).
-NOTE_MAX = 1000
+# The API refuses a note over 1 KiB, counted in UTF-8 bytes (Go's len), not characters: a
+# note of node names, messages or image references in other scripts reaches it sooner.
+NOTE_MAX_BYTES = 1024
+NOTE_CUT = " ..."
 # How many distinct reports are remembered for aggregation: bounded memory whatever happens.
 SERIES_REMEMBERED = 256
 
@@ -52,7 +54,14 @@ def micro_time(seconds: float) -> str:
 
 
 def _note(text: str) -> str:
-    return text if len(text) <= NOTE_MAX else text[: NOTE_MAX - 4] + " ..."
+    """``text`` within the API's limit: cut where needed, ending in " ..." then."""
+    # A lone surrogate (a file name decoded by Python) cannot be sent as UTF-8: "?" instead.
+    encoded = text.encode(errors="replace")
+    if len(encoded) <= NOTE_MAX_BYTES:
+        return encoded.decode()
+    room = NOTE_MAX_BYTES - len(NOTE_CUT.encode())
+    # Decoding with "ignore" drops the partial character a byte cut may leave at the end.
+    return encoded[:room].decode(errors="ignore") + NOTE_CUT
 
 
 class EventRecorder:

@@ -3,6 +3,8 @@ counted on the first Event's series instead of a new one."""
 
 from __future__ import annotations
 
+import pytest
+
 from imagepuller.events import REPORTING_CONTROLLER, EventRecorder, micro_time
 from imagepuller.kube import Forbidden, NotFound
 from tests.unit.test_controller import Clock, FakeKube, failing_pod, make
@@ -95,3 +97,33 @@ def test_not_ready_after_the_timeout_is_a_warning_naming_node_image_and_reason()
     # Without a Deployment the Event is about the DaemonSet.
     assert warning["regarding"]["kind"] == "DaemonSet"
     assert "node-1 quay.io/a:1: ErrImagePull" in warning["note"]
+
+
+@pytest.mark.parametrize(
+    "text", ["é" * 2000, "a" + "€" * 1500, "🙂" * 900, "x" * 5000, "?" + "ø" * 700]
+)
+def test_a_long_note_is_cut_to_the_apis_1024_bytes_without_splitting_a_character(text):
+    kube = FakeKube()
+    events = EventRecorder(kube, "host/1")
+    events.record(ABOUT, warning=True, reason="NotReady", action="Pull", note=text)
+    (event,) = kube.recorded_events
+    note = event["note"]
+    assert len(note.encode()) <= 1024
+    assert note.endswith(" ...")
+    assert text.startswith(note[: -len(" ...")])  # a prefix, whole characters only
+    assert len(note.encode()) > 1000  # cut near the limit, not far below it
+
+
+def test_a_note_with_a_lone_surrogate_is_recorded_with_a_question_mark():
+    kube = FakeKube()
+    note = "file \udcff" + "ø" * 700
+    EventRecorder(kube).record(ABOUT, warning=True, reason="NotReady", action="Pull", note=note)
+    (event,) = kube.recorded_events
+    assert event["note"].startswith("file ?ø") and len(event["note"].encode()) <= 1024
+
+
+def test_a_note_within_the_limit_is_kept_whole():
+    kube = FakeKube()
+    note = "ü" * 512  # 1024 bytes exactly
+    EventRecorder(kube).record(ABOUT, warning=True, reason="NotReady", action="Pull", note=note)
+    assert kube.recorded_events[0]["note"] == note
