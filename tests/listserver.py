@@ -1,8 +1,10 @@
 """A local HTTP(S) server of image lists on 127.0.0.1, for tests: no test reaches the internet.
 
 ``ListServer.files`` maps a path to the bytes served (editable while it runs); a path not in it
-answers 404. ``with_tls(tmp_path)`` serves HTTPS with a certificate signed by a throw-away CA
-made with openssl; ``ca_pem`` is that CA, for IMAGES_FROM_CA_BUNDLE.
+answers 404. ``redirects`` maps a path to (status, Location) and ``errors`` a path to (status,
+reason phrase, body): answers a hostile or broken server could give. ``with_tls(tmp_path)``
+serves HTTPS with a certificate signed by a throw-away CA made with openssl; ``ca_pem`` is that
+CA, for IMAGES_FROM_CA_BUNDLE.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def make_ca_and_certificate(directory: Path) -> tuple[Path, Path, Path]:
 class ListServer:
     def __init__(self, files: dict[str, bytes] | None = None):
         self.files: dict[str, bytes] = dict(files or {})
+        self.redirects: dict[str, tuple[int, str]] = {}
+        self.errors: dict[str, tuple[int, str, bytes]] = {}
         self.requests: list[str] = []
         self.ca_pem: str | None = None
         self._context: ssl.SSLContext | None = None
@@ -57,9 +61,13 @@ class ListServer:
     def scheme(self) -> str:
         return "https" if self._context else "http"
 
-    def url(self, path: str) -> str:
+    @property
+    def port(self) -> int:
         assert self._server is not None
-        return f"{self.scheme}://127.0.0.1:{self._server.server_address[1]}{path}"
+        return int(self._server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def start(self) -> ListServer:
         owner = self
@@ -67,6 +75,20 @@ class ListServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server interface
                 owner.requests.append(self.path)
+                if self.path in owner.redirects:
+                    status, location = owner.redirects[self.path]
+                    self.send_response(status)
+                    self.send_header("Location", location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path in owner.errors:
+                    status, phrase, error_body = owner.errors[self.path]
+                    self.send_response(status, phrase)
+                    self.send_header("Content-Length", str(len(error_body)))
+                    self.end_headers()
+                    self.wfile.write(error_body)
+                    return
                 body = owner.files.get(self.path)
                 if body is None:
                     self.send_error(404)
