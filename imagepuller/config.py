@@ -84,6 +84,8 @@ IMAGES_FROM_MAX_IMAGES_RANGE = (1, 1000)
 DEFAULT_IMAGES_FROM_MAX_BYTES = "1Mi"
 DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE = 1024 * 1024  # the same, in bytes (a test checks)
 IMAGES_FROM_MAX_BYTES_RANGE = (1, 64 * 1024 * 1024)
+# Each list is read at start and before every refresh, each within IMAGES_FROM_TIMEOUT.
+IMAGES_FROM_MAX_LISTS = 10
 
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 _TOLERATION_STRINGS = ("key", "operator", "value", "effect")
@@ -131,6 +133,7 @@ SETTINGS = frozenset(
         "IMAGES_FROM_TIMEOUT",
         "IMAGES_FROM_MAX_IMAGES",
         "IMAGES_FROM_MAX_BYTES",
+        "IMAGES_FROM_HOSTS",
         "METRICS_PORT",
         "METRICS_HOST",
         "HEALTHZ_STUCK_AFTER",
@@ -151,6 +154,9 @@ ENV_ONLY_VARIABLES = frozenset(
         "METRICS_PORT",
         "METRICS_HOST",
         "HEALTHZ_STUCK_AFTER",
+        # Whoever may edit the ConfigMap sets IMAGES_FROM; the hosts it may name are set in the
+        # Deployment, where a ConfigMap edit cannot widen them.
+        "IMAGES_FROM_HOSTS",
     }
 )
 DEFAULT_METRICS_PORT = 8080
@@ -243,6 +249,9 @@ class Config:
     # together (100), and this many bytes per list (1Mi); above them a list is not used.
     images_from_max_images: int = DEFAULT_IMAGES_FROM_MAX_IMAGES
     images_from_max_bytes: int = DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE
+    # IMAGES_FROM_HOSTS: the hosts lists may be read from (IMAGES_FROM, and every redirect),
+    # each `host` (any port) or `host:port`, lowercased; empty (default): any host.
+    images_from_hosts: tuple[str, ...] = ()
     # METRICS_PORT: /metrics, /healthz and /readyz; 8080, 0 turns them off.
     metrics_port: int = DEFAULT_METRICS_PORT
     # METRICS_HOST: the address to listen on; empty (default): every interface.
@@ -282,6 +291,7 @@ class Config:
             "images_from_timeout_seconds": self.images_from_timeout_seconds,
             "images_from_max_images": self.images_from_max_images,
             "images_from_max_bytes": self.images_from_max_bytes,
+            "images_from_hosts": list(self.images_from_hosts),
             "metrics_port": self.metrics_port,
             "metrics_host": self.metrics_host,
             "healthz_stuck_after_seconds": self.healthz_stuck_after_seconds,
@@ -358,6 +368,8 @@ def load_config(env: Mapping[str, str]) -> Config:
     """Build a ``Config`` from ``env`` (normally ``os.environ``); raise ``ConfigError``."""
     problems = _Problems(env)
     images_from = problems.get("IMAGES_FROM", (), _urls)
+    images_from_hosts = problems.get("IMAGES_FROM_HOSTS", (), parse_images_from_hosts)
+    _check_list_hosts(images_from, images_from_hosts, problems)
     # A given IMAGES_FROM that is wrong is reported as such, not as a missing IMAGES too.
     given_lists = bool((env.get("IMAGES_FROM") or "").strip())
     images = _parse_images(env.get("IMAGES"), problems, required=not given_lists)
@@ -421,6 +433,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         images_from_max_bytes=problems.get(
             "IMAGES_FROM_MAX_BYTES", DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE, parse_max_bytes
         ),
+        images_from_hosts=images_from_hosts,
         **_endpoint_settings(problems),
     )
     if problems.items:
@@ -538,7 +551,93 @@ def _urls(raw: str) -> tuple[str, ...]:
         raise ValueError(f"invalid URLs {_show_all(bad)}: {expected}")
     if not urls:
         raise ValueError(expected)
+    if len(urls) > IMAGES_FROM_MAX_LISTS:
+        raise ValueError(
+            f"{len(urls)} lists, expected at most {IMAGES_FROM_MAX_LISTS} (each is read at start "
+            "and before every refresh)"
+        )
     return tuple(urls)
+
+
+def parse_images_from_hosts(raw: str) -> tuple[str, ...]:
+    """IMAGES_FROM_HOSTS: each entry a host name or address, alone (any port) or `host:port`,
+    returned as `host_allowed` compares them (lowercased, IPv6 in brackets)."""
+    expected = (
+        "expected host names or IP addresses separated by commas or spaces, each alone (any "
+        "port) or as host:port (that port only), such as "
+        "devspaces.example.com,registry.example.com:8443"
+    )
+    hosts: list[str] = []
+    bad: list[str] = []
+    for entry in re.split(r"[,;\s]+", raw):
+        if not entry:
+            continue
+        host = _host_entry(entry)
+        if host is None:
+            bad.append(entry)
+        elif host not in hosts:
+            hosts.append(host)
+    if bad:
+        raise ValueError(f"invalid entries {_show_all(bad)}: {expected}")
+    return tuple(hosts)
+
+
+def _host_entry(entry: str) -> str | None:
+    """``entry`` as `host` or `host:port` in the form `host_allowed` compares; None if invalid."""
+    host = _normal_host(entry)  # a host alone, a bare IPv6 address included
+    if host is not None:
+        return host
+    parts = urllib.parse.urlsplit(f"//{entry}")
+    if parts.path or parts.query or parts.fragment or "@" in entry or entry.endswith(":"):
+        return None
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or over 65535
+        return None
+    host = _normal_host(parts.hostname or "")
+    if host is None or (port is not None and port < 1):
+        return None
+    return host if port is None else f"{host}:{port}"
+
+
+def _normal_host(name: str) -> str | None:
+    """A host name lowercased without its final dot, an IPv6 address in brackets; None when
+    ``name`` is neither a DNS name nor an IP address (a URL's percent-escapes included)."""
+    name = name.lower().removesuffix(".")
+    if ":" in name:
+        try:
+            return f"[{ipaddress.IPv6Address(name).compressed}]"
+        except ValueError:
+            return None
+    if len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
+        return None
+    return name
+
+
+def host_allowed(url: str, hosts: tuple[str, ...]) -> bool:
+    """May ``url`` be read under IMAGES_FROM_HOSTS ``hosts`` (empty: any host)? Compared with
+    the host the URL names; a URL with user information or a percent-escaped host (which
+    urllib would connect to unescaped) never matches."""
+    if not hosts:
+        return True
+    parts = urllib.parse.urlsplit(url)
+    if "@" in parts.netloc or "%" in parts.netloc:
+        return False
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    host = _normal_host(parts.hostname or "")
+    return host is not None and (host in hosts or f"{host}:{port}" in hosts)
+
+
+def _check_list_hosts(urls: tuple[str, ...], hosts: tuple[str, ...], problems: _Problems) -> None:
+    refused = [url for url in urls if not host_allowed(url, hosts)]
+    if refused:
+        problems.items.append(
+            f"IMAGES_FROM lists {_show_all(refused)} are on hosts IMAGES_FROM_HOSTS does not "
+            f"allow ({', '.join(hosts)}): add their hosts there, or take them out of IMAGES_FROM"
+        )
 
 
 def load_ca_bundle(context: ssl.SSLContext, bundle: str) -> None:

@@ -1059,6 +1059,8 @@ def test_env_only_variables_are_the_process_settings():
     process = {"DEPLOYMENT_NAME", "POD_NAMESPACE", "POD_NAME", "CONFIGMAP_NAME", "KUBECONFIG"}
     # The endpoints are bound once, at start: a live edit cannot move them.
     process |= {"METRICS_PORT", "METRICS_HOST", "HEALTHZ_STUCK_AFTER"}
+    # The hosts IMAGES_FROM may name: a ConfigMap edit must not widen them.
+    process |= {"IMAGES_FROM_HOSTS"}
     assert isinstance(ENV_ONLY_VARIABLES, frozenset)
     assert set(ENV_ONLY_VARIABLES) == process
 

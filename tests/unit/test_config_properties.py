@@ -54,6 +54,7 @@ GOOD = {
     "IMAGES_FROM_TIMEOUT": ["10s", "1m"],
     "IMAGES_FROM_MAX_IMAGES": ["100", "1"],
     "IMAGES_FROM_MAX_BYTES": ["1Mi", "500Ki"],
+    "IMAGES_FROM_HOSTS": ["devspaces.example.com", "a.example,b.example:8443 [::1]:9000"],
     "METRICS_PORT": ["8080", "0"],
     "METRICS_HOST": ["127.0.0.1", "::"],
     "HEALTHZ_STUCK_AFTER": ["3m", "90s"],
