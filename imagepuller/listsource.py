@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import structlog
@@ -26,6 +27,10 @@ RETRY_SECONDS = 60.0
 
 Reader = Callable[..., imagelists.ImageList]
 
+# While lists are being read (each bounded by IMAGES_FROM_TIMEOUT, up to 300 s), the liveness
+# check is told this often that the look waits on them and is not stuck.
+PROGRESS_SECONDS = 5.0
+
 
 def _settings(cfg: Config) -> tuple[object, ...]:
     return (
@@ -34,6 +39,7 @@ def _settings(cfg: Config) -> tuple[object, ...]:
         cfg.images_from_timeout_seconds,
         cfg.images_from_max_images,
         cfg.images_from_max_bytes,
+        cfg.images_from_hosts,
     )
 
 
@@ -61,7 +67,8 @@ class ImageListSource:
         self._retry_at: float | None = None
         # The list images the running DaemonSet held when a list had not been read yet.
         self._held: tuple[str, ...] = ()
-        # Called after each list is read or fails: the liveness check's "not stuck".
+        # Called after each list is read or fails, and every PROGRESS_SECONDS while lists are
+        # read: the liveness check's "not stuck".
         self.on_progress: Callable[[], None] | None = None
 
     def due(self, cfg: Config) -> bool:
@@ -89,6 +96,30 @@ class ImageListSource:
     def restore(self, snapshot: tuple[dict[str, tuple[str, ...]], tuple[str, ...]]) -> None:
         self._good, self._held = dict(snapshot[0]), snapshot[1]
 
+    def _read_all(self, cfg: Config) -> dict[str, Future[imagelists.ImageList]]:
+        """Every list of ``cfg`` read side by side (IMAGES_FROM names at most 10): the look
+        waits for the slowest list, one IMAGES_FROM_TIMEOUT, not for the sum of them."""
+        with ThreadPoolExecutor(
+            max_workers=len(cfg.images_from), thread_name_prefix="image-list"
+        ) as pool:
+            reads = {
+                url: pool.submit(
+                    self._read,
+                    url,
+                    timeout=cfg.images_from_timeout_seconds,
+                    max_bytes=cfg.images_from_max_bytes,
+                    ca_bundle=cfg.images_from_ca_bundle,
+                    allowed_hosts=cfg.images_from_hosts,
+                )
+                for url in cfg.images_from
+            }
+            pending: set[Future[imagelists.ImageList]] = set(reads.values())
+            while pending:
+                _, pending = wait(pending, timeout=PROGRESS_SECONDS, return_when=FIRST_COMPLETED)
+                if self.on_progress is not None:
+                    self.on_progress()
+        return reads
+
     def read(self, cfg: Config, held: Iterable[str] = ()) -> ReadOutcome:
         """Read every list of ``cfg`` now. ``held``: the references the running DaemonSet holds
         beyond IMAGES, kept while a list has never been read."""
@@ -96,20 +127,12 @@ class ImageListSource:
             self._held = tuple(held)
         readings: dict[str, tuple[str, ...]] = {}
         failures: dict[str, str] = {}
-        for url in cfg.images_from:
+        for url, read in self._read_all(cfg).items():
             try:
-                listed = self._read(
-                    url,
-                    timeout=cfg.images_from_timeout_seconds,
-                    max_bytes=cfg.images_from_max_bytes,
-                    ca_bundle=cfg.images_from_ca_bundle,
-                )
+                listed = read.result()
             except imagelists.ListUnavailable as err:
                 failures[url] = err.reason
                 continue
-            finally:
-                if self.on_progress is not None:
-                    self.on_progress()
             readings[url] = listed.references
             if listed.problems != self._problems_seen.get(url):
                 self._problems_seen[url] = listed.problems
