@@ -4,11 +4,16 @@ The informer lists, then watches from the list's resourceVersion, in a thread of
 expired watch lists again, a broken one is retried with a pause. Every change replaces the
 cached object and calls ``notify``: it carries no event to act on, only "something changed",
 so the reconciler reads the cache and decides from what is there now (level-triggered).
+
+A failure that lasts (the resource's CRD not installed, a permission missing) is retried with
+a pause doubling up to ``MAX_RETRY_PAUSE``, and logged when it starts or changes, then every
+``REPEAT_LOG_SECONDS`` with a count: not a line a second for as long as it lasts.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +23,12 @@ from imagepuller.kube import Expired, Kube, KubeError, Stopped, Transient
 
 log = structlog.get_logger("imagepuller.informer")
 
-# Pause after a failed list or a broken watch; a stop cuts it short.
+# Pause after a failed list or a broken watch, doubled at each failure in a row up to the
+# maximum; a watch that works again starts it afresh. A stop cuts it short.
 RETRY_PAUSE = 1.0
+MAX_RETRY_PAUSE = 30.0
+# The same failure again is logged at most this often (with how many times it happened).
+REPEAT_LOG_SECONDS = 300.0
 
 
 class Informer:
@@ -31,12 +40,14 @@ class Informer:
         notify: Callable[[], None],
         *,
         name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.kube = kube
         self.kind = kind
         self.namespace = namespace
         self.name = name
         self.notify = notify
+        self._failures = _Failures(kind[0], namespace, clock)
         # By (namespace, name): an informer of every namespace ("") holds equal names.
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -90,21 +101,23 @@ class Informer:
                     ):
                         if self._stopped():
                             return
+                        self._failures.ended()  # the watch delivers
                         version = obj.get("metadata", {}).get("resourceVersion") or version
                         if kind != "BOOKMARK":
                             self._apply(kind, obj)
+                    self._failures.ended()  # the server closed the watch in time, as it does
             except Stopped:
                 return
             except (Expired, Transient) as err:
-                log.info(
-                    "watch_restarted", kind=self.kind[0], namespace=self.namespace, reason=str(err)
-                )
+                fields = self._failures.failed("watch_restarted", str(err))
+                if fields is not None:
+                    log.info("watch_restarted", reason=str(err), **fields)
             except KubeError as err:
                 # Forbidden, for example: the reconciler reports what it cannot do itself.
-                log.warning(
-                    "watch_failed", kind=self.kind[0], namespace=self.namespace, error=str(err)
-                )
-            self.kube.stop.wait(RETRY_PAUSE)
+                fields = self._failures.failed("watch_failed", str(err))
+                if fields is not None:
+                    log.warning("watch_failed", error=str(err), **fields)
+            self.kube.stop.wait(self._failures.pause())
 
     def _key(self, obj: dict[str, Any]) -> tuple[str, str]:
         meta = obj["metadata"]
@@ -124,6 +137,46 @@ class Informer:
             else:
                 self._objects[key] = obj
         self.notify()
+
+
+class _Failures:
+    """The failures in a row of one informer: how long to pause, and what to log."""
+
+    def __init__(self, kind: str, namespace: str, clock: Callable[[], float]):
+        self.kind, self.namespace, self.clock = kind, namespace, clock
+        self.in_a_row = 0
+        self._last: tuple[str, str] | None = None  # (event, error) last logged
+        self._last_logged_at = 0.0
+        self._not_logged = 0  # repeats of the last one since it was logged
+
+    def failed(self, event: str, error: str) -> dict[str, Any] | None:
+        """Count a failure; the fields to log it with, or None when it is not to be logged (the
+        same as the last one logged, less than ``REPEAT_LOG_SECONDS`` ago)."""
+        self.in_a_row += 1
+        now = self.clock()
+        if (event, error) == self._last and now - self._last_logged_at < REPEAT_LOG_SECONDS:
+            self._not_logged += 1
+            return None
+        fields: dict[str, Any] = {"kind": self.kind, "namespace": self.namespace}
+        if (event, error) == self._last:
+            fields["repeats"] = self._not_logged + 1  # this one and those not logged
+        self._last, self._last_logged_at, self._not_logged = (event, error), now, 0
+        return fields
+
+    def pause(self) -> float:
+        """The pause after the failure just counted: 1 s, doubled each time, at most 30 s."""
+        doublings = min(self.in_a_row - 1, 30)  # bounded: 2.0**1100 would overflow a float
+        return min(MAX_RETRY_PAUSE, RETRY_PAUSE * 2.0 ** max(0, doublings))
+
+    def ended(self) -> None:
+        """The watch works: the next failure pauses 1 s again and is logged at once."""
+        if not self.in_a_row:
+            return
+        if self._last is not None and self._last[0] == "watch_failed":
+            log.info(
+                "watch_recovered", kind=self.kind, namespace=self.namespace, failures=self.in_a_row
+            )
+        self.in_a_row, self._last, self._not_logged = 0, None, 0
 
 
 class WakeUp:

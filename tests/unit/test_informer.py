@@ -5,9 +5,18 @@ from __future__ import annotations
 import threading
 
 import pytest
+from structlog.testing import capture_logs
 
-from imagepuller.informer import Informer, WakeUp
-from imagepuller.kube import DAEMONSETS, Expired, Forbidden, Stopped, Transient
+from imagepuller.informer import MAX_RETRY_PAUSE, Informer, WakeUp, _Failures
+from imagepuller.kube import (
+    DAEMONSETS,
+    PULLERS,
+    Expired,
+    Forbidden,
+    NotFound,
+    Stopped,
+    Transient,
+)
 
 
 def obj(name, rv="1", ready=0):
@@ -128,3 +137,77 @@ def test_wake_up_keeps_a_poke_that_came_while_working():
     assert wake.wait(0.05) is False  # consumed
     stop.set()
     assert wake.wait(None) is False  # a stop ends even an open-ended wait
+
+
+# --- backing off while a watch keeps failing ------------------------------------------------
+
+
+class TimedKube(ScriptedKube):
+    """A ScriptedKube whose pauses are recorded and move a fake clock on by their length."""
+
+    def __init__(self, lists, watches):
+        super().__init__(lists, watches)
+        self.now = 1000.0
+        self.pause_lengths: list[float] = []
+        stop = self.stop
+        outer = self
+
+        class Timed(threading.Event):
+            def wait(self, timeout=None):
+                outer.pause_lengths.append(timeout)
+                outer.now += timeout or 0
+                return stop.is_set()
+
+        self.pause_event = Timed()
+
+
+def run_timed(kube):
+    informer = Informer(kube, PULLERS, "", lambda: None, clock=lambda: kube.now)
+    kube.stop.wait = kube.pause_event.wait  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        informer._run()
+    return informer, logs
+
+
+ABSENT = NotFound("the server could not find the requested resource", status=404)
+
+
+def test_a_failing_list_backs_off_doubling_to_30_s_and_a_good_watch_resets_it():
+    kube = TimedKube(
+        lists=[ABSENT] * 8 + [([obj("a")], "10"), ABSENT],
+        watches=[[("ADDED", obj("b", "11"))], Forbidden("no", permission="watch x")],
+    )
+    run_timed(kube)
+    # Eight refusals (the CRD is not installed); then a list and a watch that delivered; then
+    # the watch refused: the pauses start again from 1 s.
+    assert kube.pause_lengths == [1, 2, 4, 8, 16, 30, 30, 30, 1, 2]
+
+
+def test_the_same_failure_again_and_again_is_logged_once_then_every_few_minutes():
+    kube = TimedKube(lists=[ABSENT] * 20, watches=[])
+    _, logs = run_timed(kube)
+    failed = [e for e in logs if e["event"] == "watch_failed"]
+    # 20 failures over 481 s (1+2+4+8+16, then 30 s each): the first, and one 5 min later
+    # that says how many were not logged.
+    assert len(failed) == 2
+    assert failed[0]["log_level"] == "warning" and "repeats" not in failed[0]
+    assert failed[1]["repeats"] > 1
+    assert sum(e.get("repeats", 1) for e in failed) <= 20
+
+
+def test_a_different_failure_is_logged_at_once_and_recovery_is_said():
+    other = Forbidden("denied", permission="list kubernetesimagepullers")
+    kube = TimedKube(
+        lists=[ABSENT, ABSENT, other, ([obj("a")], "10")], watches=[[("ADDED", obj("b", "11"))]]
+    )
+    _, logs = run_timed(kube)
+    events = [e["event"] for e in logs]
+    assert events == ["watch_failed", "watch_failed", "watch_recovered"]
+    assert [e for e in logs if e["event"] == "watch_recovered"][0]["failures"] == 3
+
+
+def test_the_pause_stays_at_its_maximum_however_long_the_failure_lasts():
+    failures = _Failures("kubernetesimagepullers", "", lambda: 0.0)
+    for _ in range(5000):  # 41 hours at 30 s
+        failures.failed("watch_failed", "absent")
+    assert failures.pause() == MAX_RETRY_PAUSE
