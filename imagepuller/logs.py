@@ -16,6 +16,18 @@ import structlog
 # The marker on the one handler we install on the root logger, so that configuring twice
 # (tests, a second `main()`) replaces it instead of printing every line twice.
 _HANDLER_NAME = "imagepuller"
+_POOL_LOGGER = "urllib3.connectionpool"
+
+
+class _NotPoolFull(logging.Filter):
+    """Drops urllib3's "Connection pool is full, discarding connection": the Kubernetes
+    client's pool keeps 5 connections per core for reuse, fewer than our threads (a watch per
+    namespace, the workers, the Lease) use at once, so a connection coming back to a full pool
+    is closed instead of kept. Nothing fails; the cost is a new connection later, not worth a
+    warning line each time. urllib3's other warnings (retries, a broken connection) stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Connection pool is full")
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
@@ -62,5 +74,8 @@ def _route_standard_logging(
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)
     root.addHandler(handler)
+    pool_logger = logging.getLogger(_POOL_LOGGER)
+    if not any(isinstance(f, _NotPoolFull) for f in pool_logger.filters):
+        pool_logger.addFilter(_NotPoolFull())
     # Libraries are quieter than we are: their warnings and errors, never their debug chatter.
     root.setLevel(max(logging.WARNING, getattr(logging, level.upper())))

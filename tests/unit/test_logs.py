@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import logging
 import socket
+import threading
 
 import pytest
 import structlog
+import urllib3
 
 from imagepuller.logs import configure_logging
 from tests.controller_process import ControllerProcess
@@ -86,3 +89,44 @@ def test_a_failing_kubeconfig_exec_plugin_is_reported_in_the_json_log(tmp_path):
     assert controller.lines
     for line in controller.lines:
         json.loads(line)  # every line, the library's included, is one JSON object
+
+
+def _pool_overflow() -> None:
+    """Two requests at once through a pool of one connection, as the Kubernetes client's
+    threads do with its pool: urllib3 discards the second connection when it comes back."""
+    both = threading.Barrier(2, timeout=10)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            both.wait()
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", server.server_address[1], maxsize=1)
+    try:
+        requests = [threading.Thread(target=pool.request, args=("GET", "/")) for _ in range(2)]
+        for request in requests:
+            request.start()
+        for request in requests:
+            request.join(10)
+    finally:
+        pool.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_full_connection_pool_is_not_logged_and_urllib3_warnings_still_are(
+    restore_root_logger,
+):
+    out = io.StringIO()
+    configure_logging("json", "info", out)
+    _pool_overflow()
+    logging.getLogger("urllib3.connectionpool").warning("Retrying after %s", "a reset")
+    events = [json.loads(line)["event"] for line in out.getvalue().splitlines()]
+    assert events == ["Retrying after a reset"]
