@@ -7,9 +7,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from imagepuller.config import load_config
-from imagepuller.imagelists import ImageList, ListUnavailable
+from imagepuller.imagelists import MAX_PROBLEMS_KEPT, ImageList, ListUnavailable, read_source
 from imagepuller.kube import Invalid
 from imagepuller.listsource import RETRY_SECONDS, ImageListSource
+from tests.listserver import ListServer
 from tests.unit import test_controller as controller
 from tests.unit.test_controller import ME, NAME, events
 
@@ -216,3 +217,33 @@ def test_images_from_added_by_a_live_edit_is_read_at_once(kube, clock, wall):
     controller.reconcile()
     assert lists.reads == [URL]
     assert containers(kube) == [("mine", "quay.io/me/tools:1"), ("che-code", CODE)]
+
+
+def test_what_a_list_server_says_reaches_no_event_and_the_log_only_capped(
+    kube, clock, wall, monkeypatch
+):
+    # The real reader against a local server: its reason phrase, body and lines are its text.
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    secret = "s3cr3t-t0ken"
+    page = "".join(f"<p>{secret} {number}</p>\n" for number in range(100))
+    with ListServer({"/list.txt": f"{CODE}\n{page}".encode()}) as server:
+        url = server.url("/list.txt")
+        controller = make(
+            kube, clock, wall, read_source, {"IMAGES_FROM": url, "IMAGES_FROM_TIMEOUT": "5s"}
+        )
+        with capture_logs() as logs:
+            ready(controller, kube)
+        assert containers(kube) == [("che-code", CODE)]
+        skipped = events(logs, "image_list_entry_skipped")
+        assert len(skipped) == MAX_PROBLEMS_KEPT + 1  # the first 20, then how many more
+        server.errors["/list.txt"] = (403, f"Forbidden {secret}", f"token={secret}".encode())
+        wall.now += 3600
+        with capture_logs() as logs:
+            controller.reconcile()
+    (failed,) = events(logs, "image_list_failed")
+    assert failed["reason"] == "the server answered HTTP 403"
+    (event,) = [e for e in kube.recorded_events if e["reason"] == "ImageListUnavailable"]
+    assert "HTTP 403" in event["note"] and secret not in event["note"]
+    assert containers(kube) == [("che-code", CODE)]  # its last good reading stays

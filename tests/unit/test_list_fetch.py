@@ -26,6 +26,7 @@ from imagepuller.imagelists import MAX_PROBLEMS_KEPT, ListUnavailable, parse_lis
 from imagepuller.listfetch import MAX_REDIRECTS
 from imagepuller.listsource import ImageListSource
 from imagepuller.sources import effective_environment
+from tests.connectproxy import ConnectProxy
 from tests.listserver import ListServer
 from tests.trickleserver import TrickleServer
 
@@ -147,6 +148,18 @@ def test_a_redirect_to_a_host_not_allowed_is_refused(http_server, tls_server):
     )
     assert "IMAGES_FROM_HOSTS" in error.reason and "refused" in error.reason
     assert tls_server.requests == []
+
+
+def test_lists_are_read_through_the_proxies_of_the_environment(monkeypatch, tls_server):
+    with ListServer({"/list.txt": LIST}) as plain, ConnectProxy() as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("https_proxy", proxy.url)
+        monkeypatch.setenv("no_proxy", "")
+        with_tls = read_source(tls_server.url("/list.txt"), timeout=5, ca_bundle=tls_server.ca_pem)
+        assert with_tls.references == ("quay.io/che-incubator/che-code:latest",)
+        assert proxy.requests[-1] == f"CONNECT 127.0.0.1:{tls_server.port} HTTP/1.0"
+        assert read_source(plain.url("/list.txt"), timeout=5).references
+        assert proxy.requests[-1].startswith(f"GET {plain.url('/list.txt')} ")
 
 
 # --- no answer content in a reason ----------------------------------------------------------
