@@ -220,16 +220,17 @@ def _notes(
 
 
 def _owned_by(pods: Iterable[dict[str, Any]], uid: str | None) -> list[dict[str, Any]]:
-    """The pods whose controller is the DaemonSet ``uid``; a pod another controller owns but
-    that matches the selector is not one of ours. Kept when either uid is unknown."""
+    """The pods whose controller is the DaemonSet ``uid``: a pod that matches the selector but
+    that another controller owns, or none (made by hand, orphaned), holds nothing for it.
+    All are kept only when the DaemonSet's uid is unknown (never so in what the API returns)."""
 
-    def owner(pod: dict[str, Any]) -> str | None:
+    def controller(pod: dict[str, Any]) -> str | None:
         for reference in pod["metadata"].get("ownerReferences") or []:
-            if reference.get("controller"):
+            if reference.get("controller") is True:
                 return reference.get("uid")
         return None
 
-    return [pod for pod in pods if not uid or owner(pod) in (None, uid)]
+    return [pod for pod in pods if not uid or controller(pod) == uid]
 
 
 def _pods_by_node(pods: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -445,12 +446,24 @@ def _requirement_matches(requirement: Mapping[str, Any], labels: Mapping[str, st
     if operator == "DoesNotExist":
         return not present
     if operator in ("Gt", "Lt") and present and len(values) == 1:
-        try:
-            have, bound = int(str(value)), int(values[0])
-        except ValueError:
-            return False
+        have, bound = _api_integer(str(value)), _api_integer(values[0])
+        if have is None or bound is None:
+            return False  # the scheduler's reading: not a number, so no match
         return have > bound if operator == "Gt" else have < bound
     return False  # an operator the API would have refused
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _api_integer(text: str) -> int | None:
+    """``text`` as Go's strconv.ParseInt(text, 10, 64) reads it, as the scheduler does for Gt
+    and Lt, or None. Python's int() would take "1_0" (10), " 8", or "８" and "٨" (non-ASCII
+    digits), and any size: none of them is a number there."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        return None
+    number = int(text)
+    return number if number in _INT64 else None
 
 
 def _tolerated(taint: Mapping[str, Any], tolerations: Iterable[Mapping[str, Any]]) -> bool:

@@ -537,3 +537,46 @@ def test_nodes_sort_naturally_and_images_leave_out_the_init_container():
     ]
     spec = {"containers": [{"name": "copy-sleep", "image": "k"}, {"name": "a", "image": "i"}]}
     assert cs.template_images(spec) == (cs.Image("a", "i"),)
+
+
+def test_pods_owned_by_nothing_are_not_counted():
+    """A pod matching the selector that no controller owns (made by hand, or orphaned) is not
+    the DaemonSet's: it holds nothing for it."""
+    ownerless = pod("node-0", ALL_READY)
+    del ownerless["metadata"]["ownerReferences"]
+    status = cs.summarize(daemonset(desired=1), [ownerless], [node("node-0")])
+    assert status.nodes[0].state == "pulling" and status.holding == 0
+    assert status.failures == ()
+
+
+def test_a_pod_our_daemonset_owns_without_being_its_controller_is_not_counted():
+    shared = pod("node-0", ALL_READY)
+    shared["metadata"]["ownerReferences"] = [{"kind": "DaemonSet", "uid": UID}]
+    status = cs.summarize(daemonset(desired=1), [shared], [node("node-0")])
+    assert status.holding == 0
+
+
+@pytest.mark.parametrize(
+    ("cores", "selected"),
+    [
+        ("8", True),
+        ("1_0", False),  # Python's int() reads 10; the API's strconv.ParseInt refuses it
+        ("８", False),  # a fullwidth digit
+        ("٨", False),  # an Arabic-Indic digit
+        ("99999999999999999999", False),  # beyond int64: not a number to the API
+        ("0008", True),
+    ],
+)
+def test_gt_reads_a_label_as_the_api_does(cores, selected):
+    nodes = [node("n", {"cores": cores})]
+    spec = affinity({"key": "cores", "operator": "Gt", "values": ["4"]})
+    status = cs.summarize(daemonset(pod_spec=spec), [], nodes)
+    assert status.nodes[0].selected is selected
+
+
+@pytest.mark.parametrize(("bound", "selected"), [("1_0", False), ("+9", True), ("-1", False)])
+def test_lt_reads_its_bound_as_the_api_does(bound, selected):
+    nodes = [node("n", {"cores": "8"})]
+    spec = affinity({"key": "cores", "operator": "Lt", "values": [bound]})
+    status = cs.summarize(daemonset(pod_spec=spec), [], nodes)
+    assert status.nodes[0].selected is selected

@@ -304,3 +304,20 @@ def test_a_pod_pulling_keeps_it_at_1(cluster, capsys):
     cluster(FakeKube([ds], pods, [node("node-0")]))
     assert status([]) == 1
     assert "pulling  b: ContainerCreating" in capsys.readouterr().out
+
+
+def test_a_ready_pod_no_controller_owns_does_not_make_the_puller_ready(cluster, capsys):
+    """A pod someone made with the puller's labels, owned by nothing, on the one node whose
+    own pod is missing: the node does not hold the images, and `status` exits 1."""
+    stranger = pod("node-1", ALL_READY)
+    del stranger["metadata"]["ownerReferences"]
+    fake = FakeKube(
+        [daemonset(desired=2)],
+        {NAMESPACE: [pod("node-0", ALL_READY), stranger]},
+        [node("node-0"), node("node-1")],
+    )
+    cluster(fake)
+    assert status(["-o", "json"]) == statuscmd.NOT_READY
+    document = json.loads(capsys.readouterr().out)
+    (puller,) = document["pullers"]
+    assert (puller["holding"], puller["desired"]) == (1, 2)
