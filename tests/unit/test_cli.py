@@ -328,3 +328,14 @@ def test_run_warns_when_namespace_is_not_the_pods_own(capsys, tmp_path):
     err = capsys.readouterr().err
     assert '"event": "namespace_mismatch"' in err
     assert "Set NAMESPACE" in err and "tools" in err
+
+
+@pytest.mark.parametrize("nodes", ["١٢", "１２", "1_2", " 12", "12 ", "+12", "0x10", "²"])
+def test_nodes_other_than_ascii_digits_are_refused_naming_the_form(capsys, nodes):
+    with pytest.raises(SystemExit) as caught:
+        main(["check", "--nodes", nodes], ENV)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --nodes" in err
+    assert "digits 0-9" in err and "from 1 to 1000000" in err
+    assert "Traceback" not in err
