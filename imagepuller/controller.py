@@ -290,7 +290,15 @@ class Controller:
         self.metrics.reconciled(result, self.clock() - started)
         # Told only when something a status is made of changed: a catch-up poll or a retry
         # would otherwise start a pass over every resource in operator mode.
-        seen = (self.last_observed, self.last_failures, self.rejected, self.config)
+        seen = (
+            self.last_observed,
+            self.last_failures,
+            self.rejected,
+            self.config,
+            self.conflict,
+            self.refused,
+            self.observed_current,
+        )
         if self.on_look is not None and (
             self._told is None
             or any(now is not then for now, then in zip(seen, self._told, strict=True))

@@ -38,35 +38,6 @@ DOC_NAMESPACE = "k8s-image-puller"
 
 
 @pytest.fixture
-def custom(api_client):
-    return client.CustomObjectsApi(api_client)
-
-
-@pytest.fixture
-def operators(cluster, namespace):
-    """``operators(*watched)`` runs `imagepuller operator` for those namespaces; its Lease in
-    the test's namespace. Every one is killed after the test."""
-    started: list[ControllerProcess] = []
-
-    def start(*watched: str, **env: str) -> ControllerProcess:
-        process = ControllerProcess(
-            {
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "WATCH_NAMESPACES": ",".join(watched),
-                "POD_NAMESPACE": namespace,
-                **env,
-            },
-            argv=[sys.executable, "-m", "imagepuller", "operator"],
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-
-
-@pytest.fixture
 def more_namespaces(api_client):
     core = client.CoreV1Api(api_client)
     made: list[str] = []

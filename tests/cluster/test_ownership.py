@@ -1,0 +1,210 @@
+"""Ownership by identity on the real control plane: a puller never changes or deletes a
+DaemonSet that another object owns, whatever its name and labels, and says who owns it.
+
+The documented installs collide with no malice at all: §3.6.1's templates (a Deployment
+`kubernetes-image-puller` keeping DaemonSet `kubernetes-image-puller`) and §3.6.5's resource
+(default `daemonsetName`, the same name) in one namespace. Whichever came first keeps the
+DaemonSet; the other reports `NameConflict` naming the owner.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from kubernetes import client, watch
+
+from imagepuller.resource import GROUP, PLURAL, VERSION
+from tests.apiobjects import read_or_none
+from tests.cluster.conftest import (
+    DOC_RESOURCE,
+    apply_documented_resource,
+    kubectl,
+)
+from tests.cluster.test_operator import condition, get, puller, ready_status
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.usefixtures("crd")
+
+DS = "kubernetes-image-puller"
+TEMPLATE_IMAGES = "a=quay.io/eclipse/che-java17-maven:next;"
+OTHER_IMAGES = "node=docker.io/library/node:20-alpine;"
+
+
+def owner_of(ds) -> tuple[str, str, str]:
+    (ref,) = ds.metadata.owner_references
+    return ref.kind, ref.name, ref.uid
+
+
+def snapshot(ds) -> tuple:
+    """What a takeover would change: identity, owner, images and init image."""
+    spec = ds.spec.template.spec
+    return (
+        ds.metadata.uid,
+        owner_of(ds),
+        [(c.name, c.image) for c in spec.containers],
+        [c.image for c in spec.init_containers],
+    )
+
+
+def warning_events(cluster, namespace: str, reason: str) -> list[dict]:
+    events = json.loads(kubectl(cluster, "-n", namespace, "get", "events", "-o", "json"))
+    return [e for e in events["items"] if e["reason"] == reason and e["type"] == "Warning"]
+
+
+def template_puller_ready(apps, owner_deployment, start_controller, namespace):
+    """§3.6.1's puller: `imagepuller run` keeping the DaemonSet its Deployment owns."""
+    controller = start_controller(IMAGES=TEMPLATE_IMAGES, KIP_IMAGE="quay.io/kip/template:1")
+    controller.wait_for("daemonset_ready", 60)
+    ds = apps.read_namespaced_daemon_set(DS, namespace)
+    assert owner_of(ds) == ("Deployment", DS, owner_deployment.metadata.uid)
+    return controller, ds
+
+
+def test_the_documented_resource_never_takes_the_template_pullers_daemonset(
+    cluster, apps, custom, operators, owner_deployment, start_controller, namespace
+):
+    controller, before = template_puller_ready(apps, owner_deployment, start_controller, namespace)
+    apply_documented_resource(cluster, namespace)
+    operator = operators(namespace)
+    conflict = wait_until(
+        lambda: (
+            condition(r := get(custom, namespace, DOC_RESOURCE), "Ready").get("reason")
+            == "NameConflict"
+            and r
+        ),
+        60,
+        "NameConflict on the resource",
+    )
+    message = condition(conflict, "Ready")["message"]
+    assert f"Deployment {DS}" in message and owner_deployment.metadata.uid in message
+    assert condition(conflict, "Ready")["status"] == "False"
+    # The operator restarted (a new leader) still leaves it alone.
+    operator.kill()
+    operators(namespace).wait_for("daemonset_in_the_way", 60)
+    ds = apps.read_namespaced_daemon_set(DS, namespace)
+    assert snapshot(ds) == snapshot(before)  # same object, owner, images and init image
+    warned = warning_events(cluster, namespace, "NameConflict")
+    assert any(e["involvedObject"]["name"] == DOC_RESOURCE for e in warned), warned
+    # The template puller kept it all along: it never saw it taken.
+    assert not [line for line in controller.lines if "another_controller" in line]
+    # Deleting the resource deletes nothing of the template puller's.
+    kubectl(cluster, "-n", namespace, "delete", PLURAL, DOC_RESOURCE, "--wait=true")
+    assert snapshot(apps.read_namespaced_daemon_set(DS, namespace)) == snapshot(before)
+
+
+def test_the_template_puller_never_takes_the_documented_resources_daemonset(
+    cluster, apps, custom, operators, owner_deployment, start_controller, namespace
+):
+    apply_documented_resource(cluster, namespace)
+    operators(namespace)
+    resource = ready_status(custom, namespace, DOC_RESOURCE, 3)
+    before = apps.read_namespaced_daemon_set(DS, namespace)
+    assert owner_of(before) == ("KubernetesImagePuller", DOC_RESOURCE, resource["metadata"]["uid"])
+    controller = start_controller(IMAGES=TEMPLATE_IMAGES, KIP_IMAGE="quay.io/kip/template:1")
+    refused = controller.wait_for("daemonset_in_the_way", 60)
+    assert f"KubernetesImagePuller {DOC_RESOURCE}" in refused["error"]
+    wait_until(
+        lambda: any(
+            e["involvedObject"]["kind"] == "Deployment"
+            for e in warning_events(cluster, namespace, "NameConflict")
+        ),
+        30,
+        "a NameConflict Warning on the template puller's Deployment",
+    )
+    assert snapshot(apps.read_namespaced_daemon_set(DS, namespace)) == snapshot(before)
+    assert condition(get(custom, namespace, DOC_RESOURCE), "Ready")["status"] == "True"
+
+
+class DaemonSetHistory:
+    """Every version of one DaemonSet name the API server sends, from now on: (uid, owner
+    uids). What a takeover leaves nowhere in the final state, it leaves here."""
+
+    def __init__(self, api_client, namespace: str, name: str):
+        self.apps = client.AppsV1Api(api_client)
+        self.namespace, self.name = namespace, name
+        self.versions: list[tuple[str, tuple[str, ...]]] = []
+        self._watch = watch.Watch()
+        self._stopping = False
+        self.failed: Exception | None = None
+        listed = self.apps.list_namespaced_daemon_set(namespace)
+        self._from = listed.metadata.resource_version
+        for item in listed.items:
+            self._record(item)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _record(self, ds) -> None:
+        if ds.metadata.name == self.name:
+            owners = tuple(r.uid for r in ds.metadata.owner_references or [])
+            self.versions.append((ds.metadata.uid, owners))
+
+    def _run(self) -> None:
+        try:
+            for event in self._watch.stream(
+                self.apps.list_namespaced_daemon_set,
+                self.namespace,
+                resource_version=self._from,
+                timeout_seconds=300,
+            ):
+                self._record(event["object"])
+        except Exception as err:  # noqa: BLE001 - told by stop(), unless we stopped it
+            if not self._stopping:
+                self.failed = err
+
+    def stop(self) -> None:
+        """Stop watching; fail if the history is not whole (the watch broke before)."""
+        self._stopping = True
+        self._watch.stop()
+        assert self.failed is None, f"the DaemonSet watch broke: {self.failed!r}"
+
+
+def test_a_renamed_resource_and_a_newcomer_never_adopt_or_delete_each_others_daemonset(
+    api_client, apps, custom, operators, namespace
+):
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, puller("a", images=TEMPLATE_IMAGES, daemonsetName="x")
+    )
+    operators(namespace)
+    a = ready_status(custom, namespace, "a", 3)
+    first_x = apps.read_namespaced_daemon_set("x", namespace).metadata.uid
+    history = DaemonSetHistory(api_client, namespace, "x")
+    try:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            puller("b", images=OTHER_IMAGES, daemonsetName="x"),
+        )
+        wait_until(
+            lambda: condition(get(custom, namespace, "b"), "Ready").get("reason") == "NameConflict",
+            60,
+            "b told that x is a's",
+        )
+        current = get(custom, namespace, "a")
+        current["spec"]["daemonsetName"] = "y"  # a moves to y; x goes once y holds the images
+        custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "a", current)
+        b = ready_status(custom, namespace, "b", 3)
+        ready_status(custom, namespace, "a", 3)
+        x = wait_until(
+            lambda: (
+                (d := read_or_none(apps.read_namespaced_daemon_set, "x", namespace))
+                and d.status.number_available == 3
+                and d
+            ),
+            60,
+            "b's own x holding on every node",
+        )
+    finally:
+        history.stop()
+    b_uid, a_uid = b["metadata"]["uid"], a["metadata"]["uid"]
+    assert x.metadata.uid != first_x
+    assert owner_of(x)[2] == b_uid
+    # Never a version of a's DaemonSet owned by b (an adoption), nor b's deleted by a.
+    assert not [v for v in history.versions if v[0] == first_x and b_uid in v[1]], history.versions
+    assert {owners for uid, owners in history.versions if uid == first_x} == {(a_uid,)}
+    assert apps.read_namespaced_daemon_set("y", namespace).metadata.owner_references[0].uid == (
+        a_uid
+    )
