@@ -60,6 +60,8 @@ log = structlog.get_logger("imagepuller.controller")
 
 # Pause after a failed reconcile: doubles from the first value up to the second.
 ERROR_BACKOFF = (2.0, 60.0)
+# 403s in a row for this long are a missing permission, not an API server warming up.
+FORBIDDEN_PERSISTS_SECONDS = 10.0
 # On shutdown the DaemonSet must be gone well within the pod's 30 s grace period.
 SHUTDOWN_DELETE_TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
 
@@ -218,6 +220,7 @@ class Controller:
         # to whoever adopts it; one deleted as usual leaves it to the garbage collector; an
         # operator stopping leaves it to the next leader.
         self.delete_on_shutdown = delete_on_shutdown
+        self._forbidden_since: float | None = None  # (clock) when the 403s in a row began
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -232,6 +235,7 @@ class Controller:
             try:
                 requeue = self.reconcile()
                 backoff = ERROR_BACKOFF[0]
+                self._forbidden_since = None
                 result = "success" if requeue is None else "requeue_after"
                 self.health.set_ready()
             except Stopped:
@@ -249,8 +253,7 @@ class Controller:
                 log.error("namespace_terminating", namespace=self.config.namespace, error=str(err))
                 self.health.set_not_ready(str(err))
             except Forbidden as err:
-                log.error("api_forbidden", missing_permission=err.permission, error=str(err))
-                self.health.set_not_ready(str(err))
+                self._refused(err)
             except Conflict as err:
                 # Someone else wrote the DaemonSet between our read and our write: most often
                 # another puller taking the name over, or its deletion finishing. Not an API
@@ -283,6 +286,25 @@ class Controller:
         for informer in self._informers.values():
             informer.end()
         return code
+
+    def _refused(self, err: Forbidden) -> None:
+        """A 403 is a missing permission only when it persists: an API server that has just
+        restarted refuses for a moment while its authorization warms up."""
+        now = self.clock()
+        if self._forbidden_since is None:
+            self._forbidden_since = now
+        if now - self._forbidden_since >= FORBIDDEN_PERSISTS_SECONDS:
+            log.error("api_forbidden", missing_permission=err.permission, error=str(err))
+            self.health.set_not_ready(str(err))
+        else:
+            log.warning(
+                "api_refused",
+                missing_permission=err.permission,
+                error=str(err),
+                note="tried again; called a missing permission if it persists "
+                f"{FORBIDDEN_PERSISTS_SECONDS:g} s (an API server's authorization can refuse "
+                "for a moment after a restart)",
+            )
 
     def _look_done(self, result: str, started: float) -> None:
         # Before the wait: an idle controller is not a stuck one.
@@ -332,8 +354,8 @@ class Controller:
         informer = self._informer(cfg.namespace)
         if not informer.has_synced():
             return None  # the informer pokes once its first list is in
-        observed = informer.get(cfg.daemonset_name)
-        if not self._caught_up(observed):
+        caught_up, observed = self._caught_up(cfg, informer.get(cfg.daemonset_name))
+        if not caught_up:
             return CATCH_UP_POLL  # the watch has not delivered our own last write yet
         lists_read = self.lists.due(cfg)
         if lists_read:  # at start, after IMAGES_FROM changed, or to retry a failed list
@@ -381,9 +403,15 @@ class Controller:
             generation = int(metadata.get("generation") or 0)
             self._expected = (metadata["uid"], generation, self.clock())
 
-    def _caught_up(self, observed: dict[str, Any] | None) -> bool:
+    def _caught_up(
+        self, cfg: Config, observed: dict[str, Any] | None
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Whether to decide now, and from what: the cache once it shows our last write; past
+        CATCH_UP_SECONDS, the DaemonSet read from the API itself while the cache still lags
+        (a watch relisting after an API server restart): a stale copy would send the same
+        refresh twice, and restart a rollout."""
         if self._expected is None:
-            return True
+            return True, observed
         uid, generation, written_at = self._expected
         metadata = (observed or {}).get("metadata") or {}
         annotations = metadata.get("annotations") or {}
@@ -392,10 +420,18 @@ class Controller:
             and int(metadata.get("generation") or 0) >= generation
             and annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity
         )
-        if shows_ours or self.clock() - written_at > CATCH_UP_SECONDS:
+        if shows_ours:
             self._expected = None
-            return True
-        return False
+            return True, observed
+        if self.clock() - written_at <= CATCH_UP_SECONDS:
+            return False, observed
+        fresh = self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name)
+        version = (observed or {}).get("metadata", {}).get("resourceVersion")
+        if (fresh is None and observed is None) or (
+            version and version == (fresh or {}).get("metadata", {}).get("resourceVersion")
+        ):
+            self._expected = None  # the cache shows what is there now (someone else's write)
+        return True, fresh
 
     # --- configuration ------------------------------------------------------------------
 

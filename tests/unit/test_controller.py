@@ -126,6 +126,7 @@ class FakeKube:
         self.writes.append(("patch", name))
         merged = _merge(old, patch)
         merged["metadata"]["generation"] += merged["spec"] != old["spec"]
+        merged["metadata"]["resourceVersion"] = str(next(self._versions))  # as every write
         self.objects[name] = merged
         return merged
 
@@ -693,7 +694,8 @@ class Once(Controller):
     "failure, event",
     [
         (Transient("connection refused"), "api_error"),
-        (Forbidden("denied", permission="create daemonsets.apps in namespace ns"), "api_forbidden"),
+        # Once: not yet called a missing permission (it may be authorization warming up).
+        (Forbidden("denied", permission="create daemonsets.apps in namespace ns"), "api_refused"),
         (
             NamespaceTerminating("namespace ns is being deleted", status=403),
             "namespace_terminating",
@@ -783,3 +785,47 @@ def test_a_template_too_large_for_its_pods_to_be_stored_is_refused_with_the_limi
         controller.reconcile()
     assert "for 1500 images" in str(raised.value)
     assert kube.writes == [] and kube.dry_runs == []  # refused before the API is asked
+
+
+def test_a_cache_lagging_past_the_catch_up_time_is_not_trusted_for_a_second_refresh(
+    controller, kube, clock, wall
+):
+    created_and_ready(controller, kube)
+    wall.now += 3600
+    kube.stale[NAME] = copy.deepcopy(ds(kube))  # the watch is relisting: it shows the old one
+    controller.reconcile()  # the refresh
+    patches = [w for w in kube.writes if w[0] == "patch"]
+    assert len(patches) == 1
+    for _ in range(3):  # the cache still lags, past CATCH_UP_SECONDS
+        clock.now += 6
+        controller.reconcile()
+    assert [w for w in kube.writes if w[0] == "patch"] == patches  # no second refresh
+    del kube.stale[NAME]
+    kube.roll_out()
+    controller.reconcile()
+    assert [w for w in kube.writes if w[0] == "patch"] == patches
+
+
+def test_a_403_is_called_a_missing_permission_only_when_it_persists(kube, clock, wall):
+    controller = Once(
+        load_config(ENV), kube, stop=kube.stop, clock=clock, wall=wall, identity=ME,
+        informer=FakeInformer,
+    )  # fmt: skip
+    controller.rounds = 6
+    waits: list[float] = []
+
+    def wait(timeout):  # the pause passes on the injected clock
+        waits.append(timeout)
+        clock.now += timeout or 0
+        return False
+
+    controller.wake.wait = wait
+    denied = Forbidden("denied", permission="create daemonsets.apps in namespace ns")
+    kube.fail_next = [denied] * 5
+    with capture_logs() as logs:
+        controller.run()
+    refused, forbidden = events(logs, "api_refused"), events(logs, "api_forbidden")
+    assert refused and forbidden  # first only refused; past 10 s, a missing permission
+    assert forbidden[0]["missing_permission"] == "create daemonsets.apps in namespace ns"
+    first_forbidden = logs.index(forbidden[0])
+    assert all(logs.index(r) < first_forbidden for r in refused)
