@@ -208,3 +208,157 @@ def test_a_renamed_resource_and_a_newcomer_never_adopt_or_delete_each_others_dae
     assert apps.read_namespaced_daemon_set("y", namespace).metadata.owner_references[0].uid == (
         a_uid
     )
+
+
+# --- edits the API refuses are reported and retried, never dropped ---------------------------
+
+BLOCKED = "quay.io/blocked/"
+
+
+def daemonset_admission_denied(api_client, namespace: str) -> bool:
+    """A server-side dry run of a DaemonSet with a blocked image is refused (the policy is in
+    force: its registration is asynchronous)."""
+    body = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "probe"},
+        "spec": {
+            "selector": {"matchLabels": {"p": "p"}},
+            "template": {
+                "metadata": {"labels": {"p": "p"}},
+                "spec": {"containers": [{"name": "c", "image": f"{BLOCKED}x:1"}]},
+            },
+        },
+    }
+    try:
+        client.AppsV1Api(api_client).create_namespaced_daemon_set(namespace, body, dry_run="All")
+    except client.ApiException as err:
+        return err.status == 422
+    return False
+
+
+def test_edits_the_api_refuses_are_reported_and_retried_until_they_apply(
+    cluster, api_client, apps, core, custom, operators, namespace
+):
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, puller("cache", images=TEMPLATE_IMAGES)
+    )
+    operators(namespace)
+    ready_status(custom, namespace, "cache", 3)
+    selector = f"app.kubernetes.io/instance={DS},app.kubernetes.io/component=image-cache"
+    pods = {
+        p.metadata.uid for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+    }
+
+    # Accepted by our checks, refused by the API: an In requirement without values.
+    current = get(custom, namespace, "cache")
+    current["spec"]["affinity"] = json.dumps(
+        {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "In"}]}]}}}
+    )  # fmt: skip
+    custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "cache", current)
+    refused = wait_until(
+        lambda: (
+            (r := get(custom, namespace, "cache"))["status"].get("observedGeneration") == 2
+            and condition(r, "Degraded").get("status") == "True"
+            and r
+        ),
+        60,
+        "the refused generation 2 observed and reported",
+    )
+    assert condition(refused, "Degraded")["reason"] == "InvalidSpec"
+    assert "Required value" in condition(refused, "Degraded")["message"]
+    assert condition(refused, "Ready")["observedGeneration"] == 1  # what runs is generation 1
+    wait_until(
+        lambda: any(
+            e["involvedObject"]["name"] == "cache"
+            for e in warning_events(cluster, namespace, "ConfigRejected")
+        ),
+        30,
+        "a ConfigRejected Warning on the resource",
+    )
+
+    # An admission policy refuses the next edit; once it is gone, that very edit applies.
+    policy = f"deny-blocked-{namespace}"
+    admission = client.AdmissionregistrationV1Api(api_client)
+    admission.create_validating_admission_policy(
+        {
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["daemonsets"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "object.spec.template.spec.containers.all(c, "
+                        f"!c.image.startsWith('{BLOCKED}'))",
+                        "message": "images under quay.io/blocked/ are not allowed here",
+                    }
+                ],
+            },
+        }  # fmt: skip
+    )
+    try:
+        admission.create_validating_admission_policy_binding(
+            {
+                "metadata": {"name": policy},
+                "spec": {
+                    "policyName": policy,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": namespace}
+                        }
+                    },
+                },
+            }
+        )
+        wait_until(
+            lambda: daemonset_admission_denied(api_client, namespace), 60, "the policy in force"
+        )
+        current = get(custom, namespace, "cache")
+        current["spec"] = {"images": f"blocked={BLOCKED}x:1;"}
+        custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "cache", current)
+        blocked = wait_until(
+            lambda: (
+                (r := get(custom, namespace, "cache"))["status"].get("observedGeneration") == 3
+                and "not allowed here" in condition(r, "Degraded").get("message", "")
+                and r
+            ),
+            60,
+            "generation 3 refused by the policy, reported",
+        )
+        assert condition(blocked, "Degraded")["status"] == "True"
+        ds = apps.read_namespaced_daemon_set(DS, namespace)
+        assert [c.image for c in ds.spec.template.spec.containers] == [
+            "quay.io/eclipse/che-java17-maven:next"
+        ]
+        now = {
+            p.metadata.uid
+            for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+        }
+        assert now == pods  # nothing that runs was touched
+    finally:
+        admission.delete_validating_admission_policy_binding(policy)
+        admission.delete_validating_admission_policy(policy)
+    applied = wait_until(
+        lambda: (
+            (r := get(custom, namespace, "cache"))["status"].get("observedGeneration") == 3
+            and condition(r, "Ready").get("status") == "True"
+            and condition(r, "Degraded").get("status") == "False"
+            and r
+        ),
+        120,
+        "generation 3 applied once the policy is gone, with no new edit",
+    )
+    assert applied["metadata"]["generation"] == 3
+    ds = apps.read_namespaced_daemon_set(DS, namespace)
+    assert [c.image for c in ds.spec.template.spec.containers] == [f"{BLOCKED}x:1"]
