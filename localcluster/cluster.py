@@ -43,6 +43,24 @@ NODE_RESOURCES = {"cpu": "32", "memory": "256Gi", "pods": "110", "ephemeral-stor
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
+# The API server's audit policy: writes made as a ServiceAccount, one line each (Metadata level,
+# when answered). Every component and the tests' own clients use the static admin token, so
+# this logs nothing but the writes of a process a test runs under a ServiceAccount's token:
+# what that process sent, counted by the API server itself (tests/cluster/test_split_brain.py).
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {
+            "level": "Metadata",
+            "userGroups": ["system:serviceaccounts"],
+            "verbs": ["create", "update", "patch", "delete", "deletecollection"],
+        },
+        {"level": "None"},
+    ],
+}
+
 
 def _free_ports(count: int) -> list[int]:
     # Hold all sockets open until every port is chosen, so the kernel hands out distinct ones.
@@ -62,7 +80,8 @@ class LocalCluster:
     """A local control plane plus ``nodes`` kwok nodes named ``node-0``, ``node-1``, ...
 
     Attributes available after start(): ``kubeconfig`` (admin kubeconfig file), ``server``
-    (https URL of the API server), ``ca_file``, ``token`` (admin bearer token, system:masters).
+    (https URL of the API server), ``ca_file``, ``token`` (admin bearer token, system:masters),
+    ``audit_log`` (JSON lines: every write made as a ServiceAccount, see AUDIT_POLICY).
     """
 
     def __init__(self, workdir: Path, nodes: int = 3, node_prefix: str = "node-"):
@@ -76,6 +95,7 @@ class LocalCluster:
         self._serving_cert = self.workdir / "pki" / "apiserver" / "apiserver.crt"
         self.ca_file = self.workdir / "pki" / "ca.crt"
         self.logs_dir = self.workdir / "logs"
+        self.audit_log = self.logs_dir / "audit.log"
         self.server = ""
         self.token = ""
         self.start_seconds: float | None = None  # start() until all nodes are Ready
@@ -129,6 +149,9 @@ class LocalCluster:
         tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
         tokens.chmod(0o600)
 
+        audit_policy = self.workdir / "audit-policy.yaml"
+        audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
+
         etcd_url = f"http://127.0.0.1:{etcd_client}"
         self._procs["etcd"] = Process(
             "etcd",
@@ -179,6 +202,14 @@ class LocalCluster:
                 # endpoint, which validation rejects (loopback), and log that forever.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                # Writes made as a ServiceAccount (none but a test's own), each logged as
+                # answered: "blocking" mode, so a line is in the file when the answer is sent.
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=100",
+                "--audit-log-maxbackup=1",
             ],
             self.logs_dir / "kube-apiserver.log",
         )
