@@ -202,8 +202,8 @@ class LocalCluster:
                 # endpoint, which validation rejects (loopback), and log that forever.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
-                # Writes made as a ServiceAccount (none but a test's own), each logged as
-                # answered: "blocking" mode, so a line is in the file when the answer is sent.
+                # Writes made as a ServiceAccount (none but a test's own), each logged when
+                # answered, by the request's own handler ("blocking"), not in delayed batches.
                 f"--audit-policy-file={audit_policy}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
