@@ -362,3 +362,20 @@ def test_edits_the_api_refuses_are_reported_and_retried_until_they_apply(
     assert applied["metadata"]["generation"] == 3
     ds = apps.read_namespaced_daemon_set(DS, namespace)
     assert [c.image for c in ds.spec.template.spec.containers] == [f"{BLOCKED}x:1"]
+
+
+def test_a_resource_deleted_with_cascade_orphan_leaves_its_daemonset(
+    cluster, apps, custom, operators, namespace
+):
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, puller("cache", images=TEMPLATE_IMAGES)
+    )
+    operator = operators(namespace)
+    ready_status(custom, namespace, "cache", 3)
+    uid = apps.read_namespaced_daemon_set(DS, namespace).metadata.uid
+    kubectl(cluster, "-n", namespace, "delete", PLURAL, "cache", "--cascade=orphan", "--wait=true")
+    stopped = operator.wait_for("shutdown", 60)  # the resource's controller has ended
+    assert stopped["deleted"] is False
+    ds = apps.read_namespaced_daemon_set(DS, namespace)
+    assert ds.metadata.uid == uid and not ds.metadata.owner_references
+    assert ds.status.number_available == 3  # still holding on every node
