@@ -33,7 +33,42 @@ def why_not_ready(
     failures = pull_failures(pods)
     if len(pods) < desired:
         failures.extend(creation_failures(kube, namespace, daemonset["metadata"]["uid"]))
+    if not failures and not _controller_caught_up(daemonset):
+        # The DaemonSet controller has not taken in this generation (a status it cannot
+        # write, a template it cannot turn into pods): only its Warnings say why.
+        failures.extend(controller_warnings(kube, namespace, daemonset["metadata"]["uid"]))
     return failures
+
+
+def _controller_caught_up(daemonset: dict[str, Any]) -> bool:
+    status = daemonset.get("status") or {}
+    generation = int(daemonset["metadata"].get("generation") or 0)
+    return int(status.get("observedGeneration") or 0) >= generation
+
+
+def controller_warnings(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:
+    """The DaemonSet's Warning events of any reason, one entry per reason and message."""
+    try:
+        events = kube.list_events(namespace, f"involvedObject.uid={uid},type=Warning")
+    except KubeError as err:
+        log.warning("events_unavailable", error=str(err))
+        return []
+    seen: dict[tuple[str, str], int] = {}
+    for event in events:
+        key = (str(event.get("reason") or "Warning"), str(event.get("message") or ""))
+        seen[key] = seen.get(key, 0) + int(event.get("count") or 1)
+    return [
+        {
+            "node": "",
+            "pod": "(none)",
+            "container": "",
+            "image": "",
+            "reason": reason,
+            "message": message,
+            "times": str(times),
+        }
+        for (reason, message), times in seen.items()
+    ]
 
 
 def creation_failures(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:

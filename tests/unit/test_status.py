@@ -55,3 +55,24 @@ def test_events_are_not_read_when_every_pod_exists_and_a_refusal_is_not_fatal():
     assert [f["reason"] for f in why_not_ready(refused, "ns", {"a": "b"}, DAEMONSET)] == [
         "ErrImagePull"
     ]
+
+
+def test_a_daemonset_its_controller_has_not_taken_in_is_reported_by_its_warnings():
+    stuck = {
+        "metadata": {"uid": "u1", "generation": 2},
+        "status": {},  # the controller never wrote a status: Pulling 0/0 for ever, before
+    }
+    too_large = {"reason": "FailedUpdate", "message": "etcdserver: request is too large"}
+    kube = Kube([], [too_large, too_large])
+    failures = why_not_ready(kube, "ns", {"a": "b"}, stuck)
+    assert [(f["reason"], f["message"], f["times"]) for f in failures] == [
+        ("FailedUpdate", "etcdserver: request is too large", "2")
+    ]
+    assert kube.selectors[-1] == "involvedObject.uid=u1,type=Warning"
+    caught_up = Kube([], [too_large])
+    assert (
+        why_not_ready(
+            caught_up, "ns", {"a": "b"}, {**stuck, "metadata": {"uid": "u1", "generation": 0}}
+        )
+        == []
+    )
