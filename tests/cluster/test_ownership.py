@@ -379,3 +379,31 @@ def test_a_resource_deleted_with_cascade_orphan_leaves_its_daemonset(
     ds = apps.read_namespaced_daemon_set(DS, namespace)
     assert ds.metadata.uid == uid and not ds.metadata.owner_references
     assert ds.status.number_available == 3  # still holding on every node
+
+
+def test_an_invalid_edit_of_an_older_resource_takes_no_name_from_a_newer_one(
+    core, custom, operators, namespace
+):
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        puller("older", images=TEMPLATE_IMAGES, daemonsetName="y"),
+    )
+    operator = operators(namespace)
+    ready_status(custom, namespace, "older", 3)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, puller("newer", images=OTHER_IMAGES, daemonsetName="x")
+    )
+    ready_status(custom, namespace, "newer", 3)
+    current = get(custom, namespace, "older")
+    current["spec"].update(daemonsetName="x", cachingMemoryLimit="lots")  # invalid as a whole
+    custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "older", current)
+    # One pass of the operator judges the names, stops the pullers in conflict, then reads the
+    # edit (config_rejected): by then a false conflict would have stopped the newer's puller.
+    operator.wait_for("config_rejected", 60)
+    stopped = [e for e in operator.events if e["event"] == "puller_stopped"]
+    assert not stopped, stopped
+    newer = get(custom, namespace, "newer")
+    assert condition(newer, "Ready")["reason"] == "AllImagesCached", newer["status"]
