@@ -400,6 +400,11 @@ def operator_installed(crd, cluster, api_client):
         try:
             yield OPERATOR_NS
         finally:
+            # The admission policy first: without its ConfigMap (deleted with the namespace)
+            # its binding would refuse every resource in the cluster, the admin's too.
+            policy = "imagepuller-operator-kubernetesimagepullers"
+            kubectl(cluster, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy",
+                    policy, "--ignore-not-found")  # fmt: skip
             kubectl(cluster, "delete", "clusterrolebinding,clusterrole", "imagepuller-operator",
                     "--ignore-not-found")  # fmt: skip
 
