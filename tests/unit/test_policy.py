@@ -88,3 +88,26 @@ def test_bad_policy_settings_are_all_reported_by_name():
         "MAX_CPU_PER_NODE",
     ):
         assert variable in text
+
+
+def test_the_docs_table_names_every_policy_variable_with_its_default():
+    from pathlib import Path
+
+    from imagepuller import policy
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "operator.md").read_text()
+    rows = [line for line in docs.splitlines() if line.startswith("| `")]
+    for variable in policy.POLICY_VARIABLES:
+        assert any(f"`{variable}`" in row for row in rows), variable
+    row = {v: r for r in rows for v in policy.POLICY_VARIABLES if r.startswith(f"| `{v}`")}
+    assert f"`{policy.DEFAULT_MAX_IMAGES}`" in row["MAX_IMAGES_PER_RESOURCE"]
+    assert (
+        f"`{policy.DEFAULT_MAX_CONTAINER_CPU}` / `{policy.DEFAULT_MAX_CONTAINER_MEMORY}`"
+        in (row["MAX_CPU_PER_CONTAINER"])
+    )
+    assert (
+        f"`{policy.DEFAULT_MAX_NODE_CPU}` / `{policy.DEFAULT_MAX_NODE_MEMORY}`"
+        in (row["MAX_CPU_PER_NODE"])
+    )
+    for image in policy.ResourcePolicy().allowed_images:
+        assert image in row["ALLOWED_PULLER_IMAGES"]
