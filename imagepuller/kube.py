@@ -478,7 +478,15 @@ class Kube:
             for line in iter_resp_lines(response):
                 if not line:
                     continue
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    # A line cut short: the stream was interrupted mid-event (a stop, or a
+                    # connection that broke); never a traceback in the informer's thread.
+                    self._check_stop()
+                    raise Transient(
+                        f"watch of {resource} in {namespace} broke: an event cut short"
+                    ) from None
                 if event.get("type") == "ERROR":
                     raise _error_from_status(
                         event.get("object") or {}, "watch", resource, namespace

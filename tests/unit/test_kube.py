@@ -412,3 +412,27 @@ def test_the_lease_client_itself_is_not_guarded(sent):
 def test_without_a_guard_writes_go_as_before(raw_kube, sent):
     raw_kube.patch_daemonset("ns", "ds", {"metadata": {}})
     assert sent.request.call_count == 1
+
+
+class Streamed:
+    """A watch's response: these chunks, then the end (as a stream that broke mid-event)."""
+
+    def __init__(self, *chunks: bytes):
+        self.chunks = chunks
+
+    def stream(self, amt=None, decode_content=False):
+        yield from self.chunks
+
+    def close(self):
+        pass
+
+    def release_conn(self):
+        pass
+
+
+def test_a_watch_event_cut_short_is_a_broken_watch_not_a_traceback(raw_kube):
+    whole = json.dumps({"type": "ADDED", "object": {"metadata": {"name": "a"}}}).encode()
+    events = raw_kube._stream_events(Streamed(whole + b"\n", b'{"type": "MODIF\n'), "pods", "ns")
+    assert next(events) == ("ADDED", {"metadata": {"name": "a"}})
+    with pytest.raises(Transient, match="watch of pods in ns broke: an event cut short"):
+        next(events)
