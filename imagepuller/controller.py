@@ -41,7 +41,7 @@ from imagepuller.kube import (
     NamespaceTerminating,
     Stopped,
 )
-from imagepuller.listsource import ImageListSource
+from imagepuller.listsource import ImageListSource, ListReader
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import Metrics
 from imagepuller.ownership import Ownership, Whose, classify, controller_reference
@@ -80,6 +80,10 @@ DRY_RUN_SUFFIX = "-dry-run"
 # for ever while the DaemonSet looks fine. A template over this many bytes of JSON is refused
 # before anything is written.
 POD_TEMPLATE_MAX_BYTES = 512 * 1024
+
+# A refresh (and the first create) waits for a reading of the lists at most their
+# IMAGES_FROM_TIMEOUT and this much more, to hear of its end.
+LISTS_HOLD_MARGIN = 1.0
 
 
 class DaemonSetInTheWay(KubeError):
@@ -196,9 +200,16 @@ class Controller:
         self._effective_key: tuple[Config, tuple[str, ...]] | None = None
         self._effective_last: Config = config
         self._waiting_for_images = False
+        # The lists are fetched on a thread of their own (started at the first reading) and
+        # applied here; the ticket of the newest reading applied; (ticket, deadline) of the
+        # reading a refresh or the first create waits for; whether the first create was
+        # decided (it waits for the lists once, as a refresh does).
+        self._list_reader: ListReader | None = None
+        self._lists_applied = 0
+        self._lists_hold: tuple[int, float] | None = None
+        self._lists_first_done = False
         self.metrics = metrics or Metrics()
         self.health = health or Health()
-        self.lists.on_progress = self.health.progress
         self.events = events or EventRecorder(kube, identity, wall)
         self._refresh_started_at: float | None = None  # clock time of the refresh in progress
         # The DaemonSet's owner: the puller's Deployment, read from the API (single mode), or
@@ -357,9 +368,9 @@ class Controller:
         caught_up, observed = self._caught_up(cfg, informer.get(cfg.daemonset_name))
         if not caught_up:
             return CATCH_UP_POLL  # the watch has not delivered our own last write yet
-        lists_read = self.lists.due(cfg)
-        if lists_read:  # at start, after IMAGES_FROM changed, or to retry a failed list
-            self._read_lists(cfg, observed)
+        self._read_lists(cfg, observed)  # the reading that ended meanwhile, if any
+        if self.lists.due(cfg):  # at start, after IMAGES_FROM changed, or to retry a failed list
+            self._ask_lists(cfg, observed)
         effective = self._effective(cfg)
         if not effective.images:
             return self._wait_for_images(cfg)
@@ -374,14 +385,9 @@ class Controller:
         self.last_observed = observed if ours else None
         self.observed_current = ours and spec_hash_of(observed or {}) == desired.spec_hash
         action = self._decide(cfg, desired, observed)
-        if cfg.images_from and not lists_read and _is_refresh(action):
-            # Before each refresh the lists are read again: a changed list becomes an update
-            # of the template, which rolls as the refresh would have.
-            self._read_lists(cfg, observed)
-            now_effective = self._effective(cfg)
-            if now_effective is not effective and now_effective.images:
-                effective, desired = now_effective, self._desired(now_effective)
-                action = self._decide(cfg, desired, observed)
+        held = self._hold_for_lists(cfg, action, observed)
+        if held is not None:
+            return _sooner(held, self._readiness_deadline())
         requeue = self._perform(action, desired, observed, effective)
         self._retire_earlier_names(observed)
         return _sooner(_sooner(requeue, self._readiness_deadline()), self.lists.seconds_to_retry())
@@ -460,6 +466,8 @@ class Controller:
             # A bad edit changes nothing that runs. It is tried again (an admission policy or
             # webhook may change its mind) until it applies or a newer edit replaces it.
             return self._offer_not_applied(offered, tag, str(err), refused=True)
+        except Stopped:
+            raise  # stopping (or no longer the leader): not a failed check
         except KubeError as err:
             # The dry run itself failed (a webhook down, the API unreachable): the edit is
             # kept and checked again, never dropped.
@@ -541,13 +549,71 @@ class Controller:
             if c.get("image") and c.get("name") and c["image"] not in in_images
         }
 
-    def _read_lists(self, cfg: Config, observed: dict[str, Any] | None) -> None:
+    @property
+    def reading_lists(self) -> bool:
+        """A reading of the lists is asked, underway, or ended and not applied yet."""
+        return self._list_reader is not None and self._list_reader.busy
+
+    def _ask_lists(self, cfg: Config, observed: dict[str, Any] | None) -> int:
+        """Have the reader thread read ``cfg``'s lists; the look goes on at once with the
+        lists' last good readings (after a restart, the images the DaemonSet holds). The
+        ticket of the reading that will bring them."""
         held = self._held_list_images(cfg, observed)
         if not self._list_names:
             self._list_names = dict(held)  # a restart keeps the names the pods have
+        self.lists.fetching(cfg, held)
+        if self._list_reader is None:
+            self._list_reader = ListReader(self.lists.fetch, self.wake.poke, self.stop)
+        return self._list_reader.ask(cfg)
+
+    def _hold_for_lists(
+        self, cfg: Config, action: Action, observed: dict[str, Any] | None
+    ) -> float | None:
+        """Before each refresh, and before the first create, the lists are read again: a
+        changed list becomes an update of the template, which rolls as the refresh would have.
+        Seconds to hold ``action`` for that reading (None: go on). Only these actions wait,
+        and at most IMAGES_FROM_TIMEOUT and a second: a list server that hangs never holds up
+        a recreate or an edit."""
+        first_create = action.do is Do.CREATE and not self._lists_first_done
+        if not cfg.images_from or not (first_create or _is_refresh(action)):
+            self._lists_hold = None
+            return None
+        now = self.clock()
+        if self._lists_hold is None:
+            # A reading asked already (this look, or before and still underway) is new enough.
+            pending = self._list_reader.pending() if self._list_reader is not None else None
+            ticket = self._ask_lists(cfg, observed) if pending is None else pending
+            timeout = cfg.images_from_timeout_seconds
+            self._lists_hold = (ticket, now + timeout + LISTS_HOLD_MARGIN)
+        ticket, deadline = self._lists_hold
+        if self._lists_applied < ticket:
+            if now < deadline:
+                return deadline - now
+            log.warning(
+                "image_lists_late",
+                name=cfg.daemonset_name,
+                timeout_seconds=cfg.images_from_timeout_seconds,
+                note="going on with the lists' last good readings; the reading is used when "
+                "it ends",
+            )
+        self._lists_hold = None
+        self._lists_first_done = True
+        return None
+
+    def _read_lists(self, cfg: Config, observed: dict[str, Any] | None) -> None:
+        """Apply the reading the reader thread ended, if any: here, on the thread that makes
+        every API write (the dry run of what it brings, the Events of its failures)."""
+        finished = self._list_reader.take() if self._list_reader is not None else None
+        if finished is None:
+            return
+        if not finished.fetched.made_for(cfg):
+            self.lists.dropped(finished.fetched)  # IMAGES_FROM changed meanwhile: read again
+            return
+        self._lists_applied = finished.ticket
+        self._lists_first_done = True
         before = self._effective(cfg)
         snapshot = self.lists.snapshot()
-        outcome = self.lists.read(cfg, held)
+        outcome = self.lists.apply(cfg, finished.fetched)
         failures = dict(outcome.new_failures)
         after = self._effective(cfg)
         if after is not before and after.images:

@@ -3,6 +3,10 @@ refresh, names that never change, and a list that fails or overflows never empty
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -11,6 +15,7 @@ from imagepuller.imagelists import MAX_PROBLEMS_KEPT, ImageList, ListUnavailable
 from imagepuller.kube import Invalid
 from imagepuller.listsource import RETRY_SECONDS, ImageListSource
 from tests.listserver import ListServer
+from tests.trickleserver import TrickleServer
 from tests.unit import test_controller as controller
 from tests.unit.test_controller import ME, NAME, events
 
@@ -29,14 +34,21 @@ IDEA = "quay.io/che-incubator/che-idea:next"
 
 
 class Lists:
-    """What the registries serve: url -> references, or an exception to raise."""
+    """What the registries serve: url -> references, or an exception to raise. While ``gate``
+    is closed a reading hangs, as against a server that trickles for its whole timeout."""
 
     def __init__(self, served: dict[str, list[str] | Exception]):
         self.served = served
         self.reads: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.hanging = threading.Event()  # a reading waits at the closed gate
 
     def __call__(self, url: str, **_limits: object) -> ImageList:
         self.reads.append(url)
+        if not self.gate.is_set():
+            self.hanging.set()
+            self.gate.wait(30)
         served = self.served[url]
         if isinstance(served, Exception):
             raise served
@@ -60,10 +72,41 @@ def containers(kube) -> list[tuple[str, str]]:
     return [(c["name"], c["image"]) for c in spec["containers"]]
 
 
+def settle(controller):
+    """One look, then, while a reading of the lists is underway (on the controller's reader
+    thread), wait for the reader's wake-up and look again, as ``run()`` does."""
+    requeue = controller.reconcile()
+    while controller.reading_lists:
+        assert controller.wake.wait(10), "the list reading never ended"
+        requeue = controller.reconcile()
+    return requeue
+
+
 def ready(controller, kube):
-    controller.reconcile()
+    settle(controller)
     kube.roll_out()
-    controller.reconcile()
+    settle(controller)
+
+
+def within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()`` on another thread, failing (rather than hanging the suite) if it has not
+    returned after ``seconds``: a look must never wait for a list server."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(("returned", call()))
+        except BaseException as err:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(("raised", err))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still waiting after {seconds} s: blocked on a list reading"
+    how, value = outcome[0]
+    if how == "raised":
+        raise value
+    return value
 
 
 def test_the_lists_images_are_cached_with_names_from_the_references(kube, clock, wall):
@@ -88,7 +131,7 @@ def test_before_each_refresh_the_lists_are_read_and_a_new_image_renames_nothing(
     lists.served[URL] = [CODE, UDI, IDEA, "registry.example.com/other/che-code:2"]
     wall.now += 3600
     with capture_logs() as logs:
-        controller.reconcile()
+        settle(controller)
     assert lists.reads == [URL, URL]
     after = containers(kube)
     assert [c for c in after if c in before] == before  # no container renamed
@@ -109,11 +152,11 @@ def test_a_list_that_fails_keeps_its_last_good_reading_and_says_so_once(kube, cl
     lists.served[URL] = ListUnavailable(URL, "cannot connect: [Errno 111] Connection refused")
     wall.now += 3600
     with capture_logs() as logs:
-        controller.reconcile()  # the refresh still happens, with every image
+        settle(controller)  # the refresh still happens, with every image
         assert kube.writes[-1] == ("patch", NAME)
         assert containers(kube) == before
         clock.now += RETRY_SECONDS
-        assert controller.reconcile() is not None
+        assert settle(controller) is not None
     assert lists.reads == [URL, URL, URL]  # retried after a minute
     (failed, again) = events(logs, "image_list_failed")
     assert failed["url"] == URL and failed["kept_images"] == 2 and "refused" in failed["reason"]
@@ -126,7 +169,7 @@ def test_a_list_that_fails_keeps_its_last_good_reading_and_says_so_once(kube, cl
     lists.served[URL] = [CODE, UDI]
     clock.now += RETRY_SECONDS
     with capture_logs() as logs:
-        controller.reconcile()
+        settle(controller)
     assert events(logs, "image_list_read")
     assert containers(kube) == before
 
@@ -139,7 +182,7 @@ def test_a_shrunken_list_drops_an_image_only_once_it_was_read(kube, clock, wall)
     lists.served[URL] = [CODE]
     lists.served[URL2] = ListUnavailable(URL2, "the server answered HTTP 503")
     wall.now += 3600
-    controller.reconcile()
+    settle(controller)
     assert containers(kube) == [("che-code", CODE), ("che-idea", IDEA)]
 
 
@@ -151,7 +194,7 @@ def test_over_the_image_limit_nothing_of_the_new_reading_is_used(kube, clock, wa
     lists.served[URL] = [CODE, UDI, IDEA]
     wall.now += 3600
     with capture_logs() as logs:
-        controller.reconcile()
+        settle(controller)
     assert containers(kube) == before
     (failed,) = events(logs, "image_list_failed")
     assert "IMAGES_FROM_MAX_IMAGES" in failed["reason"] and "3 images" in failed["reason"]
@@ -165,14 +208,14 @@ def test_a_restart_while_the_registry_is_down_keeps_and_re_pulls_nothing(kube, c
     second = make(kube, clock, wall, down, identity="other/2")
     kube.writes.clear()
     for _ in range(3):
-        second.reconcile()
+        settle(second)
     assert kube.writes == [("patch", NAME)]  # taken over with one annotation, not updated
     assert containers(kube) == before
     # Once the list is read the names the pods have stay, whatever the order it comes in
     # (containers follow the references' sorted order).
     down.served[URL] = [UDI, CODE, IDEA]
     clock.now += RETRY_SECONDS
-    second.reconcile()
+    settle(second)
     assert set(before) < set(containers(kube))
     assert ("che-idea", IDEA) in containers(kube)
 
@@ -181,13 +224,13 @@ def test_no_image_at_all_creates_nothing_and_waits(kube, clock, wall):
     lists = Lists({URL: ListUnavailable(URL, "the server answered HTTP 404 Not Found")})
     controller = make(kube, clock, wall, lists)
     with capture_logs() as logs:
-        assert controller.reconcile() == pytest.approx(RETRY_SECONDS)
-        assert controller.reconcile() == pytest.approx(RETRY_SECONDS)
+        assert settle(controller) == pytest.approx(RETRY_SECONDS)
+        assert settle(controller) == pytest.approx(RETRY_SECONDS)
     assert kube.objects == {} and kube.writes == []
     assert len(events(logs, "waiting_for_images")) == 1
     lists.served[URL] = [CODE]
     clock.now += RETRY_SECONDS
-    controller.reconcile()
+    settle(controller)
     assert containers(kube) == [("che-code", CODE)]
 
 
@@ -199,7 +242,7 @@ def test_a_reading_the_api_refuses_keeps_the_last_good_one_and_runs_on(kube, clo
     kube.reject_dry_run = Invalid("spec.template.spec.containers[1]: Invalid value", status=422)
     wall.now += 3600
     with capture_logs() as logs:
-        controller.reconcile()
+        settle(controller)
     assert containers(kube) == [("che-code", CODE)]
     assert events(logs, "image_list_rejected")
     assert kube.writes[-1] == ("patch", NAME)  # the refresh itself went on
@@ -214,7 +257,7 @@ def test_images_from_added_by_a_live_edit_is_read_at_once(kube, clock, wall):
     ready(controller, kube)
     assert lists.reads == []
     controller.offer(load_config({**ENV, "IMAGES": "mine=quay.io/me/tools:1;"}))
-    controller.reconcile()
+    settle(controller)
     assert lists.reads == [URL]
     assert containers(kube) == [("mine", "quay.io/me/tools:1"), ("che-code", CODE)]
 
@@ -241,9 +284,158 @@ def test_what_a_list_server_says_reaches_no_event_and_the_log_only_capped(
         server.errors["/list.txt"] = (403, f"Forbidden {secret}", f"token={secret}".encode())
         wall.now += 3600
         with capture_logs() as logs:
-            controller.reconcile()
+            settle(controller)
     (failed,) = events(logs, "image_list_failed")
     assert failed["reason"] == "the server answered HTTP 403"
     (event,) = [e for e in kube.recorded_events if e["reason"] == "ImageListUnavailable"]
     assert "HTTP 403" in event["note"] and secret not in event["note"]
     assert containers(kube) == [("che-code", CODE)]  # its last good reading stays
+
+
+# --- list reading off the path that keeps the DaemonSet (issue 17, item 6) --------------------
+
+MINE = ("mine", "quay.io/me/tools:1")
+TIMEOUT = 10.0  # IMAGES_FROM_TIMEOUT's default: a held action waits at most this + 1 s
+
+
+def test_a_daemonset_deleted_while_a_list_hangs_before_a_refresh_is_recreated_at_once(
+    kube, clock, wall
+):
+    lists = Lists({URL: [CODE]})
+    controller = make(kube, clock, wall, lists, {"IMAGES": "mine=quay.io/me/tools:1;"})
+    ready(controller, kube)
+    lists.gate.clear()
+    try:
+        wall.now += 3600  # a refresh is due: the lists are read first, and the refresh waits
+        assert within(10, controller.reconcile) == pytest.approx(TIMEOUT + 1)
+        assert kube.writes == [("create", NAME)]
+        del kube.objects[NAME]
+        with capture_logs() as logs:
+            within(10, controller.reconcile)
+        assert kube.writes[-1] == ("create", NAME)  # not held for the list
+        assert events(logs, "daemonset_deleted_externally")
+        assert containers(kube) == [MINE, ("che-code", CODE)]  # its last good reading
+    finally:
+        lists.gate.set()
+    settle(controller)
+    assert containers(kube) == [MINE, ("che-code", CODE)]
+
+
+def test_an_edit_applies_at_once_while_the_new_list_hangs(kube, clock, wall):
+    lists = Lists({URL: [CODE], URL2: [IDEA]})
+    controller = make(kube, clock, wall, lists, {"IMAGES": "mine=quay.io/me/tools:1;"})
+    ready(controller, kube)
+    lists.gate.clear()
+    try:
+        controller.offer(
+            load_config({**ENV, "IMAGES": "mine=quay.io/me/tools:2;", "IMAGES_FROM": URL2})
+        )
+        within(10, controller.reconcile)
+        assert kube.writes[-1] == ("replace", NAME)
+        # The new IMAGES at once; the old list's images stay until the new list is read.
+        assert containers(kube) == [("mine", "quay.io/me/tools:2"), ("che-code", CODE)]
+    finally:
+        lists.gate.set()
+    kube.roll_out()
+    settle(controller)
+    assert containers(kube) == [("mine", "quay.io/me/tools:2"), ("che-idea", IDEA)]
+
+
+def test_a_hanging_list_holds_a_refresh_one_timeout_at_most(kube, clock, wall):
+    lists = Lists({URL: [CODE]})
+    controller = make(kube, clock, wall, lists)
+    ready(controller, kube)
+    lists.gate.clear()
+    try:
+        wall.now += 3600
+        assert within(10, controller.reconcile) == pytest.approx(TIMEOUT + 1)
+        assert kube.writes == [("create", NAME)]  # held for the reading
+        clock.now += TIMEOUT + 1
+        with capture_logs() as logs:
+            within(10, controller.reconcile)
+        assert kube.writes[-1] == ("patch", NAME)  # and then the refresh goes on without it
+        assert events(logs, "refresh_started")
+    finally:
+        lists.gate.set()
+    settle(controller)
+    assert containers(kube) == [("che-code", CODE)]
+
+
+def test_a_refresh_waits_for_the_reading_it_asked_for_and_rolls_a_changed_list(kube, clock, wall):
+    lists = Lists({URL: [CODE]})
+    controller = make(kube, clock, wall, lists)
+    ready(controller, kube)
+    lists.served[URL] = [CODE, UDI]
+    lists.gate.clear()
+    wall.now += 3600
+    within(10, controller.reconcile)
+    assert kube.writes == [("create", NAME)]
+    lists.gate.set()
+    settle(controller)
+    assert kube.writes[-1] == ("replace", NAME)  # the change rolls as the refresh would have
+    assert containers(kube) == [("che-code", CODE), ("universal-developer-image", UDI)]
+
+
+def test_a_hanging_list_holds_the_first_create_one_timeout_at_most(kube, clock, wall):
+    lists = Lists({URL: [CODE]})
+    lists.gate.clear()
+    controller = make(kube, clock, wall, lists, {"IMAGES": "mine=quay.io/me/tools:1;"})
+    try:
+        assert within(10, controller.reconcile) == pytest.approx(TIMEOUT + 1)
+        assert kube.writes == []  # created with the lists' images if they come in time
+        clock.now += TIMEOUT + 1
+        within(10, controller.reconcile)
+        assert kube.writes == [("create", NAME)]
+        assert containers(kube) == [MINE]
+    finally:
+        lists.gate.set()
+    settle(controller)
+    assert containers(kube) == [MINE, ("che-code", CODE)]
+
+
+def test_stopping_does_not_wait_for_a_list_that_hangs(kube, clock, wall):
+    lists = Lists({URL: [CODE]})
+    lists.gate.clear()
+    controller = make(kube, clock, wall, lists)
+    try:
+        codes: list[int] = []
+        worker = threading.Thread(target=lambda: codes.append(controller.run()), daemon=True)
+        worker.start()
+        assert lists.hanging.wait(10)
+        controller.request_stop()
+        worker.join(10)
+        assert codes == [0], "run() still waits for the list after a stop request"
+    finally:
+        lists.gate.set()
+    assert kube.writes == []
+
+
+@pytest.fixture
+def _direct(monkeypatch):
+    # urllib honours *_proxy from the environment: the local server must be reached directly.
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+
+
+@pytest.mark.usefixtures("_direct")
+def test_while_a_list_server_trickles_a_deleted_daemonset_is_recreated_at_once(kube, clock, wall):
+    # The real reader against a server sending its status line one byte a second: the reading
+    # lasts the whole timeout (a minute), and no look waits for it.
+    with TrickleServer(b"HTTP/1.1 200 OK\r\n\r\n" + CODE.encode(), interval=1.0) as server:
+        env = {
+            "IMAGES": "mine=quay.io/me/tools:1;",
+            "IMAGES_FROM": server.url(),
+            "IMAGES_FROM_TIMEOUT": "60s",
+        }
+        controller = make(kube, clock, wall, read_source, env)
+        assert within(10, controller.reconcile) == pytest.approx(61)  # the first create waits
+        clock.now += 61
+        within(10, controller.reconcile)
+        assert kube.writes == [("create", NAME)]
+        kube.roll_out()
+        within(10, controller.reconcile)
+        del kube.objects[NAME]
+        within(10, controller.reconcile)
+        assert kube.writes == [("create", NAME), ("create", NAME)]
+        assert containers(kube) == [MINE]

@@ -24,7 +24,7 @@ from imagepuller.config import (
 from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
 from imagepuller.imagelists import MAX_PROBLEMS_KEPT, ListUnavailable, parse_list, read_source
 from imagepuller.listfetch import MAX_REDIRECTS
-from imagepuller.listsource import ImageListSource
+from imagepuller.listsource import ImageListSource, ListReader
 from imagepuller.sources import effective_environment
 from tests.connectproxy import ConnectProxy
 from tests.listserver import ListServer
@@ -383,3 +383,90 @@ def test_the_lists_are_read_side_by_side():
     assert outcome.failing == {}
     cfg = load_config({"IMAGES_FROM": urls})
     assert sorted(source.references(cfg)) == ["quay.io/a/one:1", "quay.io/a/two:1"]
+
+
+# --- the controller's reader thread ----------------------------------------------------------
+
+ONE = "https://lists.example.com/one"
+TWO = "https://lists.example.com/two"
+
+
+class Fetches:
+    """A source's fetch that waits for ``go`` and counts how many run at once."""
+
+    def __init__(self):
+        self.source = ImageListSource(read=lambda url, **_: parse_list("quay.io/a/b:1\n", url))
+        self.go = threading.Event()
+        self.started: list[str] = []
+        self.at_once = self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, cfg):
+        with self.lock:
+            self.started.append(cfg.images_from[0])
+            self.at_once += 1
+            self.most_at_once = max(self.most_at_once, self.at_once)
+        self.go.wait(10)
+        try:
+            return self.source.fetch(cfg)
+        finally:
+            with self.lock:
+                self.at_once -= 1
+
+
+def taken(reader: ListReader, done: threading.Semaphore):
+    assert done.acquire(timeout=10), "the reader never said it was done"
+    finished = reader.take()
+    assert finished is not None
+    return finished
+
+
+def test_the_reader_fetches_one_reading_at_a_time_and_only_the_newest_asked():
+    fetches, done = Fetches(), threading.Semaphore(0)
+    reader = ListReader(fetches, done.release, threading.Event())
+    first = reader.ask(load_config({"IMAGES_FROM": ONE}))
+    assert reader.ask(load_config({"IMAGES_FROM": ONE})) == first  # the one underway
+    reader.ask(load_config({"IMAGES_FROM": TWO}))  # replaced by the next ask
+    last = reader.ask(load_config({"IMAGES_FROM": ONE}))
+    assert last > first and reader.busy
+    fetches.go.set()
+    assert taken(reader, done).ticket == first
+    finished = taken(reader, done)
+    assert finished.ticket == last
+    assert finished.fetched.made_for(load_config({"IMAGES_FROM": ONE}))
+    assert fetches.started == [ONE, ONE] and fetches.most_at_once == 1
+    assert not reader.busy
+
+
+def test_a_reading_that_ends_after_the_stop_is_not_handed_over():
+    fetches, done, stop = Fetches(), threading.Semaphore(0), threading.Event()
+    reader = ListReader(fetches, done.release, stop)
+    reader.ask(load_config({"IMAGES_FROM": ONE}))
+    stop.set()
+    fetches.go.set()
+    assert not done.acquire(timeout=1)
+    assert reader.take() is None
+
+
+def test_a_reading_that_fails_unexpectedly_is_handed_over_as_failing():
+    def fetch(cfg):
+        raise RuntimeError("a bug")
+
+    done = threading.Semaphore(0)
+    reader = ListReader(fetch, done.release, threading.Event())
+    cfg = load_config({"IMAGES_FROM": f"{ONE} {TWO}"})
+    with capture_logs():
+        reader.ask(cfg)
+        finished = taken(reader, done)
+    outcome = ImageListSource().apply(cfg, finished.fetched)
+    assert outcome.failing == dict.fromkeys((ONE, TWO), "reading failed (RuntimeError)")
+
+
+def test_a_source_reading_elsewhere_is_not_due_again_nor_retried_meanwhile():
+    cfg = load_config({"IMAGES_FROM": ONE})
+    source = ImageListSource(read=lambda url, **_: parse_list("quay.io/a/b:1\n", url))
+    source.fetching(cfg)
+    assert not source.due(cfg) and source.seconds_to_retry() is None
+    assert source.due(load_config({"IMAGES_FROM": TWO}))  # other settings: read them
+    source.apply(cfg, source.fetch(cfg))
+    assert not source.due(cfg) and source.references(cfg) == ("quay.io/a/b:1",)
