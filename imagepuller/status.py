@@ -48,52 +48,41 @@ def _controller_caught_up(daemonset: dict[str, Any]) -> bool:
 
 def controller_warnings(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:
     """The DaemonSet's Warning events of any reason, one entry per reason and message."""
-    try:
-        events = kube.list_events(namespace, f"involvedObject.uid={uid},type=Warning")
-    except KubeError as err:
-        log.warning("events_unavailable", error=str(err))
-        return []
-    seen: dict[tuple[str, str], int] = {}
-    for event in events:
-        key = (str(event.get("reason") or "Warning"), str(event.get("message") or ""))
-        seen[key] = seen.get(key, 0) + int(event.get("count") or 1)
-    return [
-        {
-            "node": "",
-            "pod": "(none)",
-            "container": "",
-            "image": "",
-            "reason": reason,
-            "message": message,
-            "times": str(times),
-        }
-        for (reason, message), times in seen.items()
-    ]
+    selector = f"involvedObject.uid={uid},type=Warning"
+    return _event_failures(kube, namespace, selector, pod="(none)", reason="Warning")
 
 
 def creation_failures(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:
     """The DaemonSet's FailedCreate events, one entry per message with how many times."""
     selector = f"involvedObject.uid={uid},reason=FailedCreate"
+    return _event_failures(kube, namespace, selector, pod="(not created)", reason="FailedCreate")
+
+
+def _event_failures(
+    kube: Kube, namespace: str, field_selector: str, *, pod: str, reason: str
+) -> list[dict[str, str]]:
+    """The events ``field_selector`` finds, one failure per reason (``reason`` when an event
+    has none) and message, counted."""
     try:
-        events = kube.list_events(namespace, selector)
+        events = kube.list_events(namespace, field_selector)
     except KubeError as err:
         log.warning("events_unavailable", error=str(err))
         return []
-    messages: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for event in events:
-        message = event.get("message") or ""
-        messages[message] = messages.get(message, 0) + int(event.get("count") or 1)
+        key = (str(event.get("reason") or reason), str(event.get("message") or ""))
+        seen[key] = seen.get(key, 0) + int(event.get("count") or 1)
     return [
         {
             "node": "",
-            "pod": "(not created)",
+            "pod": pod,
             "container": "",
             "image": "",
-            "reason": "FailedCreate",
+            "reason": why,
             "message": message,
             "times": str(times),
         }
-        for message, times in messages.items()
+        for (why, message), times in seen.items()
     ]
 
 
