@@ -59,13 +59,15 @@ image:
 ## bench: start-up, CPU and memory before and after issue 11 side by side (with the Python version
 ## and the machine); controller start-up, memory over refresh cycles, readiness latency; holding
 ## during rolling vs recreate refreshes, ConfigMap edit latency, API requests, RSS over refreshes;
-## RSS with metrics on vs off; operator mode with 50 resources on 20 nodes (all print figures)
+## RSS with metrics on vs off; operator mode with 50 resources on 20 nodes; the endpoints' RSS with
+## 3000 idle connections (all print figures)
 bench: $(STAMP) control-plane
 	$(PY) benchmarks/bench_startup.py
 	$(PY) benchmarks/bench_controller.py
 	$(PY) benchmarks/bench_refresh.py --nodes 50,200 --refreshes 100
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_operator.py
+	$(PY) benchmarks/bench_endpoints.py --connections 3000
 
 clean:
 	rm -rf $(VENV) build .cluster
