@@ -134,6 +134,8 @@ class LeaderElector:
         now = micro_time(self._wall())
         lease = self.kube.get_object(LEASES, self.namespace, self.name)
         if lease is None:
+            if self._read_too_long_ago(started):
+                return False
             try:
                 written = self.kube.create_object(LEASES, self.namespace, self._new_lease(now))
             except Conflict:
@@ -162,11 +164,19 @@ class LeaderElector:
             new_spec["renewTime"] = now
             new_spec["leaseTransitions"] = _int(spec.get("leaseTransitions")) + 1
         new_spec["leaseDurationSeconds"] = self._lease_seconds()
+        if self._read_too_long_ago(started):
+            return False
         try:
             written = self.kube.replace_object(LEASES, self.namespace, self.name, body)
         except Conflict:
             return False  # changed since we read it: read it again next time
         return self._holding(written, started)
+
+    def _read_too_long_ago(self, started: float) -> bool:
+        """A pause (SIGSTOP, a long GC) between reading the Lease and writing it: what was read
+        may be stale, so nothing is written on it; the next attempt reads again. (The write
+        would mostly fail on its resourceVersion, but a deposed leader sends nothing at all.)"""
+        return self._clock() - started > self.retry_period
 
     def _holding(self, lease: dict[str, Any], started: float) -> bool:
         """We just wrote ``lease`` as its holder."""

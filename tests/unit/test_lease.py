@@ -48,13 +48,18 @@ class FakeKube:
         self.version = 0
         self.fail: Exception | None = None  # raised by every call while set
         self.before_write = None  # called before a create/replace is applied (races)
+        self.after_read = None  # called once a read has answered (a pause after it)
         self.writes = 0
 
     def get_object(self, kind, namespace, name):
         assert (kind, namespace, name) == (LEASES, NS, NAME)
         if self.fail:
             raise self.fail
-        return copy.deepcopy(self.lease)
+        read = copy.deepcopy(self.lease)
+        hook, self.after_read = self.after_read, None
+        if hook:
+            hook()
+        return read
 
     def create_object(self, kind, namespace, body):
         assert (kind, namespace, body["metadata"]["name"]) == (LEASES, NS, NAME)
@@ -648,3 +653,18 @@ def test_a_leader_resumed_after_a_pause_refuses_writes_before_its_renew_loop_loo
     assert refused_on_resume == [True]
     assert callbacks.stopped == [124.0]
     assert api.methods == []
+
+
+def test_a_pause_between_reading_the_lease_and_renewing_it_sends_no_renewal():
+    kube, clock = FakeKube(), Clock(100.0)
+    a = elector(kube, clock=clock)
+    assert a.try_acquire_or_renew()
+    writes = kube.writes
+
+    def paused():  # SIGSTOP right after the GET answered, past the Lease's duration
+        clock.now += 20
+
+    kube.after_read = paused
+    assert not a.try_acquire_or_renew()  # what it read may be stale: nothing is written
+    assert kube.writes == writes
+    assert a.refusal() is not None  # and no other write leaves either
