@@ -337,7 +337,7 @@ def _show_json(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:60]}..."
 
 
-class _Problems:
+class Problems:
     """Collects problems; ``get`` parses one variable and records failure instead of raising."""
 
     def __init__(self, env: Mapping[str, str]):
@@ -366,7 +366,7 @@ class _Problems:
 
 def load_config(env: Mapping[str, str]) -> Config:
     """Build a ``Config`` from ``env`` (normally ``os.environ``); raise ``ConfigError``."""
-    problems = _Problems(env)
+    problems = Problems(env)
     images_from = problems.get("IMAGES_FROM", (), _urls)
     images_from_hosts = problems.get("IMAGES_FROM_HOSTS", (), parse_images_from_hosts)
     _check_list_hosts(images_from, images_from_hosts, problems)
@@ -415,10 +415,10 @@ def load_config(env: Mapping[str, str]) -> Config:
         ready_timeout_seconds=problems.get(
             "READY_TIMEOUT", parse_duration(DEFAULT_READY_TIMEOUT), _positive_duration
         ),
-        refresh_strategy=problems.get("REFRESH_STRATEGY", "rolling", _choice(REFRESH_STRATEGIES)),
+        refresh_strategy=problems.get("REFRESH_STRATEGY", "rolling", choice(REFRESH_STRATEGIES)),
         refresh_max_surge=problems.get("REFRESH_MAX_SURGE", DEFAULT_REFRESH_MAX_SURGE, _max_surge),
-        log_format=problems.get("LOG_FORMAT", "auto", _choice(LOG_FORMATS)),
-        log_level=problems.get("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
+        log_format=problems.get("LOG_FORMAT", "auto", choice(LOG_FORMATS)),
+        log_level=problems.get("LOG_LEVEL", "info", choice(LOG_LEVELS)),
         kubeconfig=env.get("KUBECONFIG") or None,
         pod_namespace=env.get("POD_NAMESPACE") or None,
         configmap_name=problems.get("CONFIGMAP_NAME", None, _dns_subdomain),
@@ -446,7 +446,7 @@ def load_config(env: Mapping[str, str]) -> Config:
 
 def parse_images(raw: str) -> tuple[CachedImage, ...]:
     """An IMAGES value on its own (``imagepuller images --merge``); raises ConfigError."""
-    problems = _Problems({})
+    problems = Problems({})
     images = _parse_images(raw, problems, required=True)
     if problems.items:
         raise ConfigError(problems.items)
@@ -454,7 +454,7 @@ def parse_images(raw: str) -> tuple[CachedImage, ...]:
 
 
 def _parse_images(
-    raw: str | None, problems: _Problems, *, required: bool = True
+    raw: str | None, problems: Problems, *, required: bool = True
 ) -> tuple[CachedImage, ...]:
     form = "expected `name=image;name=image;` (name: a DNS-1123 label, image: a reference)"
     if raw is None or raw.strip() == "":
@@ -631,7 +631,7 @@ def host_allowed(url: str, hosts: tuple[str, ...]) -> bool:
     return host is not None and (host in hosts or f"{host}:{port}" in hosts)
 
 
-def _check_list_hosts(urls: tuple[str, ...], hosts: tuple[str, ...], problems: _Problems) -> None:
+def _check_list_hosts(urls: tuple[str, ...], hosts: tuple[str, ...], problems: Problems) -> None:
     refused = [url for url in urls if not host_allowed(url, hosts)]
     if refused:
         problems.items.append(
@@ -665,7 +665,7 @@ def check_ca_bundle(raw: str) -> str:
     return raw
 
 
-def _endpoint_settings(problems: _Problems) -> dict[str, Any]:
+def _endpoint_settings(problems: Problems) -> dict[str, Any]:
     """METRICS_PORT, METRICS_HOST and HEALTHZ_STUCK_AFTER: the same for `run` and `operator`."""
     return {
         "metrics_port": problems.get("METRICS_PORT", DEFAULT_METRICS_PORT, _port),
@@ -695,17 +695,27 @@ def _host(raw: str) -> str:
     return raw
 
 
-def parse_max_images(raw: str) -> int:
-    low, high = IMAGES_FROM_MAX_IMAGES_RANGE
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"expected a whole number of images from {low} to {high}, such as 100")
-    return int(raw)
+def whole_number(bounds: tuple[int, int], what: str, example: int) -> Callable[[str], int]:
+    """A parser of a count from ``bounds``, in ASCII digits only (int() would take "١٢")."""
+    low, high = bounds
+
+    def parse(raw: str) -> int:
+        if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+            raise ValueError(
+                f"expected a whole number of {what} from {low} to {high}, such as {example}"
+            )
+        return int(raw)
+
+    return parse
+
+
+parse_max_images = whole_number(IMAGES_FROM_MAX_IMAGES_RANGE, "images", 100)
 
 
 def parse_max_bytes(raw: str) -> int:
     low, high = IMAGES_FROM_MAX_BYTES_RANGE
     expected = f"expected a size from {low} byte to 64Mi, such as 1Mi or 500Ki"
-    value = _quantity(raw, expected)
+    value = positive_quantity(raw, expected)
     if value != value.to_integral_value() or not low <= value <= high:
         raise ValueError(expected)
     return int(value)
@@ -742,7 +752,7 @@ def _positive_duration(raw: str) -> float:
     return seconds
 
 
-def _quantity(raw: str, expected: str) -> Decimal:
+def positive_quantity(raw: str, expected: str) -> Decimal:
     try:
         value = quantity_value(raw)
     except (ValueError, ArithmeticError):
@@ -755,7 +765,9 @@ def _quantity(raw: str, expected: str) -> Decimal:
 
 
 def _memory_quantity(raw: str) -> str:
-    value = _quantity(raw, "expected a memory quantity above zero, such as 20Mi, 1Gi or 500M")
+    value = positive_quantity(
+        raw, "expected a memory quantity above zero, such as 20Mi, 1Gi or 500M"
+    )
     if value != value.to_integral_value():
         raise ValueError(
             "expected a whole number of bytes, such as 20Mi (not a fraction of a byte)"
@@ -764,7 +776,7 @@ def _memory_quantity(raw: str) -> str:
 
 
 def _cpu_quantity(raw: str) -> str:
-    value = _quantity(raw, "expected a CPU quantity of at least 1m, such as .2, 200m or 1")
+    value = positive_quantity(raw, "expected a CPU quantity of at least 1m, such as .2, 200m or 1")
     if value < Decimal("0.001"):
         raise ValueError("expected a CPU quantity of at least 1m (one thousandth of a core)")
     return raw
@@ -1041,7 +1053,7 @@ def _secret_names(raw: str) -> tuple[str, ...]:
     return names
 
 
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+def choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.lower() not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}")
@@ -1075,14 +1087,14 @@ class OperatorSettings:
 
 def load_operator_settings(env: Mapping[str, str]) -> OperatorSettings:
     """Every problem at once, as ``load_config`` does; raises ConfigError."""
-    problems = _Problems(env)
+    problems = Problems(env)
     settings = OperatorSettings(
         watch_namespaces=problems.get("WATCH_NAMESPACES", (), _namespace_list),
         namespace=problems.get("POD_NAMESPACE", DEFAULT_OPERATOR_NAMESPACE, _dns_label),
         pod_name=env.get("POD_NAME") or None,
         **_endpoint_settings(problems),
-        log_format=problems.get("LOG_FORMAT", "auto", _choice(LOG_FORMATS)),
-        log_level=problems.get("LOG_LEVEL", "info", _choice(LOG_LEVELS)),
+        log_format=problems.get("LOG_FORMAT", "auto", choice(LOG_FORMATS)),
+        log_level=problems.get("LOG_LEVEL", "info", choice(LOG_LEVELS)),
         kubeconfig=env.get("KUBECONFIG") or None,
     )
     if problems.items:

@@ -18,11 +18,20 @@ Every ceiling is an operator setting (its environment), so an administrator can 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from imagepuller.config import DEFAULT_KIP_IMAGE, Config, ConfigError, quantity_value
+from imagepuller.config import (
+    DEFAULT_KIP_IMAGE,
+    Config,
+    ConfigError,
+    Problems,
+    choice,
+    positive_quantity,
+    quantity_value,
+    whole_number,
+)
 from imagepuller.imageref import check_image_reference
 
 # The Che / Dev Spaces operator's default `imagePullerImage` (older releases write it).
@@ -135,65 +144,50 @@ def _show(value: Decimal) -> str:
 
 
 def load_resource_policy(env: Mapping[str, str]) -> ResourcePolicy:
-    """The policy the operator's environment sets; ConfigError names every bad variable."""
-    problems: list[str] = []
-
-    def get(variable: str) -> str:
-        return (env.get(variable) or "").strip()
-
-    allowed = set(ResourcePolicy().allowed_images)
-    if get("OPERATOR_IMAGE"):
-        allowed.add(get("OPERATOR_IMAGE"))
-    if get("ALLOWED_PULLER_IMAGES"):
-        allowed = set()
-        for item in (part.strip() for part in get("ALLOWED_PULLER_IMAGES").split(",")):
-            if not item:
-                continue
-            if item != ANY:
-                try:
-                    check_image_reference(item)
-                except ValueError as err:
-                    problems.append(f"ALLOWED_PULLER_IMAGES item {item!r}: {err}")
-                    continue
-            allowed.add(item)
-    tolerate = get("ALLOW_TOLERATING_EVERY_TAINT").lower()
-    if tolerate not in ("", "true", "false"):
-        problems.append(f"ALLOW_TOLERATING_EVERY_TAINT={tolerate!r}: expected true or false")
-    max_images = DEFAULT_MAX_IMAGES
-    if get("MAX_IMAGES_PER_RESOURCE"):
-        raw = get("MAX_IMAGES_PER_RESOURCE")
-        low, high = MAX_IMAGES_RANGE
-        if raw.isascii() and raw.isdigit() and low <= int(raw) <= high:
-            max_images = int(raw)
-        else:
-            problems.append(
-                f"MAX_IMAGES_PER_RESOURCE={raw!r}: expected a whole number from {low} to {high}"
-            )
-
-    def quantity(variable: str, default: str, example: str) -> Decimal:
-        raw = get(variable) or default
-        try:
-            value = quantity_value(raw)
-        except (ValueError, ArithmeticError):
-            value = Decimal(0)
-        if value <= 0:
-            problems.append(f"{variable}={raw!r}: expected a positive quantity such as {example}")
-            return quantity_value(default)
-        return value
-
+    """The policy the operator's environment sets; ConfigError names every bad variable, read
+    with the same parsers (and messages) as every other setting."""
+    problems = Problems(env)
+    allowed = problems.get("ALLOWED_PULLER_IMAGES", None, _allowed_images)
+    if allowed is None:
+        allowed = ResourcePolicy().allowed_images | frozenset(
+            problems.get("OPERATOR_IMAGE", (), lambda raw: (check_image_reference(raw),))
+        )
     policy = ResourcePolicy(
-        allowed_images=frozenset(allowed),
-        tolerate_every_taint=tolerate == "true",
-        max_images=max_images,
-        max_container_cpu=quantity("MAX_CPU_PER_CONTAINER", DEFAULT_MAX_CONTAINER_CPU, "500m"),
-        max_container_memory=quantity(
-            "MAX_MEMORY_PER_CONTAINER", DEFAULT_MAX_CONTAINER_MEMORY, "512Mi"
+        allowed_images=allowed,
+        tolerate_every_taint=problems.get(
+            "ALLOW_TOLERATING_EVERY_TAINT", "false", choice(("true", "false"))
+        )
+        == "true",
+        max_images=problems.get(
+            "MAX_IMAGES_PER_RESOURCE",
+            DEFAULT_MAX_IMAGES,
+            whole_number(MAX_IMAGES_RANGE, "images", DEFAULT_MAX_IMAGES),
         ),
-        max_node_cpu=quantity("MAX_CPU_PER_NODE", DEFAULT_MAX_NODE_CPU, "2"),
-        max_node_memory=quantity("MAX_MEMORY_PER_NODE", DEFAULT_MAX_NODE_MEMORY, "2Gi"),
+        max_container_cpu=problems.get(
+            "MAX_CPU_PER_CONTAINER", ResourcePolicy.max_container_cpu, _ceiling("500m")
+        ),
+        max_container_memory=problems.get(
+            "MAX_MEMORY_PER_CONTAINER", ResourcePolicy.max_container_memory, _ceiling("512Mi")
+        ),
+        max_node_cpu=problems.get("MAX_CPU_PER_NODE", ResourcePolicy.max_node_cpu, _ceiling("2")),
+        max_node_memory=problems.get(
+            "MAX_MEMORY_PER_NODE", ResourcePolicy.max_node_memory, _ceiling("2Gi")
+        ),
     )
-    if not policy.allowed_images:
-        problems.append("ALLOWED_PULLER_IMAGES: names no image; expected image references or *")
-    if problems:
-        raise ConfigError(problems)
+    if problems.items:
+        raise ConfigError(problems.items)
     return policy
+
+
+def _allowed_images(raw: str) -> frozenset[str]:
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if not items:
+        raise ValueError("expected image references separated by commas, or *")
+    for item in items:
+        if item != ANY:
+            check_image_reference(item)
+    return frozenset(items)
+
+
+def _ceiling(example: str) -> Callable[[str], Decimal]:
+    return lambda raw: positive_quantity(raw, f"expected a positive quantity such as {example}")
