@@ -165,13 +165,18 @@ def rollout(daemonset: dict[str, Any]) -> tuple[bool, int, int]:
     the current template. ``numberReady`` alone is not enough: during a rolling refresh the
     old pods are ready too."""
     status = daemonset.get("status") or {}
-    generation = daemonset["metadata"].get("generation", 0)
     desired = int(status.get("desiredNumberScheduled", 0))
     updated = int(status.get("updatedNumberScheduled", 0))
     available = int(status.get("numberAvailable", 0))
-    seen = status.get("observedGeneration", -1) >= generation
+    seen = generation_observed(daemonset)
     complete = seen and updated == desired and available == desired
     return complete, min(updated, available) if seen else 0, desired
+
+
+def generation_observed(daemonset: dict[str, Any]) -> bool:
+    """The DaemonSet controller has taken in the current generation (its status is of it)."""
+    status = daemonset.get("status") or {}
+    return status.get("observedGeneration", -1) >= daemonset["metadata"].get("generation", 0)
 
 
 def _selector(body: dict[str, Any]) -> Any:

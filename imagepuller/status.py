@@ -14,7 +14,7 @@ import structlog
 
 from imagepuller.kube import Kube, KubeError
 from imagepuller.pods import pull_failures
-from imagepuller.reconciler import rollout
+from imagepuller.reconciler import generation_observed, rollout
 
 log = structlog.get_logger("imagepuller.status")
 
@@ -33,17 +33,11 @@ def why_not_ready(
     failures = pull_failures(pods)
     if len(pods) < desired:
         failures.extend(creation_failures(kube, namespace, daemonset["metadata"]["uid"]))
-    if not failures and not _controller_caught_up(daemonset):
+    if not failures and not generation_observed(daemonset):
         # The DaemonSet controller has not taken in this generation (a status it cannot
         # write, a template it cannot turn into pods): only its Warnings say why.
         failures.extend(controller_warnings(kube, namespace, daemonset["metadata"]["uid"]))
     return failures
-
-
-def _controller_caught_up(daemonset: dict[str, Any]) -> bool:
-    status = daemonset.get("status") or {}
-    generation = int(daemonset["metadata"].get("generation") or 0)
-    return int(status.get("observedGeneration") or 0) >= generation
 
 
 def controller_warnings(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:

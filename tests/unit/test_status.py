@@ -71,8 +71,6 @@ def test_a_daemonset_its_controller_has_not_taken_in_is_reported_by_its_warnings
     assert kube.selectors[-1] == "involvedObject.uid=u1,type=Warning"
     caught_up = Kube([], [too_large])
     assert (
-        why_not_ready(
-            caught_up, "ns", {"a": "b"}, {**stuck, "metadata": {"uid": "u1", "generation": 0}}
-        )
+        why_not_ready(caught_up, "ns", {"a": "b"}, {**stuck, "status": {"observedGeneration": 2}})
         == []
     )
