@@ -116,18 +116,6 @@ def is_ready(daemonset: dict[str, Any]) -> bool:
     return rollout(daemonset)[0]
 
 
-def is_ours(
-    existing: dict[str, Any],
-    config: Config,
-    *,
-    created_uid: str | None = None,
-    owner: dict[str, Any] | None = None,
-) -> bool:
-    """Whether ``existing`` is this puller's (see ``ownership.classify``: by the controller
-    owner's uid first, by the marks a puller of ours leaves only when nothing controls it)."""
-    return classify(existing, config, owner=owner, created_uid=created_uid).ours
-
-
 class Controller:
     def __init__(
         self,
@@ -358,7 +346,7 @@ class Controller:
         if self.openshift is None:
             self.openshift = self._detect_openshift()
         offer_retry = self._take_offered()
-        return _sooner(self._look(), offer_retry) if offer_retry is not None else self._look()
+        return _sooner(self._look(), offer_retry)
 
     def _look(self) -> float | None:
         cfg = self.config
@@ -381,10 +369,11 @@ class Controller:
         self._notice(observed)
         # What a status may be made of: only a DaemonSet of ours, and whether its template is
         # the one this configuration makes (the images it holds are the ones wanted).
-        ours = observed is not None and self._is_ours(observed, cfg)
+        whose = self._whose(observed, cfg) if observed is not None else None
+        ours = whose is not None and whose.ours
         self.last_observed = observed if ours else None
         self.observed_current = ours and spec_hash_of(observed or {}) == desired.spec_hash
-        action = self._decide(cfg, desired, observed)
+        action = self._decide(cfg, desired, observed, whose)
         held = self._hold_for_lists(cfg, action, observed)
         if held is not None:
             return _sooner(held, self._readiness_deadline())
@@ -392,14 +381,20 @@ class Controller:
         self._retire_earlier_names(observed)
         return _sooner(_sooner(requeue, self._readiness_deadline()), self.lists.seconds_to_retry())
 
-    def _decide(self, cfg: Config, desired: Desired, observed: dict[str, Any] | None) -> Action:
+    def _decide(
+        self,
+        cfg: Config,
+        desired: Desired,
+        observed: dict[str, Any] | None,
+        whose: Ownership | None,
+    ) -> Action:
         return decide(
             desired,
             observed,
             self.wall(),
             identity=self.identity,
             claimed=(cfg.namespace, cfg.daemonset_name) in self._claimed,
-            whose=self._whose(observed, cfg) if observed is not None else Ownership(Whose.OURS),
+            whose=whose or Ownership(Whose.OURS),  # nothing observed: decide makes it
         )
 
     def _expect(self, written: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from imagepuller.config import load_config
-from imagepuller.controller import ConfigRejected, Controller, DaemonSetInTheWay, is_ours
+from imagepuller.controller import ConfigRejected, Controller, DaemonSetInTheWay
 from imagepuller.daemonset import build_daemonset
 from imagepuller.kube import (
     EVENTS_V1,
@@ -25,7 +25,14 @@ from imagepuller.kube import (
     NamespaceTerminating,
     Transient,
 )
+from imagepuller.ownership import classify
 from imagepuller.reconciler import format_time, parse_time
+
+
+def is_ours(existing, config, *, created_uid=None):
+    """Whose, for a puller with no owner object: the one rule of ownership.classify."""
+    return classify(existing, config, owner=None, created_uid=created_uid).ours
+
 
 ENV = {
     "IMAGES": "a=quay.io/a:1;b=quay.io/b:1",
