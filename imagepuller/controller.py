@@ -145,17 +145,17 @@ class Controller:
         self.wake = WakeUp(stop)
         self._new_informer = informer  # tests give a fake one that reads their objects
         self.on_rejected: Callable[[Config, str], None] | None = None
-        self._offered: tuple[Config, object] | None = None
+        self._offered: tuple[Config, int | None] | None = None
         self._offer_lock = threading.Lock()
         # The newest configuration offered and not applied yet (with the caller's tag, the
         # resource generation in operator mode): its dry run was refused or failed, and is
         # tried again after a growing pause until it applies or a newer one replaces it.
-        self._pending: tuple[Config, object] | None = None
+        self._pending: tuple[Config, int | None] | None = None
         self._pending_retry_at: float | None = None
         self._pending_backoff = ERROR_BACKOFF[0]
-        self.applied_tag: object = None  # the tag of the configuration in force
+        self.applied_tag: int | None = None  # the tag of the configuration in force
         # (tag, why) while the newest offer is refused or could not be checked; reported.
-        self.refused: tuple[object, str] | None = None
+        self.refused: tuple[int | None, str] | None = None
         self.refused_by_api = False  # refused (True), or the check itself failed (False)
         self._informers: dict[str, Informer] = {}
         self.openshift: bool | None = None
@@ -334,7 +334,7 @@ class Controller:
         self.kube.interrupt()
         self.wake.poke()
 
-    def offer(self, config: Config, tag: object = None) -> None:
+    def offer(self, config: Config, tag: int | None = None) -> None:
         """A new configuration (a ConfigMap edit, a resource's new generation: ``tag``):
         applied at the next reconcile once the API accepts it; called from another thread."""
         with self._offer_lock:
@@ -487,7 +487,9 @@ class Controller:
             self.current_uid = None
         return None
 
-    def _offer_not_applied(self, offered: Config, tag: object, why: str, *, refused: bool) -> float:
+    def _offer_not_applied(
+        self, offered: Config, tag: int | None, why: str, *, refused: bool
+    ) -> float:
         """Report (once per reason) a configuration not applied; when to try it again."""
         wait = self._pending_backoff
         self._pending_retry_at = self.clock() + wait

@@ -30,7 +30,6 @@ import structlog
 
 from imagepuller.config import (
     DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
-    DEFAULT_NAME,
     Config,
     ConfigError,
 )
@@ -89,12 +88,6 @@ class _Verdict:
 
     resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     conflicts: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-
-
-def daemonset_name(resource: dict[str, Any]) -> str:
-    name = (resource.get("spec") or {}).get("daemonsetName")
-    # Stripped as load_config strips DAEMONSET_NAME: " cache" and "cache" are one DaemonSet.
-    return name.strip() if isinstance(name, str) and name.strip() else DEFAULT_NAME
 
 
 def _key(resource: dict[str, Any]) -> tuple[str, str]:
@@ -439,18 +432,17 @@ class Operator:
         # The newest generation offered, refused by the API (or not checkable): reported as
         # observed, while what runs stays the last applied one's.
         problem_reason = "InvalidSpec"
-        refusal = controller.refused if controller is not None else None
-        applied = generation
+        applied = observed_generation = generation
         if controller is not None and puller is not None:
-            tag = controller.applied_tag
-            applied = tag if isinstance(tag, int) else puller.generation
-        observed_generation = applied
-        if refusal is not None and puller is not None and refusal[0] == puller.generation:
-            observed_generation = puller.generation
-            if not problems:
-                problems = [refusal[1]]
-                by_api = controller is not None and controller.refused_by_api
-                problem_reason = "InvalidSpec" if by_api else "SpecNotChecked"
+            applied = observed_generation = controller.applied_tag or puller.generation
+            refusal = controller.refused
+            if refusal is not None and refusal[0] == puller.generation:
+                observed_generation = puller.generation
+                if not problems:
+                    problems = [refusal[1]]
+                    problem_reason = (
+                        "InvalidSpec" if controller.refused_by_api else "SpecNotChecked"
+                    )
         daemonset = controller.last_observed if controller else None
         if daemonset is None or controller is None:
             reason, message = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-from imagepuller.operator import Operator, Puller, _seconds, _status_body, daemonset_name
+from imagepuller.operator import Operator, Puller, _seconds, _status_body
 
 
 def resource(namespace, name, created, daemonset=None):
@@ -58,6 +58,11 @@ def test_names_that_strip_to_the_same_daemonset_conflict():
         ]
     )
     assert verdict.conflicts == {("ns", "newer"): ("ns", "older")}
+
+
+def daemonset_name(resource: dict) -> str | None:
+    """The DaemonSet name the operator judges a resource to claim."""
+    return operator()._claimed_name(("ns", "x"), resource)
 
 
 def test_daemonset_name_defaults_as_the_setting_does():
