@@ -208,27 +208,6 @@ def read_limited(stream: BinaryIO, source: str, max_bytes: int, deadline: float 
         chunks.append(chunk)
 
 
-def _fetch(
-    url: str,
-    *,
-    timeout: float,
-    max_bytes: int,
-    ca_bundle: str | None,
-    allowed_hosts: tuple[str, ...] = (),
-) -> bytes:
-    # Imported here: only a puller with IMAGES_FROM, or `images` given a URL, reads one, and
-    # http.client with urllib.request cost every other start about 20 ms.
-    from imagepuller.listfetch import fetch
-
-    return fetch(
-        url,
-        timeout=timeout,
-        max_bytes=max_bytes,
-        ca_bundle=ca_bundle,
-        allowed_hosts=allowed_hosts,
-    )
-
-
 def read_source(
     source: str,
     *,
@@ -242,7 +221,11 @@ def read_source(
     ``allowed_hosts`` (IMAGES_FROM_HOSTS; empty: any) bounds where a URL and its redirects
     may lead."""
     if is_url(source):
-        data = _fetch(
+        # Imported here: only a puller with IMAGES_FROM, or `images` given a URL, reads one,
+        # and http.client with urllib.request cost every other start about 20 ms.
+        from imagepuller.listfetch import fetch
+
+        data = fetch(
             source,
             timeout=timeout,
             max_bytes=max_bytes,
