@@ -532,21 +532,7 @@ def _urls(raw: str) -> tuple[str, ...]:
         "expected URLs of image lists separated by ';' or spaces, each http:// or https:// "
         "with a host, such as https://devspaces.example.com/plugin-registry/v3/external_images.txt"
     )
-    urls: list[str] = []
-    bad: list[str] = []
-    for url in re.split(r"[;\s]+", raw):
-        if not url:
-            continue
-        try:
-            parts = urllib.parse.urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            bad.append(url)
-            continue
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            bad.append(url)
-        elif url not in urls:
-            urls.append(url)
+    urls, bad = _entries(raw, r"[;\s]+", _list_url)
     if bad:
         raise ValueError(f"invalid URLs {_show_all(bad)}: {expected}")
     if not urls:
@@ -559,6 +545,34 @@ def _urls(raw: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def _entries(
+    raw: str, separators: str, read: Callable[[str], str | None]
+) -> tuple[list[str], list[str]]:
+    """The entries of a list setting, each as ``read`` gives it (None: invalid), once each in
+    order; and the invalid ones, as written."""
+    good: list[str] = []
+    bad: list[str] = []
+    for entry in re.split(separators, raw):
+        if not entry:
+            continue
+        value = read(entry)
+        if value is None:
+            bad.append(entry)
+        elif value not in good:
+            good.append(value)
+    return good, bad
+
+
+def _list_url(url: str) -> str | None:
+    """An IMAGES_FROM entry: an http(s) URL with a host and a valid port; None otherwise."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    return url if parts.scheme in ("http", "https") and parts.hostname else None
+
+
 def parse_images_from_hosts(raw: str) -> tuple[str, ...]:
     """IMAGES_FROM_HOSTS: each entry a host name or address, alone (any port) or `host:port`,
     returned as `host_allowed` compares them (lowercased, IPv6 in brackets)."""
@@ -567,16 +581,7 @@ def parse_images_from_hosts(raw: str) -> tuple[str, ...]:
         "port) or as host:port (that port only), such as "
         "devspaces.example.com,registry.example.com:8443"
     )
-    hosts: list[str] = []
-    bad: list[str] = []
-    for entry in re.split(r"[,;\s]+", raw):
-        if not entry:
-            continue
-        host = _host_entry(entry)
-        if host is None:
-            bad.append(entry)
-        elif host not in hosts:
-            hosts.append(host)
+    hosts, bad = _entries(raw, r"[,;\s]+", _host_entry)
     if bad:
         raise ValueError(f"invalid entries {_show_all(bad)}: {expected}")
     return tuple(hosts)
