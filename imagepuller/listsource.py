@@ -19,7 +19,6 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -146,11 +145,22 @@ class ImageListSource:
         """Every list of ``cfg`` fetched side by side (IMAGES_FROM names at most 10): one
         IMAGES_FROM_TIMEOUT for the slowest, not the sum of them. Reads and writes no state of
         this source, so it runs on any thread."""
-        with ThreadPoolExecutor(
-            max_workers=len(cfg.images_from), thread_name_prefix="image-list"
-        ) as pool:
-            reads = {url: pool.submit(self._fetch_one, cfg, url) for url in cfg.images_from}
-        return Fetched(_settings(cfg), {url: read.result() for url, read in reads.items()})
+        # Daemon threads, not an executor's: the interpreter joins those at exit, so a list
+        # server that hangs would hold a stopping puller up to a whole timeout.
+        lists: dict[str, imagelists.ImageList | imagelists.ListUnavailable] = {}
+
+        def read(url: str) -> None:
+            lists[url] = self._fetch_one(cfg, url)  # bounded: each reading has its deadline
+
+        threads = [
+            threading.Thread(target=read, args=(url,), name="image-list", daemon=True)
+            for url in cfg.images_from
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return Fetched(_settings(cfg), {url: lists[url] for url in cfg.images_from})
 
     def _fetch_one(
         self, cfg: Config, url: str
