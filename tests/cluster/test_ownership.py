@@ -22,7 +22,7 @@ from tests.cluster.conftest import (
     apply_documented_resource,
     kubectl,
 )
-from tests.cluster.test_operator import condition, get, puller, ready_status
+from tests.cluster.test_operator import condition, get, pod_uids, puller, ready_status
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("crd")
@@ -51,6 +51,22 @@ def snapshot(ds) -> tuple:
 def warning_events(cluster, namespace: str, reason: str) -> list[dict]:
     events = json.loads(kubectl(cluster, "-n", namespace, "get", "events", "-o", "json"))
     return [e for e in events["items"] if e["reason"] == reason and e["type"] == "Warning"]
+
+
+def wait_for_warning(cluster, namespace: str, reason: str, about: dict[str, str], what: str):
+    """Wait for a Warning Event ``reason`` whose involvedObject has the fields of ``about``."""
+    wait_until(
+        lambda: any(
+            all(e["involvedObject"].get(k) == v for k, v in about.items())
+            for e in warning_events(cluster, namespace, reason)
+        ),
+        30,
+        what,
+    )
+
+
+def create(custom, namespace: str, name: str, **spec: str) -> None:
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, puller(name, **spec))
 
 
 def template_puller_ready(apps, owner_deployment, start_controller, namespace):
@@ -105,12 +121,11 @@ def test_the_template_puller_never_takes_the_documented_resources_daemonset(
     controller = start_controller(IMAGES=TEMPLATE_IMAGES, KIP_IMAGE="quay.io/kip/template:1")
     refused = controller.wait_for("daemonset_in_the_way", 60)
     assert f"KubernetesImagePuller {DOC_RESOURCE}" in refused["error"]
-    wait_until(
-        lambda: any(
-            e["involvedObject"]["kind"] == "Deployment"
-            for e in warning_events(cluster, namespace, "NameConflict")
-        ),
-        30,
+    wait_for_warning(
+        cluster,
+        namespace,
+        "NameConflict",
+        {"kind": "Deployment"},
         "a NameConflict Warning on the template puller's Deployment",
     )
     assert snapshot(apps.read_namespaced_daemon_set(DS, namespace)) == snapshot(before)
@@ -163,21 +178,13 @@ class DaemonSetHistory:
 def test_a_renamed_resource_and_a_newcomer_never_adopt_or_delete_each_others_daemonset(
     api_client, apps, custom, operators, namespace
 ):
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, puller("a", images=TEMPLATE_IMAGES, daemonsetName="x")
-    )
+    create(custom, namespace, "a", images=TEMPLATE_IMAGES, daemonsetName="x")
     operators(namespace)
     a = ready_status(custom, namespace, "a", 3)
     first_x = apps.read_namespaced_daemon_set("x", namespace).metadata.uid
     history = DaemonSetHistory(api_client, namespace, "x")
     try:
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            puller("b", images=OTHER_IMAGES, daemonsetName="x"),
-        )
+        create(custom, namespace, "b", images=OTHER_IMAGES, daemonsetName="x")
         wait_until(
             lambda: condition(get(custom, namespace, "b"), "Ready").get("reason") == "NameConflict",
             60,
@@ -240,15 +247,10 @@ def daemonset_admission_denied(api_client, namespace: str) -> bool:
 def test_edits_the_api_refuses_are_reported_and_retried_until_they_apply(
     cluster, api_client, apps, core, custom, operators, namespace
 ):
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, puller("cache", images=TEMPLATE_IMAGES)
-    )
+    create(custom, namespace, "cache", images=TEMPLATE_IMAGES)
     operators(namespace)
     ready_status(custom, namespace, "cache", 3)
-    selector = f"app.kubernetes.io/instance={DS},app.kubernetes.io/component=image-cache"
-    pods = {
-        p.metadata.uid for p in core.list_namespaced_pod(namespace, label_selector=selector).items
-    }
+    pods = pod_uids(core, namespace)
 
     # Accepted by our checks, refused by the API: an In requirement without values.
     current = get(custom, namespace, "cache")
@@ -269,13 +271,8 @@ def test_edits_the_api_refuses_are_reported_and_retried_until_they_apply(
     assert condition(refused, "Degraded")["reason"] == "InvalidSpec"
     assert "Required value" in condition(refused, "Degraded")["message"]
     assert condition(refused, "Ready")["observedGeneration"] == 1  # what runs is generation 1
-    wait_until(
-        lambda: any(
-            e["involvedObject"]["name"] == "cache"
-            for e in warning_events(cluster, namespace, "ConfigRejected")
-        ),
-        30,
-        "a ConfigRejected Warning on the resource",
+    wait_for_warning(
+        cluster, namespace, "ConfigRejected", {"name": "cache"}, "a ConfigRejected Warning"
     )
 
     # An admission policy refuses the next edit; once it is gone, that very edit applies.
@@ -341,11 +338,7 @@ def test_edits_the_api_refuses_are_reported_and_retried_until_they_apply(
         assert [c.image for c in ds.spec.template.spec.containers] == [
             "quay.io/eclipse/che-java17-maven:next"
         ]
-        now = {
-            p.metadata.uid
-            for p in core.list_namespaced_pod(namespace, label_selector=selector).items
-        }
-        assert now == pods  # nothing that runs was touched
+        assert pod_uids(core, namespace) == pods  # nothing that runs was touched
     finally:
         admission.delete_validating_admission_policy_binding(policy)
         admission.delete_validating_admission_policy(policy)
@@ -367,9 +360,7 @@ def test_edits_the_api_refuses_are_reported_and_retried_until_they_apply(
 def test_a_resource_deleted_with_cascade_orphan_leaves_its_daemonset(
     cluster, apps, custom, operators, namespace
 ):
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, puller("cache", images=TEMPLATE_IMAGES)
-    )
+    create(custom, namespace, "cache", images=TEMPLATE_IMAGES)
     operator = operators(namespace)
     ready_status(custom, namespace, "cache", 3)
     uid = apps.read_namespaced_daemon_set(DS, namespace).metadata.uid
@@ -384,18 +375,10 @@ def test_a_resource_deleted_with_cascade_orphan_leaves_its_daemonset(
 def test_an_invalid_edit_of_an_older_resource_takes_no_name_from_a_newer_one(
     core, custom, operators, namespace
 ):
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        puller("older", images=TEMPLATE_IMAGES, daemonsetName="y"),
-    )
+    create(custom, namespace, "older", images=TEMPLATE_IMAGES, daemonsetName="y")
     operator = operators(namespace)
     ready_status(custom, namespace, "older", 3)
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, puller("newer", images=OTHER_IMAGES, daemonsetName="x")
-    )
+    create(custom, namespace, "newer", images=OTHER_IMAGES, daemonsetName="x")
     ready_status(custom, namespace, "newer", 3)
     current = get(custom, namespace, "older")
     current["spec"].update(daemonsetName="x", cachingMemoryLimit="lots")  # invalid as a whole

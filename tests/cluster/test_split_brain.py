@@ -27,6 +27,7 @@ from kubernetes import client
 from imagepuller.resource import GROUP, PLURAL, VERSION
 from tests.cluster.conftest import make_refresh_due
 from tests.cluster.test_install import serviceaccount_kubeconfig
+from tests.cluster.test_operator import puller
 from tests.controller_process import ControllerProcess
 from tests.waiting import wait_until
 
@@ -144,18 +145,8 @@ def test_a_leader_paused_past_its_lease_sends_no_write_when_it_runs_again(
     leader = replicas("operator-0")
     leader.process.wait_for("leader_elected", 60)
     for i in range(RESOURCES):
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "KubernetesImagePuller",
-                "metadata": {"name": f"cache-{i}"},
-                "spec": {"images": IMAGE_SETS[0], "daemonsetName": f"cache-{i}"},
-            },
-        )
+        body = puller(f"cache-{i}", images=IMAGE_SETS[0], daemonsetName=f"cache-{i}")
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     counts: list[int] = []
     sent_after_thaw: list[list[str]] = []
     refused: list[int] = []
