@@ -8,15 +8,14 @@ import contextlib
 import http.server
 import select
 import socket
-import threading
 import urllib.request
 
+from tests.listserver import ServedInBackground
 
-class ConnectProxy:
+
+class ConnectProxy(ServedInBackground):
     def __init__(self) -> None:
         self.requests: list[str] = []
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -61,22 +60,8 @@ class ConnectProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
+        self._serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler))
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join()
 
     def __enter__(self) -> ConnectProxy:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

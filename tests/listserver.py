@@ -39,7 +39,33 @@ def make_ca_and_certificate(directory: Path) -> tuple[Path, Path, Path]:
     return ca, cert, key
 
 
-class ListServer:
+class ServedInBackground:
+    """A test server's life: its ThreadingHTTPServer served in a thread of its own until
+    ``stop`` (or the end of a ``with`` block)."""
+
+    _server: http.server.ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def _serve(self, server: http.server.ThreadingHTTPServer) -> None:
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ListServer(ServedInBackground):
     def __init__(self, files: dict[str, bytes] | None = None):
         self.files: dict[str, bytes] = dict(files or {})
         self.redirects: dict[str, tuple[int, str]] = {}
@@ -47,8 +73,6 @@ class ListServer:
         self.requests: list[str] = []
         self.ca_pem: str | None = None
         self._context: ssl.SSLContext | None = None
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def with_tls(self, directory: Path) -> ListServer:
         ca, cert, key = make_ca_and_certificate(directory)
@@ -103,25 +127,10 @@ class ListServer:
                 pass
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
         if self._context is not None:
             server.socket = self._context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
+        self._serve(server)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
     def __enter__(self) -> ListServer:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
