@@ -22,6 +22,7 @@ from typing import Any
 
 from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.ownership import controller_reference
 from imagepuller.pods import container_failure
 from imagepuller.reconciler import parse_time
 
@@ -223,14 +224,7 @@ def _owned_by(pods: Iterable[dict[str, Any]], uid: str | None) -> list[dict[str,
     """The pods whose controller is the DaemonSet ``uid``: a pod that matches the selector but
     that another controller owns, or none (made by hand, orphaned), holds nothing for it.
     All are kept only when the DaemonSet's uid is unknown (never so in what the API returns)."""
-
-    def controller(pod: dict[str, Any]) -> str | None:
-        for reference in pod["metadata"].get("ownerReferences") or []:
-            if reference.get("controller") is True:
-                return reference.get("uid")
-        return None
-
-    return [pod for pod in pods if not uid or controller(pod) == uid]
+    return [pod for pod in pods if not uid or (controller_reference(pod) or {}).get("uid") == uid]
 
 
 def _pods_by_node(pods: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
