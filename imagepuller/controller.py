@@ -952,10 +952,8 @@ class Controller:
         """Ours to retire: owned by our owner (by uid), or, owning nothing, kept by this very
         puller (its identity is per resource in operator mode). Another resource that took the
         old name since is never deleted."""
-        owner = self._owner_object(self.config)
-        ref = controller_reference(daemonset)
-        if ref is not None:
-            return owner is not None and ref.get("uid") == owner["metadata"].get("uid")
+        if controller_reference(daemonset) is not None:
+            return self._is_ours(daemonset, self.config)  # by its controller owner's uid
         annotations = daemonset["metadata"].get("annotations") or {}
         return annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity
 
