@@ -7,8 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODES  ?= 3
+REAL_NODES ?= 0
 
-.PHONY: run test unit lint control-plane cluster-up cluster-down sleep image bench clean
+.PHONY: run test unit lint control-plane node-stack cluster-up cluster-down sleep image bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +42,16 @@ lint: $(STAMP)
 control-plane:
 	@bash hack/build-control-plane.sh >/dev/null
 
-## cluster-up / cluster-down: a local cluster with NODES simulated nodes; kubeconfig in .cluster/kubeconfig
+## node-stack: what a real node needs (kubelet, containerd, runc, CNI, crictl, registry, crane)
+node-stack:
+	@bash hack/build-node-stack.sh >/dev/null
+
+## cluster-up / cluster-down: a local cluster with NODES simulated nodes and REAL_NODES real ones
+## (kubelet + containerd + a local registry; the node stack is built first); kubeconfig in
+## .cluster/kubeconfig. cluster-down puts back everything a real node changed on the machine.
 cluster-up: $(STAMP) control-plane
-	$(PY) -m localcluster up --nodes $(NODES) --dir .cluster
+	@if [ "$(REAL_NODES)" != 0 ]; then bash hack/build-node-stack.sh >/dev/null; fi
+	$(PY) -m localcluster up --nodes $(NODES) --real-nodes $(REAL_NODES) --dir .cluster
 
 cluster-down: $(STAMP)
 	$(PY) -m localcluster down --dir .cluster

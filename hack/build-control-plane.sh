@@ -8,9 +8,10 @@
 # the binary is already in the cache (the cache directory is keyed by version).
 #
 # Usage: hack/build-control-plane.sh [component...]
-#   components: etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
-#   (default: all). kubectl is built here rather than taken from the machine: a kubectl more
-#   than one minor away from the API server is outside Kubernetes' supported version skew.
+#   components: etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubelet
+#   (default: all but kubelet, which only real nodes need: hack/build-node-stack.sh asks for
+#   it). kubectl is built here rather than taken from the machine: a kubectl more than one
+#   minor away from the API server is outside Kubernetes' supported version skew.
 # Prints the cache directory on the last line of stdout.
 set -euo pipefail
 
@@ -56,7 +57,7 @@ new_module() {
 
 build_kubernetes() {
   local k8s=()
-  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for name in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
     missing "${name}" && k8s+=("${name}")
   done
   [ ${#k8s[@]} -eq 0 ] && return 0

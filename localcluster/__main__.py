@@ -1,6 +1,7 @@
 """Command line: a local cluster that outlives the command which started it.
 
     python -m localcluster up --nodes 3 --dir .cluster    # start in the background, then return
+    python -m localcluster up --nodes 5 --real-nodes 1    # 5 simulated nodes and 1 real one
     python -m localcluster down --dir .cluster            # stop it and remove .cluster
 
 `up` starts a detached supervisor (`python -m localcluster _supervise ...`) that owns the
@@ -8,6 +9,8 @@ processes: it starts the cluster, records every pid in <dir>/state.json, then wa
 and stops the processes in order. The components also get SIGTERM from the kernel if the
 supervisor dies (PR_SET_PDEATHSIG), so nothing is left behind. `down` stops the supervisor and
 then, as a fallback, every recorded pid that still runs the recorded binary; never by name.
+A real node (kubelet, containerd) changes the machine; what it changed is recorded before the
+change (localcluster/host.py), and `down` puts it back even when the supervisor could not.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 from .cluster import LocalCluster
+from .host import HostChanges
 from .process import pid_alive, rss_mib, tail, terminate_pid, wait_for
 
 STATE = "state.json"
@@ -52,7 +56,7 @@ def _exe_of(pid: int) -> str | None:
 # ---------------------------------------------------------------------------- supervisor
 
 
-def supervise(directory: Path, nodes: int, timeout: float) -> int:
+def supervise(directory: Path, nodes: int, real_nodes: int, timeout: float) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -65,9 +69,14 @@ def supervise(directory: Path, nodes: int, timeout: float) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    state: dict = {"status": "starting", "supervisor_pid": os.getpid(), "nodes": nodes}
+    state: dict = {
+        "status": "starting",
+        "supervisor_pid": os.getpid(),
+        "nodes": nodes,
+        "real_nodes": real_nodes,
+    }
     _write_state(directory, state)
-    cluster = LocalCluster(directory, nodes=nodes)
+    cluster = LocalCluster(directory, nodes=nodes, real_nodes=real_nodes)
     try:
         cluster.start(timeout=timeout)
     except BaseException as exc:  # noqa: BLE001 - report any failure to `up`
@@ -78,6 +87,7 @@ def supervise(directory: Path, nodes: int, timeout: float) -> int:
         status="ready",
         server=cluster.server,
         kubeconfig=str(cluster.kubeconfig),
+        registry=cluster.registry.host if cluster.registry else None,
         start_seconds=cluster.start_seconds,
         processes={
             name: {
@@ -105,7 +115,7 @@ def supervise(directory: Path, nodes: int, timeout: float) -> int:
 # ---------------------------------------------------------------------------- up / down
 
 
-def up(directory: Path, nodes: int, timeout: float) -> int:
+def up(directory: Path, nodes: int, real_nodes: int, timeout: float) -> int:
     began = time.monotonic()
     old = _read_state(directory)
     if old and pid_alive(old.get("supervisor_pid", -1)) and old.get("status") != "stopped":
@@ -129,6 +139,8 @@ def up(directory: Path, nodes: int, timeout: float) -> int:
                 str(directory),
                 "--nodes",
                 str(nodes),
+                "--real-nodes",
+                str(real_nodes),
                 "--timeout",
                 str(timeout),
             ],
@@ -162,8 +174,9 @@ def up(directory: Path, nodes: int, timeout: float) -> int:
         return 1
 
     total = time.monotonic() - began
+    real = f" (simulated) and {real_nodes} real nodes" if real_nodes else " nodes"
     print(
-        f"cluster with {nodes} nodes up in {total:.1f}s "
+        f"cluster with {nodes}{real} up in {total:.1f}s "
         f"(control plane + nodes Ready: {state['start_seconds']:.1f}s)"
     )
     print(f"{'component':<26}{'pid':>8}{'ready after s':>15}{'RSS MiB':>10}")
@@ -175,6 +188,8 @@ def up(directory: Path, nodes: int, timeout: float) -> int:
         print(f"{name:<26}{proc['pid']:>8}{(f'{ready:.1f}' if ready else '-'):>15}{rss:>10.0f}")
     print(f"{'total':<26}{'':>8}{'':>15}{total_rss:>10.0f}")
     print(f"\nAPI server: {state['server']}   logs: {directory / 'logs'}")
+    if state.get("registry"):
+        print(f"registry (plain HTTP, pushed to with crane --insecure): {state['registry']}")
     print(f"export KUBECONFIG={Path(state['kubeconfig']).resolve()}")
     print(f"stop with: python -m localcluster down --dir {directory}")
     return 0
@@ -195,6 +210,15 @@ def down(directory: Path) -> int:
         if pid and pid_alive(pid) and _exe_of(pid) == proc.get("exe"):
             print(f"stopping {name} (pid {pid})")
             terminate_pid(pid)
+    changes = HostChanges.load(directory)
+    if changes is not None:
+        # Normally already done by the supervisor; after a hard kill this is what puts back the
+        # mounts, cgroups, bridge, address and sysctls the real nodes changed.
+        problems = changes.restore()
+        for problem in problems:
+            print(f"could not put back: {problem}", file=sys.stderr)
+        if problems:
+            return 1
     shutil.rmtree(directory, ignore_errors=True)
     print(f"cluster stopped; removed {directory}")
     return 0
@@ -219,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
             name, help="start a cluster in the background" if name == "up" else argparse.SUPPRESS
         )
         p.add_argument("--nodes", type=int, default=3, help="number of simulated nodes")
+        p.add_argument(
+            "--real-nodes",
+            type=int,
+            default=0,
+            help="number of real nodes (kubelet + containerd; needs root; built once)",
+        )
         p.add_argument("--dir", type=Path, default=Path(".cluster"), help="state directory")
         p.add_argument("--timeout", type=float, default=300.0, help="start-up deadline, seconds")
     p = sub.add_parser("down", help="stop the cluster and remove its directory")
@@ -226,9 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory = args.dir.resolve()
     if args.command == "up":
-        return up(directory, args.nodes, args.timeout)
+        return up(directory, args.nodes, args.real_nodes, args.timeout)
     if args.command == "_supervise":
-        return supervise(directory, args.nodes, args.timeout)
+        return supervise(directory, args.nodes, args.real_nodes, args.timeout)
     return down(directory)
 
 

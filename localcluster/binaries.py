@@ -28,6 +28,14 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
 VERSIONS_FILE = REPO_ROOT / "hack" / "versions.sh"
+NODE_STACK_SCRIPT = REPO_ROOT / "hack" / "build-node-stack.sh"
+
+# What a real node needs beside the control plane (hack/build-node-stack.sh); the kubelet is
+# built with the control plane's Kubernetes binaries.
+NODE_STACK = (
+    "containerd", "containerd-shim-runc-v2", "runc", "crictl", "registry", "crane", "pause",
+    "busybox", "cni/bridge", "cni/host-local", "cni/loopback",
+)  # fmt: skip
 
 
 class MissingBinariesError(RuntimeError):
@@ -127,3 +135,44 @@ def find_binaries(build: bool = True) -> dict[str, Path]:
             f"{cache_dir()}; build them with `bash {BUILD_SCRIPT} {' '.join(missing)}`"
         )
     return {name: path for name, path in found.items() if path is not None}
+
+
+def node_stack_dir() -> Path:
+    """The directory hack/build-node-stack.sh builds into (same rules as the script)."""
+    v = pinned_versions()
+    name = (
+        f"containerd-{v['CONTAINERD_VERSION']}_runc-{v['RUNC_VERSION']}"
+        f"_cni-{v['CNI_PLUGINS_VERSION']}_crictl-{v['CRICTL_VERSION']}"
+        f"_registry-{v['REGISTRY_VERSION']}_crane-{v['CRANE_VERSION']}"
+        f"_k8s-{v['KUBERNETES_VERSION']}"
+    )
+    return cache_dir().parent.parent / "node-stack" / name
+
+
+def node_stack_missing() -> list[str]:
+    found = [name for name in NODE_STACK if _is_executable(node_stack_dir() / name)]
+    missing = [name for name in NODE_STACK if name not in found]
+    if not _is_executable(cache_dir() / "kubelet"):
+        missing.append("kubelet")
+    return missing
+
+
+def find_node_stack(build: bool = True) -> dict[str, Path]:
+    """``{name: path}`` of the real node's binaries, built once with hack/build-node-stack.sh."""
+    missing = node_stack_missing()
+    if missing and build:
+        result = subprocess.run(["bash", str(NODE_STACK_SCRIPT)], stdout=subprocess.PIPE)
+        if result.returncode != 0:
+            raise MissingBinariesError(
+                f"missing node binaries {missing}; `bash {NODE_STACK_SCRIPT}` failed with exit "
+                f"code {result.returncode} (see its output above)"
+            )
+        missing = node_stack_missing()
+    if missing:
+        raise MissingBinariesError(
+            f"missing node binaries {missing} in {node_stack_dir()}; build them with "
+            f"`bash {NODE_STACK_SCRIPT}`"
+        )
+    paths = {name: node_stack_dir() / name for name in NODE_STACK}
+    paths["kubelet"] = cache_dir() / "kubelet"
+    return paths

@@ -21,6 +21,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,8 +30,12 @@ from typing import Any
 
 import yaml
 
-from .binaries import find_binaries
+from .binaries import find_binaries, find_node_stack
+from .host import HostChanges
+from .pki import ClusterCA
 from .process import Process, rss_mib, tail, wait_for
+from .realnode import RealNode, node_ip, short_socket_dir
+from .registry import Registry, push_image, tar_layer
 
 STAGES_FILE = Path(__file__).resolve().parent / "kwok-stages.yaml"
 
@@ -76,6 +81,17 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)}: {result.stderr.strip()}")
+
+
+def _connects(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=2):
+        return True
+
+
 class LocalCluster:
     """A local control plane plus ``nodes`` kwok nodes named ``node-0``, ``node-1``, ...
 
@@ -84,16 +100,32 @@ class LocalCluster:
     ``audit_log`` (JSON lines: every write made as a ServiceAccount, see AUDIT_POLICY).
     """
 
-    def __init__(self, workdir: Path, nodes: int = 3, node_prefix: str = "node-"):
+    def __init__(
+        self,
+        workdir: Path,
+        nodes: int = 3,
+        node_prefix: str = "node-",
+        real_nodes: int = 0,
+        kubelet_config: dict[str, Any] | None = None,
+    ):
         self.workdir = Path(workdir).resolve()
         self.nodes = nodes
         self.node_prefix = node_prefix
+        self.real_nodes = real_nodes
+        self.kubelet_config = kubelet_config
         self.kubeconfig = self.workdir / "kubeconfig"
-        # The API server's generated serving cert file holds the leaf, then its CA; ca_file gets
-        # only the CA (a bundle whose first entry lacks the CA bit is rejected, e.g. by
-        # kube-controller-manager's ClusterTrustBundle publisher).
-        self._serving_cert = self.workdir / "pki" / "apiserver" / "apiserver.crt"
-        self.ca_file = self.workdir / "pki" / "ca.crt"
+        # One CA for the cluster (pki.py): the API server's serving certificate, its client
+        # certificate towards kubelets, and each real kubelet's serving certificate.
+        self.ca = ClusterCA(self.workdir / "pki")
+        self.ca_file = self.ca.cert
+        # Real nodes' pods reach the API server at the `kubernetes` Service's address (the
+        # first of this range), put on the machine by this cluster; a range of its own, so
+        # that two clusters with real nodes on one machine do not claim the same address.
+        self._net = secrets.randbelow(64)
+        self.service_ip = f"10.{128 + self._net}.0.1"
+        self.registry: Registry | None = None
+        self.real: list[RealNode] = []
+        self.host_changes = HostChanges(self.workdir)
         self.logs_dir = self.workdir / "logs"
         self.audit_log = self.logs_dir / "audit.log"
         self.server = ""
@@ -143,11 +175,39 @@ class LocalCluster:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-        # Static tokens: the admin (also used by the other components) is in system:masters.
+        # Static tokens: the admin (also used by the other components) is in system:masters;
+        # each real kubelet is system:node:<name> in system:nodes, for the Node authorizer.
         self.token = secrets.token_hex(24)
+        self._node_tokens = {f"real-{i}": secrets.token_hex(24) for i in range(self.real_nodes)}
         tokens = pki / "tokens.csv"
-        tokens.write_text(f'{self.token},admin,admin,"system:masters"\n')
+        tokens.write_text(
+            f'{self.token},admin,admin,"system:masters"\n'
+            + "".join(
+                f'{token},system:node:{name},node-{name},"system:nodes"\n'
+                for name, token in self._node_tokens.items()
+            )
+        )
         tokens.chmod(0o600)
+        self.ca.ensure()
+        serving_cert, serving_key = self.ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            ips=("127.0.0.1", self.service_ip),
+            dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            server=True,
+        )
+        kubelet_client_cert, kubelet_client_key = self.ca.issue(
+            "apiserver-kubelet-client",
+            "kube-apiserver-kubelet-client",
+            "system:masters",
+            client=True,
+        )
 
         audit_policy = self.workdir / "audit-policy.yaml"
         audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY, sort_keys=False))
@@ -182,15 +242,20 @@ class LocalCluster:
                 # Service.
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={api_port}",
-                # No serving cert given: it generates a self-signed one (and its CA) in
-                # --cert-dir and reuses it on restart, so the CA in our kubeconfig stays valid.
-                f"--cert-dir={pki / 'apiserver'}",
+                f"--tls-cert-file={serving_cert}",
+                f"--tls-private-key-file={serving_key}",
+                f"--client-ca-file={self.ca_file}",
+                # `kubectl logs` of a pod on a real node: the API server calls its kubelet.
+                f"--kubelet-client-certificate={kubelet_client_cert}",
+                f"--kubelet-client-key={kubelet_client_key}",
+                f"--kubelet-certificate-authority={self.ca_file}",
+                "--kubelet-preferred-address-types=InternalIP",
                 f"--token-auth-file={tokens}",
                 "--authorization-mode=Node,RBAC",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={sa_key}",
                 f"--service-account-signing-key-file={sa_key}",
-                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--service-cluster-ip-range=10.{128 + self._net}.0.0/16",
                 # New Nodes would get node.kubernetes.io/not-ready:NoSchedule from this plugin,
                 # which DaemonSet pods do not tolerate. (Pod Security admission stays on: it is
                 # default.)
@@ -296,8 +361,11 @@ class LocalCluster:
         self._procs["kwok"].start()
         for i in range(self.nodes):
             self.add_node(f"{self.node_prefix}{i}")
-        self.wait_nodes_ready(self.nodes, left())
+        if self.nodes:
+            self.wait_nodes_ready(self.nodes, left())
         self._procs["kwok"].ready_seconds = time.monotonic() - (self._procs["kwok"].started_at or 0)
+        if self.real_nodes:
+            self._start_real_nodes(left)
         # Pods can only be created once the namespace's "default" ServiceAccount exists.
         wait_for(
             lambda: self._get("/api/v1/namespaces/default/serviceaccounts/default"),
@@ -307,14 +375,106 @@ class LocalCluster:
         )
 
     def stop(self) -> None:
-        """Stop every process (reverse start order) by its pid. Data stays in workdir."""
+        """Stop every process (reverse start order) by its pid, and put back what real nodes
+        changed on the machine (host.py). Data stays in workdir."""
+        for real in reversed(self.real):
+            real.stop()
+        problems = self.host_changes.restore() if self.real else []
         for name in reversed(list(self._procs)):
             self._procs[name].stop()
+        if problems:
+            raise RuntimeError("could not put the machine back: " + "; ".join(problems))
 
     def cleanup(self) -> None:
         """stop() and remove the whole workdir."""
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ real nodes
+
+    def _start_real_nodes(self, left: Any) -> None:
+        stack = find_node_stack()
+        (registry_port,) = _free_ports(1)
+        self.registry = Registry(stack["registry"], self.workdir / "registry", registry_port)
+        self.registry.write_config()
+        self._procs["registry"] = self.registry.process
+        self._launch("registry", self.registry.ready, left())
+        pause_image = f"{self.registry.host}/pause:3.10"
+        push_image(
+            stack["crane"],
+            pause_image,
+            [tar_layer({"pause": stack["pause"]})],
+            entrypoint=["/pause"],
+            user="65535:65535",
+        )
+        address = node_ip()
+        sockets = short_socket_dir()
+        self.host_changes.note("directories", str(sockets))
+        tag = f"{secrets.token_hex(2)}"
+        for i, name in enumerate(self._node_tokens):
+            subnet = f"10.{192 + self._net}.{i}"
+            network = {
+                "address": address,
+                "bridge": f"kip{tag}-{i}",
+                "subnet": f"{subnet}.0/24",
+                "gateway": f"{subnet}.1",
+                "cni_name": f"kip-{tag}-{name}",
+                "cgroup_root": f"/kip-{tag}-{name}",
+            }
+            self.host_changes.note("links", network["bridge"])
+            self._create_bridge(network["bridge"])
+            node = RealNode(
+                name, i, stack, self.workdir / "real" / name, sockets / str(i), network,
+                self.ca, self.server, self._node_tokens[name], self.registry.host,
+                pause_image, self.host_changes, self.kubelet_config,
+            )  # fmt: skip
+            self.real.append(node)
+            for process in node.processes:
+                self._procs[process.name] = process
+        # Pods reach the API server at the Service's address: on the loopback device, so it is
+        # this machine's whatever the bridge (the bridge plugin wants its gateway address alone).
+        self.host_changes.note("addresses", f"{self.service_ip}/32 dev lo")
+        _run(["ip", "addr", "add", f"{self.service_ip}/32", "dev", "lo"])
+        api_port = self.server.rsplit(":", 1)[1]
+        self._procs["apiserver-forward"] = Process(
+            "apiserver-forward",
+            [sys.executable, "-m", "localcluster.forward", f"{self.service_ip}:443",
+             f"127.0.0.1:{api_port}"],
+            self.logs_dir / "apiserver-forward.log",
+        )  # fmt: skip
+        self._launch(
+            "apiserver-forward",
+            lambda: _connects(self.service_ip, 443),
+            left(),
+        )
+        for node in self.real:
+            node.start(left())
+        wait_for(
+            self._real_nodes_ready,
+            left(),
+            f"{self.real_nodes} real nodes to be Ready",
+            on_timeout=lambda: "\n".join(
+                tail(p.log_path, 20) for n in self.real for p in n.processes
+            ),
+        )
+
+    def _create_bridge(self, name: str) -> None:
+        # The CNI bridge plugin would create it at the first pod; made here, so it is ours (and
+        # recorded) before any pod exists.
+        for command in (
+            ["ip", "link", "add", name, "type", "bridge"],
+            ["ip", "link", "set", name, "up"],
+        ):
+            _run(command)
+
+    def _real_nodes_ready(self) -> bool:
+        for node in self.real:
+            node.check()  # a kubelet or containerd that exited fails at once, with its log
+        ready = set(self.ready_nodes())
+        return all(node.name in ready for node in self.real)
+
+    def real_node(self, name: str) -> RealNode:
+        return next(node for node in self.real if node.name == name)
 
     # ------------------------------------------------------------------ API server restarts
 
@@ -428,15 +588,6 @@ class LocalCluster:
         return "\n".join(tail(p.log_path, 15) for p in self._procs.values())
 
     def _apiserver_ready(self) -> bool:
-        # The serving cert appears in --cert-dir shortly after start; only then can we verify.
-        if not self.ca_file.exists():
-            if not self._serving_cert.exists():
-                return False
-            pems = self._serving_cert.read_text().split("-----END CERTIFICATE-----")
-            blocks = [b.strip() + "\n-----END CERTIFICATE-----\n" for b in pems if b.strip()]
-            if len(blocks) < 2:
-                return False  # still being written
-            self.ca_file.write_text(blocks[-1])
         if self._ssl is None:
             self._ssl = ssl.create_default_context(cafile=str(self.ca_file))
         return self._http_ok(f"{self.server}/readyz", context=self._ssl)

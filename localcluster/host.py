@@ -1,0 +1,223 @@
+"""What a real node changes on this machine, written down before the change and put back after.
+
+A kubelet and containerd are not contained the way kwok is: the kubelet sets kernel sysctls,
+bind-mounts its root directory rshared, creates a cgroup tree in every hierarchy and leaves
+symlinks in /var/log/containers; containerd mounts overlays, network namespaces and tmpfs
+volumes; the CNI bridge plugin creates a bridge and veth pairs, and libcni keeps results in
+/var/lib/cni. Everything else is kept inside the cluster's directories by configuration.
+
+The record is a JSON file in the cluster's directory, written *before* anything is changed, so
+that ``python -m localcluster down`` can put the machine back even when the process that started
+the nodes died without cleaning up. ``restore()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+RECORD = "host-changes.json"
+
+# The sysctls the kubelet sets at start (setupKernelTunables in pkg/kubelet/cm, v1.37).
+KUBELET_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
+LEGACY_CONTAINER_LOGS = Path("/var/log/containers")
+CNI_CACHE = Path("/var/lib/cni")
+
+
+def read_sysctl(name: str) -> str | None:
+    try:
+        return (Path("/proc/sys") / name).read_text().strip()
+    except OSError:
+        return None
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """Mount points of the cgroup (v1) and cgroup2 hierarchies, from /proc/self/mountinfo."""
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        before, _, after = line.partition(" - ")
+        if after.split()[0] in ("cgroup", "cgroup2"):
+            found.append(Path(_unescape(before.split()[4])))
+    return found
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal (\040 ...).
+    return field.encode().decode("unicode_escape")
+
+
+def mounts_under(directories: list[Path]) -> list[Path]:
+    """Mount points at or below any of ``directories``, deepest first."""
+    prefixes = [str(Path(d).resolve()) for d in directories]
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = _unescape(line.split()[4])
+        if any(point == p or point.startswith(p + "/") for p in prefixes):
+            points.append(Path(point))
+    return sorted(set(points), key=lambda p: len(p.parts), reverse=True)
+
+
+class HostChanges:
+    """The record of one cluster's real nodes: sysctls as they were, and what is theirs."""
+
+    def __init__(self, cluster_dir: Path):
+        self.path = Path(cluster_dir) / RECORD
+        self.data: dict[str, Any] = {
+            "sysctls": {},
+            "directories": [],
+            "cgroup_roots": [],
+            "links": [],
+            "addresses": [],
+            "cni_networks": [],
+        }
+
+    @classmethod
+    def load(cls, cluster_dir: Path) -> HostChanges | None:
+        record = cls(cluster_dir)
+        try:
+            record.data.update(json.loads(record.path.read_text()))
+        except (OSError, ValueError):
+            return None
+        return record
+
+    def note(self, key: str, value: str) -> None:
+        """Remember that ``value`` (a directory, cgroup root, link or network) is ours."""
+        if value not in self.data[key]:
+            self.data[key].append(value)
+        self._save()
+
+    def note_sysctls(self) -> None:
+        """The values before any kubelet of ours started (the first record wins)."""
+        for name in KUBELET_SYSCTLS:
+            value = read_sysctl(name)
+            if value is not None:
+                self.data["sysctls"].setdefault(name, value)
+        self._save()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        tmp.replace(self.path)
+
+    def restore(self) -> list[str]:
+        """Put the machine back; returns what could not be put back (empty when all was)."""
+        problems: list[str] = []
+        directories = [Path(d) for d in self.data["directories"]]
+        # Deepest first: a volume inside a pod directory inside the kubelet's rshared root.
+        for point in mounts_under(directories):
+            result = subprocess.run(["umount", str(point)], capture_output=True, text=True)
+            if result.returncode != 0:
+                lazy = subprocess.run(["umount", "-l", str(point)], capture_output=True, text=True)
+                if lazy.returncode != 0:
+                    problems.append(f"mount {point}: {lazy.stderr.strip()}")
+        for root in self.data["cgroup_roots"]:
+            for hierarchy in cgroup_hierarchies():
+                problems += _remove_cgroup_tree(hierarchy / root.lstrip("/"))
+        for link in self.data["links"]:
+            if Path(f"/sys/class/net/{link}").exists():
+                deleted = subprocess.run(["ip", "link", "delete", link], capture_output=True)
+                if deleted.returncode != 0:
+                    problems.append(f"link {link}: {deleted.stderr.decode().strip()}")
+        for address in self.data["addresses"]:  # "10.128.0.1/32 dev lo"
+            ip, _, device = address.partition(" dev ")
+            shown = subprocess.run(
+                ["ip", "-o", "addr", "show", "dev", device], capture_output=True, text=True
+            ).stdout
+            if f" {ip} " in shown:
+                removed = subprocess.run(
+                    ["ip", "addr", "del", ip, "dev", device], capture_output=True, text=True
+                )
+                if removed.returncode != 0:
+                    problems.append(f"address {address}: {removed.stderr.strip()}")
+        problems += self._remove_files(directories)
+        for name, value in self.data["sysctls"].items():
+            if read_sysctl(name) != value:
+                try:
+                    (Path("/proc/sys") / name).write_text(value)
+                except OSError as exc:
+                    problems.append(f"sysctl {name}: {exc}")
+        return problems
+
+    def _remove_files(self, directories: list[Path]) -> list[str]:
+        """Symlinks the kubelet left in /var/log/containers, libcni's cached results."""
+        problems = []
+        prefixes = tuple(str(d.resolve()) + "/" for d in directories)
+        with contextlib.suppress(OSError):
+            for entry in LEGACY_CONTAINER_LOGS.iterdir():
+                with contextlib.suppress(OSError):
+                    if entry.is_symlink() and os.readlink(entry).startswith(prefixes):
+                        entry.unlink()
+        for network in self.data["cni_networks"]:
+            for leftover in (CNI_CACHE / "results").glob(f"{network}-*"):
+                try:
+                    leftover.unlink()
+                except OSError as exc:
+                    problems.append(f"file {leftover}: {exc}")
+        return problems
+
+
+def _remove_cgroup_tree(top: Path) -> list[str]:
+    if not top.is_dir():
+        return []
+    problems = []
+    # rmdir only: a cgroup directory is removed with rmdir when it has no processes and no
+    # children; its control files go with it.
+    for directory in sorted(
+        (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                directory.rmdir()
+            except OSError as exc:
+                problems.append(f"cgroup {directory}: {exc}")
+    try:
+        top.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        problems.append(f"cgroup {top}: {exc}")
+    return problems
+
+
+def create_cgroup_root(root: str) -> None:
+    """``root`` in every hierarchy; in cpuset, with its parent's CPUs and memory nodes."""
+    for hierarchy in cgroup_hierarchies():
+        path = hierarchy / root.lstrip("/")
+        path.mkdir(parents=True, exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            mine, parents = path / name, path.parent / name
+            if mine.exists() and not mine.read_text().strip():
+                mine.write_text(parents.read_text())
+
+
+def machine_state(ignore_pids: set[int] | None = None) -> dict[str, Any]:
+    """What a test compares before and after a cluster with real nodes: sysctls, mounts,
+    cgroup directories at the top of each hierarchy, network links, and our processes."""
+    mounts = sorted(
+        line.split(" - ")[0].split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+    )
+    cgroups = sorted(
+        str(p) for h in cgroup_hierarchies() if h.is_dir() for p in h.iterdir() if p.is_dir()
+    )
+    return {
+        "sysctls": {name: read_sysctl(name) for name in KUBELET_SYSCTLS},
+        "mounts": mounts,
+        "cgroups": cgroups,
+        "links": sorted(os.listdir("/sys/class/net")),
+        "addresses": sorted(
+            subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout.splitlines()
+        ),
+    }
