@@ -168,17 +168,21 @@ class RealNode:
 
     # ------------------------------------------------------------------ configuration
 
-    def _write_containerd_config(self) -> None:
-        d, stack = self.directory, self.stack
-        certs = d / "certs.d" / self.registry_host
+    def trust_http_registry(self, host: str) -> None:
+        """Let containerd pull from ``host`` (``127.0.0.1:port``) over plain HTTP: the local
+        registry, or a proxy in front of it. Read at each pull, so it works on a running node."""
+        certs = self.directory / "certs.d" / host
         certs.mkdir(parents=True, exist_ok=True)
-        # The local registry speaks plain HTTP; containerd learns that from this file.
         (certs / "hosts.toml").write_text(
-            f'server = "http://{self.registry_host}"\n\n'
-            f'[host."http://{self.registry_host}"]\n'
+            f'server = "http://{host}"\n\n'
+            f'[host."http://{host}"]\n'
             '  capabilities = ["pull", "resolve", "push"]\n'
             "  skip_verify = true\n"
         )
+
+    def _write_containerd_config(self) -> None:
+        d, stack = self.directory, self.stack
+        self.trust_http_registry(self.registry_host)
         cni_conf = d / "cni" / "net.d"
         cni_conf.mkdir(parents=True, exist_ok=True)
         (cni_conf / "10-bridge.conflist").write_text(json.dumps(self._cni_config(), indent=2))
