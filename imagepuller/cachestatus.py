@@ -7,9 +7,11 @@ so `imagepuller status`, the controller's metrics or an operator's status can sh
 A node *holds* an image when a pod of the DaemonSet on it, not being deleted, has that image's
 container ready: during a rolling refresh the old pod still holds while the new one pulls.
 Otherwise the newest pod on the node says why not: a failure the kubelet reports (with its
-reason and message), or progress (``pulling``). A node the pods are not meant for (a node
-selector, a required node affinity, a taint not tolerated) is ``not-scheduled``, and why; that
-is only known when the nodes could be read.
+reason and message), or progress (``pulling``). When an older pod holds an image that the
+newest pod (a refresh's) fails to pull, the node still holds it, and the failure is reported
+too, marked ``still_held``: a refresh that cannot pull is never hidden behind the old pod.
+A node the pods are not meant for (a node selector, a required node affinity, a taint not
+tolerated) is ``not-scheduled``, and why; that is only known when the nodes could be read.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Failure:
     container: str  # empty when the whole pod failed (unschedulable, evicted)
     reason: str
     message: str
+    # An older pod on the node still holds the image; the newest one (a refresh's) fails.
+    still_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class PullerStatus:
                     "container": f.container,
                     "reason": f.reason,
                     "message": f.message,
+                    "still_held": f.still_held,
                 }
                 for f in self.failures
             ],
@@ -266,12 +271,18 @@ def _node_status(
         states = {i.name: ImageStatus(PULLING, "", "no pod yet") for i in images}
         return NodeStatus(name, True, PULLING, 0, len(images), None, states, "no pod yet"), []
     states, failing = image_states(images, live)
-    failures = [Failure(name, *problem) for problem in failing]
-    holds = sum(1 for s in states.values() if s.state == HELD)
-    if failures:
+    held = {n for n, s in states.items() if s.state == HELD}
+    # A problem of the whole pod (no container) is "still held" when it blocks nothing else.
+    failures = [
+        Failure(name, *problem, still_held=(problem[1] or "") in held or len(held) == len(images))
+        for problem in failing
+    ]
+    holds = len(held)
+    if holds == len(images):
+        state = HELD
+        detail = ("refresh failing: " + _failure_detail(failures)) if failures else ""
+    elif failures:
         state, detail = FAILED, _failure_detail(failures)
-    elif holds == len(images):
-        state, detail = HELD, ""
     else:
         state = PULLING
         detail = _list_detail(
@@ -301,7 +312,17 @@ def image_states(
     failing: list[_Problem] = []
     for image in images:
         if image.name in held:
-            states[image.name] = ImageStatus(HELD)
+            # Held by this or an older pod; the newest may still fail to pull it (a refresh).
+            state = _container_state(newest, image.name)
+            if blocked is not None:
+                if blocked not in failing:
+                    failing.append(blocked)
+                states[image.name] = ImageStatus(HELD, blocked[2], blocked[3])
+            elif state.state == FAILED:
+                failing.append((image.image, image.name, state.reason, state.message))
+                states[image.name] = ImageStatus(HELD, state.reason, state.message)
+            else:
+                states[image.name] = ImageStatus(HELD)
         elif blocked is not None:
             # The whole pod cannot start (unschedulable, evicted, its init container failing):
             # every image still missing fails for that one reason, reported once.

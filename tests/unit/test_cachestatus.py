@@ -183,6 +183,7 @@ def test_acceptance_json_has_the_counts_the_failure_and_every_node():
             "container": "b",
             "reason": "ErrImagePull",
             "message": PULL_MESSAGE,
+            "still_held": False,
         }
     ]
     node_4 = document["nodes"][4]
@@ -211,7 +212,24 @@ def test_during_a_rolling_refresh_the_old_ready_pod_still_holds():
     pods = [old, new, pod("node-1", ALL_READY, created="2026-11-28T19:00:00Z"), failing]
     status = cs.summarize(daemonset(), pods, [node("node-0"), node("node-1")])
     assert [(n.state, n.holds) for n in status.nodes] == [("held", 2), ("held", 2)]
-    assert status.ready is True and status.failures == ()
+    assert status.ready is True
+    # The new pod failing to pull is not hidden behind the old one that still holds.
+    assert status.failures == (
+        Failure("node-1", "quay.io/a:1", "a", "ImagePullBackOff", "Back-off", still_held=True),
+    )
+    assert status.nodes[1].images["a"] == cs.ImageStatus("held", "ImagePullBackOff", "Back-off")
+    assert status.nodes[1].detail == "refresh failing: a: ImagePullBackOff: Back-off"
+    assert status.nodes[0].detail == ""
+
+
+def test_a_refresh_pod_blocked_as_a_whole_is_reported_while_the_old_pod_holds():
+    old = pod("node-0", ALL_READY, created="2026-11-28T19:00:00Z")
+    new = pod("node-0", {"a": NO_STATUS, "b": NO_STATUS})
+    new["status"]["phase"] = "Failed"
+    new["status"]["reason"] = "Evicted"
+    status = cs.summarize(daemonset(desired=1), [old, new], [node("node-0")])
+    assert (status.nodes[0].state, status.ready) == ("held", True)
+    assert status.failures == (Failure("node-0", "", "", "Evicted", "", still_held=True),)
 
 
 def test_a_new_pod_alone_is_pulling_with_the_kubelets_reason():
