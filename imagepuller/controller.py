@@ -19,7 +19,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -69,6 +69,9 @@ SHUTDOWN_DELETE_TIMEOUT = (3.0, 10.0)  # connect, read (seconds)
 # nothing is decided from it (a DaemonSet just created would look deleted); past this long the
 # cache is trusted again whatever it shows (the watch may have missed it, and relists).
 CATCH_UP_SECONDS = 5.0
+# After READY_TIMEOUT, while the rollout is still incomplete, how often the failing pods are
+# read again for the metrics and the log (one pod list each time).
+FAILURES_READ_AGAIN_SECONDS = 15.0
 CATCH_UP_POLL = 0.2
 
 # Dry runs are made under another name: a create dry run of an existing name is a conflict.
@@ -175,6 +178,10 @@ class Controller:
         self._rollout_started: float | None = None
         self._rollout_reason = ""
         self._not_ready_reported = False
+        # After READY_TIMEOUT, while the rollout stays incomplete: when the failures were last
+        # read again (a pull that fails only later, e.g. a registry gone mid-refresh, changes
+        # no DaemonSet count, so no watch event would tell us).
+        self._failures_read_at: float | None = None
         self._ready_reported = False
         self._progress: tuple[int, int] | None = None
         self._ready_counts: tuple[int, int] | None = None  # (ready, desired) last reported
@@ -1046,6 +1053,8 @@ class Controller:
         if not complete and deadline is not None and deadline <= 0 and not self._not_ready_reported:
             self._not_ready_reported = True
             self._report_not_ready(observed)
+        elif not complete and deadline is not None and deadline <= 0:
+            self._read_failures_again(observed)
 
     def _refresh_begins(self, cfg: Config) -> None:
         self._refresh_started_at = self.clock()
@@ -1059,21 +1068,42 @@ class Controller:
         self._progress = None
 
     def _readiness_deadline(self) -> float | None:
-        """Seconds until READY_TIMEOUT ends for the rollout in progress (None: none is)."""
-        if self._rollout_started is None or self._not_ready_reported:
+        """Seconds until READY_TIMEOUT ends for the rollout in progress, or after it until the
+        failures are read again (None: no rollout is in progress)."""
+        if self._rollout_started is None:
             return None
+        if self._not_ready_reported:
+            read_at = self._failures_read_at or self.clock()
+            return read_at + FAILURES_READ_AGAIN_SECONDS - self.clock()
         return self._rollout_started + self.config.ready_timeout_seconds - self.clock()
 
-    def _report_not_ready(self, last: dict[str, Any]) -> None:
+    def _read_failures(self, last: dict[str, Any]) -> list[dict[str, str]]:
+        """The failing containers now, into the metrics (by the kubelet's reason)."""
         cfg = self.config
-        _, ready, desired = rollout(last)
         failures = why_not_ready(self.kube, cfg.namespace, ds.selector_labels(cfg), last)
-        self.last_failures = failures
+        self._failures_read_at = self.clock()
         by_reason: dict[str, int] = {}
         for failure in failures:
             reason = str(failure.get("reason") or "Unknown")
             by_reason[reason] = by_reason.get(reason, 0) + int(failure.get("times") or 1)
         self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, by_reason)
+        return failures
+
+    def _read_failures_again(self, last: dict[str, Any]) -> None:
+        """Still not ready after READY_TIMEOUT: the metrics follow the pods, and a failure not
+        reported before is logged (a pull that failed only after the timeout)."""
+        seen = {_failure_key(f) for f in self.last_failures}
+        failures = self._read_failures(last)
+        self.last_failures = failures
+        for failure in failures:
+            if _failure_key(failure) not in seen:
+                log.warning("image_not_cached", **failure)
+
+    def _report_not_ready(self, last: dict[str, Any]) -> None:
+        cfg = self.config
+        _, ready, desired = rollout(last)
+        failures = self._read_failures(last)
+        self.last_failures = failures
         if self._refresh_started_at is not None:
             self.metrics.refresh_failed(cfg.namespace, cfg.daemonset_name)
         log.warning(
@@ -1168,6 +1198,10 @@ def _about(owner: dict[str, Any]) -> dict[str, Any]:
 
 def _is_refresh(action: Action) -> bool:
     return action.do is Do.REFRESH or (action.do is Do.DELETE and action.refresh)
+
+
+def _failure_key(failure: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (str(failure.get("node")), str(failure.get("container")), str(failure.get("reason")))
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:
