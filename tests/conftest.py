@@ -32,6 +32,7 @@ import pytest
 from tests.waiting import wait_until
 
 CLUSTER_TESTS = Path(__file__).resolve().parent / "cluster"
+REAL_NODE_TESTS = Path(__file__).resolve().parent / "realnode"
 CLUSTER_NODES = 3
 
 
@@ -83,8 +84,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Everything under tests/cluster/ needs the control plane: mark it so that
     # `pytest -m "not cluster"` (make unit) deselects it.
     for item in items:
-        if CLUSTER_TESTS in Path(item.path).resolve().parents:
+        parents = Path(item.path).resolve().parents
+        if CLUSTER_TESTS in parents:
             item.add_marker(pytest.mark.cluster)
+        if REAL_NODE_TESTS in parents:
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.real_node)
 
 
 @pytest.fixture(scope="session")
