@@ -216,8 +216,14 @@ def machine_state(ignore_pids: set[int] | None = None) -> dict[str, Any]:
         "sysctls": {name: read_sysctl(name) for name in KUBELET_SYSCTLS},
         "mounts": mounts,
         "cgroups": cgroups,
-        "links": sorted(os.listdir("/sys/class/net")),
+        # "name" or "name master": a veth is told apart by the bridge it is attached to.
+        "links": sorted(_link(name) for name in os.listdir("/sys/class/net")),
         "addresses": sorted(
             subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout.splitlines()
         ),
     }
+
+
+def _link(name: str) -> str:
+    master = Path("/sys/class/net") / name / "master"
+    return f"{name} {os.path.basename(os.readlink(master))}" if master.is_symlink() else name

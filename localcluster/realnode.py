@@ -102,8 +102,9 @@ class RealNode:
                 f"--kubeconfig={self.directory / 'kubelet.kubeconfig'}",
                 f"--hostname-override={name}",
                 f"--node-ip={self.address}",
-                f"--root-dir={self.directory / 'kubelet'}",
-                f"--cert-dir={self.directory / 'kubelet' / 'pki'}",
+                # Its root holds unix sockets (pod-resources, plugins): a short path too.
+                f"--root-dir={self.sockets / 'kubelet'}",
+                f"--cert-dir={self.directory / 'kubelet-pki'}",
                 "--node-labels=type=real",
                 "--v=1",
             ],
