@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,10 @@ class HostChanges:
         """Put the machine back; returns what could not be put back (empty when all was)."""
         problems: list[str] = []
         directories = [Path(d) for d in self.data["directories"]]
+        # Normally nothing is left running; after a hard kill of whoever started the nodes, the
+        # containers (in our cgroups) and containerd's shims (serving sockets in our
+        # directories) are, and would keep mounts and cgroups busy.
+        problems += _kill(self._leftover_processes(directories))
         # Deepest first: a volume inside a pod directory inside the kubelet's rshared root.
         for point in mounts_under(directories):
             result = subprocess.run(["umount", str(point)], capture_output=True, text=True)
@@ -149,6 +155,33 @@ class HostChanges:
                 except OSError as exc:
                     problems.append(f"sysctl {name}: {exc}")
         return problems
+
+    def _leftover_processes(self, directories: list[Path]) -> set[int]:
+        pids: set[int] = set()
+        for root in self.data["cgroup_roots"]:
+            for hierarchy in cgroup_hierarchies():
+                for procs in (hierarchy / root.lstrip("/")).rglob("cgroup.procs"):
+                    with contextlib.suppress(OSError, ValueError):
+                        pids.update(int(p) for p in procs.read_text().split())
+        prefixes = tuple(str(d.resolve()) + "/" for d in directories)
+        inodes = set()
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7].startswith(prefixes):
+                    inodes.add(f"socket:[{fields[6]}]")
+        if inodes:
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                with contextlib.suppress(OSError):
+                    for fd in (proc / "fd").iterdir():
+                        with contextlib.suppress(OSError):
+                            if os.readlink(fd) in inodes:
+                                pids.add(int(proc.name))
+                                break
+        pids.discard(os.getpid())
+        return pids
 
     def _remove_files(self, directories: list[Path]) -> list[str]:
         """Symlinks the kubelet left in /var/log/containers, libcni's cached results."""
@@ -227,3 +260,23 @@ def machine_state(ignore_pids: set[int] | None = None) -> dict[str, Any]:
 def _link(name: str) -> str:
     master = Path("/sys/class/net") / name / "master"
     return f"{name} {os.path.basename(os.readlink(master))}" if master.is_symlink() else name
+
+
+def _kill(pids: set[int]) -> list[str]:
+    """SIGKILL each pid (found by what it holds of ours, never by name) and wait for it."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if Path(f"/proc/{pid}").exists() and not _zombie(pid)}
+        time.sleep(0.05)
+    return [f"process {pid} still running after SIGKILL" for pid in sorted(alive)]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from localcluster.host import HostChanges, machine_state
 from localcluster.process import pid_alive
@@ -39,7 +42,10 @@ def _fatal_lines(directory: Path) -> str:
     return "\n" + "\n".join(lines[-40:])
 
 
-def test_cluster_down_puts_back_everything_a_real_node_changed(tmp_path: Path, stack):
+@pytest.mark.parametrize("supervisor", ["stopped by down", "killed before down"])
+def test_cluster_down_puts_back_everything_a_real_node_changed(
+    tmp_path: Path, stack, supervisor: str
+):
     _require_real_nodes()
     before = machine_state()
     directory = tmp_path / "cluster"
@@ -69,6 +75,11 @@ def test_cluster_down_puts_back_everything_a_real_node_changed(tmp_path: Path, s
         record = HostChanges.load(directory)
         assert record is not None
         ours = record.data
+        if supervisor == "killed before down":
+            # No cleanup by the supervisor: the kubelet and containerd get SIGTERM from the
+            # kernel (they die with it), the shims and the containers stay for `down` to find.
+            os.kill(state["supervisor_pid"], signal.SIGKILL)
+            wait_until(lambda: not pid_alive(state["supervisor_pid"]), 30, "the supervisor to die")
     finally:
         down = localcluster("down", "--dir", str(directory))
     assert down.returncode == 0, down.stdout + down.stderr
