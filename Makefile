@@ -18,16 +18,20 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 ## run: the controller in the foreground; without KUBECONFIG, against a local cluster of 5 simulated nodes
-## (the local cluster builds its binaries first when they are not cached; with KUBECONFIG nothing is built)
+## and REAL_NODES (default 1) real ones (the local cluster builds its binaries first when they are not
+## cached; with KUBECONFIG nothing is built)
 run: $(STAMP)
 	$(PY) -m localcluster.run_local
 
-## test: every test, unit and cluster (builds the control plane first when it is not cached)
+## test: every test, unit, cluster and real-node (builds the control plane and the node stack first
+## when they are not cached)
 test: $(STAMP) sleep
 	@bash hack/build-control-plane.sh >/dev/null || \
 	  echo "make test: building the control plane failed; the cluster tests will report it" >&2
 	@bash hack/build-bundle-validate.sh >/dev/null || \
 	  echo "make test: building the OLM bundle validator failed; its test will report it" >&2
+	@bash hack/build-node-stack.sh >/dev/null || \
+	  echo "make test: building the real node's stack failed; the real-node tests will report it" >&2
 	$(PY) -m pytest
 
 ## unit: only the tests that need no cluster

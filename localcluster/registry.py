@@ -146,3 +146,16 @@ def _crane(args: list[str]) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(args[1:3])} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def push_kip_image(crane: Path, ref: str, busybox: Path, sleep: Path) -> str:
+    """A small KIP_IMAGE: the static sleep as /bin/sleep, and a static busybox as /bin/sh and
+    /bin/cp for the init container's ``/bin/sh -c "cp /bin/sleep /kip/sleep"``."""
+    layer = tar_layer({"bin/sh": busybox, "bin/cp": busybox, "bin/sleep": sleep})
+    return push_image(crane, ref, [layer], user="65532:65532")
+
+
+def push_data_image(crane: Path, ref: str, content: bytes) -> str:
+    """An image of one data file and nothing else (no shell, no libc), as many images a
+    workspace uses look to the puller: only the copied static sleep can hold it."""
+    return push_image(crane, ref, [tar_layer({"data/content.txt": content}, mode=0o644)])

@@ -95,16 +95,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, stack: dict[str, Path]) ->
 
 @pytest.fixture(scope="session")
 def kip_image(cluster: object, stack: dict[str, Path]) -> str:
-    from localcluster.registry import push_image, tar_layer
+    from localcluster.registry import push_kip_image
 
     sleep = REPO / "build" / "sleep"
     subprocess.run(["bash", str(REPO / "hack" / "build-sleep.sh"), str(sleep)], check=True)
-    busybox = stack["busybox"]
     ref = f"{cluster.registry.host}/test/kip:1"
-    layer = tar_layer(
-        {"bin/sh": busybox, "bin/cp": busybox, "bin/busybox": busybox, "bin/sleep": sleep}
-    )
-    push_image(stack["crane"], ref, [layer], user="65532:65532")
+    push_kip_image(stack["crane"], ref, stack["busybox"], sleep)
     return ref
 
 
@@ -112,12 +108,12 @@ def kip_image(cluster: object, stack: dict[str, Path]) -> str:
 def scratch_image(cluster: object, stack: dict[str, Path]) -> Callable[..., str]:
     """``scratch_image(name, tag="1", content=None)``: push and return the reference; the
     content is unique unless given, so every image is one no node has pulled before."""
-    from localcluster.registry import push_image, tar_layer
+    from localcluster.registry import push_data_image
 
     def push(name: str, tag: str = "1", content: bytes | None = None) -> str:
         ref = f"{cluster.registry.host}/test/{name}:{tag}"
         data = content if content is not None else f"{name} {uuid.uuid4()}\n".encode()
-        push_image(stack["crane"], ref, [tar_layer({"data/content.txt": data}, mode=0o644)])
+        push_data_image(stack["crane"], ref, data)
         return ref
 
     return push
