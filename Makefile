@@ -72,14 +72,17 @@ image:
 ## and the machine); controller start-up, memory over refresh cycles, readiness latency; holding
 ## during rolling vs recreate refreshes, ConfigMap edit latency, API requests, RSS over refreshes;
 ## RSS with metrics on vs off; operator mode with 50 resources on 20 nodes; the endpoints' RSS with
-## 3000 idle connections (all print figures)
-bench: $(STAMP) control-plane
+## 3000 idle connections; on a real node, a workspace pod's start cold vs held through a throttled
+## registry, registry requests per refresh, the kubelet's image GC, the cost of a real node (all print
+## figures; about 35 minutes in all)
+bench: $(STAMP) control-plane node-stack
 	$(PY) benchmarks/bench_startup.py
 	$(PY) benchmarks/bench_controller.py
 	$(PY) benchmarks/bench_refresh.py --nodes 50,200 --refreshes 100
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_operator.py
 	$(PY) benchmarks/bench_endpoints.py --connections 3000
+	$(PY) benchmarks/bench_realnode.py
 
 clean:
 	rm -rf $(VENV) build .cluster
