@@ -1,0 +1,155 @@
+"""Both halves of the documentation, for real: the project's own image (built without a container
+engine, pushed to the cluster's registry) runs as the controller's pod on a real node, and the
+images it is told to cache end up in every real node's container runtime.
+
+- §3.6.1: the three templates processed with IMAGE (and KIP_IMAGE) = the project's image; the
+  Deployment's pod creates the DaemonSet; `kubectl logs deployment/...` shows its JSON lines;
+  `crictl images` on every node lists every image; `imagepuller status` says held.
+- §3.6.5: the operator install (manifests/operator) with the project's image, then the
+  documented resource → its images in `crictl images`, its status Ready on the real nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from kubernetes import client
+
+from imagepuller.resource import GROUP, PLURAL, VERSION
+from tests.cluster.test_install import TEMPLATES, as_list, kubectl, process
+from tests.realnode.conftest import REAL_NODES, REPO, crictl_images
+from tests.waiting import wait_until
+
+NAME = "kubernetes-image-puller"
+
+
+@pytest.fixture(scope="session")
+def project_image(cluster) -> str:
+    """The project's image, built by hack/build-image-rootfs.sh (no engine) and pushed to the
+    cluster's registry; ``host/imagepuller:test`` (the build prints it with its digest)."""
+    ref = f"{cluster.registry.host}/imagepuller:test"
+    built = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-image-rootfs.sh")],
+        env={**os.environ, "IMAGE": ref},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.stdout.strip().splitlines()[-1].startswith(ref.rsplit(":", 1)[0] + "@sha256:")
+    return ref
+
+
+def images_held_everywhere(cluster, refs: list[str]) -> None:
+    def held() -> bool:
+        return all(set(refs) <= set(crictl_images(cluster, node)) for node in REAL_NODES)
+
+    wait_until(held, 240, f"{refs} in crictl images on {REAL_NODES}")
+
+
+def pod_of(core, namespace: str, selector: str):
+    pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+    running = [p for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+    return running[0] if running else None
+
+
+def test_the_templates_install_runs_the_projects_image_on_a_real_node(
+    cluster, api_client, namespace, project_image, scratch_image
+):
+    images = {"editor": scratch_image("doc-editor"), "tools": scratch_image("doc-tools")}
+    repository, tag = project_image.rsplit(":", 1)
+    params = {
+        "configmap.yaml": {
+            "IMAGES": "".join(f"{n}={r};" for n, r in images.items()),
+            "NAMESPACE": namespace,
+            "KIP_IMAGE": project_image,  # one image: the controller and the copied sleep
+        },
+        "app.yaml": {"IMAGE": repository, "IMAGE_TAG": tag},
+    }
+    for template in TEMPLATES:  # oc process -f T -p ... | oc apply -f -, in the documented order
+        objects = process(template, params.get(template))
+        kubectl(cluster, "apply", "-n", namespace, "-f", "-", stdin=as_list(objects))
+
+    core = client.CoreV1Api(api_client)
+    controller = wait_until(
+        lambda: pod_of(core, namespace, "app.kubernetes.io/component=controller"),
+        240,
+        "the controller's pod to run",
+    )
+    assert controller.spec.node_name in REAL_NODES
+    assert controller.spec.containers[0].image == project_image
+    images_held_everywhere(cluster, list(images.values()))
+
+    def logged() -> list[dict]:
+        out = kubectl(cluster, "logs", "-n", namespace, f"deployment/{NAME}").stdout
+        events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        return events if any(e.get("event") == "daemonset_ready" for e in events) else []
+
+    events = wait_until(logged, 120, "daemonset_ready in kubectl logs")
+    assert all("event" in e and "level" in e for e in events)  # every line a JSON event
+    status = subprocess.run(
+        [sys.executable, "-m", "imagepuller", "status", "-n", namespace, "-o", "json"],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    (puller,) = json.loads(status.stdout)["pullers"]
+    assert (puller["ready"], puller["desired"], puller["holding"]) == (True, 2, 2)
+    assert {n["node"]: n["state"] for n in puller["nodes"]} == dict.fromkeys(REAL_NODES, "held")
+
+
+def test_the_operator_install_serves_the_documented_resource_on_real_nodes(
+    cluster, api_client, project_image, scratch_image
+):
+    objects = list(
+        yaml.safe_load_all(
+            kubectl(cluster, "kustomize", str(REPO / "manifests" / "operator")).stdout
+        )
+    )
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            (container,) = obj["spec"]["template"]["spec"]["containers"]
+            container["image"] = project_image  # kustomize edit set image, as an admin would
+            # The operator's own image may be a resource's imagePullerImage (policy.py).
+            container["env"].append({"name": "OPERATOR_IMAGE", "value": project_image})
+    kubectl(cluster, "apply", "--server-side", "-f", "-", stdin=as_list(objects))
+    custom = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    try:
+        kubectl(cluster, "create", "namespace", "k8s-image-puller")
+        images = {"java": scratch_image("doc-java"), "node": scratch_image("doc-node")}
+        resource = yaml.safe_load((REPO / "manifests" / "operator" / "example.yaml").read_text())
+        resource["spec"]["images"] = "".join(f"{n}={r};" for n, r in images.items())
+        resource["spec"]["imagePullerImage"] = project_image
+        kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(resource))
+        operator = wait_until(
+            lambda: pod_of(core, "imagepuller-operator", "app.kubernetes.io/component=operator"),
+            240,
+            "the operator's pod to run",
+        )
+        assert operator.spec.node_name in REAL_NODES
+
+        def ready() -> dict | None:
+            got = custom.get_namespaced_custom_object(
+                GROUP, VERSION, "k8s-image-puller", PLURAL, resource["metadata"]["name"]
+            )
+            conditions = {c["type"]: c for c in (got.get("status") or {}).get("conditions", [])}
+            nodes = (got.get("status") or {}).get("nodes")
+            ok = conditions.get("Ready", {}).get("status") == "True"
+            return got if ok and nodes == {"desired": 2, "ready": 2} else None
+
+        wait_until(ready, 240, "the resource Ready on the 2 real nodes")
+        images_held_everywhere(cluster, list(images.values()))
+    finally:
+        kubectl(cluster, "delete", "namespace", "k8s-image-puller", "--wait=false")
+        kubectl(
+            cluster, "delete", "--wait=false", "--ignore-not-found", "-f", "-",
+            stdin=as_list([o for o in objects if o["kind"] != "CustomResourceDefinition"]),
+        )  # fmt: skip
