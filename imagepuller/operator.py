@@ -28,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller.cachestatus import summarize
 from imagepuller.config import (
     DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
     Config,
@@ -138,7 +139,9 @@ class Operator:
         self._resources: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._informers: list[Informer] = []
-        self._failures: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+        # Per resource, while its rollout runs: (read at, failures, nodes holding every image
+        # of the current template), read from the pods at most every FAILURES_EVERY seconds.
+        self._failures: dict[tuple[str, str], tuple[float, list[dict[str, Any]], int | None]] = {}
         self._incomplete = False  # some rollout is not complete: look again soon
 
     # --- health, for /healthz: every controller's loop must be alive --------------------------
@@ -218,17 +221,26 @@ class Operator:
 
     def _current_failures(
         self, key: tuple[str, str], controller: Controller, daemonset: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """Why nodes do not hold the images yet, read from the pods at most every
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Why nodes do not hold the images yet, and how many nodes hold every image of the
+        current template (None: the pods could not be read), read from the pods at most every
         ``FAILURES_EVERY`` seconds while the rollout runs."""
         self._incomplete = True
         now = self.clock()
         cached = self._failures.get(key)
         if cached is not None and now - cached[0] < FAILURES_EVERY:
-            return cached[1]
-        found = why_not_ready(self.kube, key[0], selector_labels(controller.config), daemonset)
-        self._failures[key] = (now, found)
-        return found
+            return cached[1], cached[2]
+        labels = selector_labels(controller.config)
+        found = why_not_ready(self.kube, key[0], labels, daemonset)
+        held: int | None
+        try:
+            pods = self.kube.list_pods(key[0], ",".join(f"{k}={v}" for k, v in labels.items()))
+            held = summarize(daemonset, pods, None).holding
+        except KubeError as err:
+            log.warning("pod_status_unavailable", error=str(err))
+            held = None
+        self._failures[key] = (now, found, held)
+        return found, held
 
     def _parse(self, key: tuple[str, str], resource: dict[str, Any]) -> Config | ConfigError:
         """The resource's spec read as settings, once per generation."""
@@ -461,6 +473,14 @@ class Operator:
         complete, _, desired = rollout(daemonset)
         ds_status = daemonset.get("status") or {}
         holding = int(ds_status.get("numberAvailable") or 0)
+        if complete:
+            self._failures.pop(key, None)
+            failures = controller.last_failures
+        else:
+            # During a rollout numberAvailable counts the old pods too, and an old pod does not
+            # hold an image the spec has just added: count from the pods what really is held.
+            failures, held = self._current_failures(key, controller, daemonset)
+            holding = min(holding, held if held is not None else rollout(daemonset)[1])
         images = len(template_containers(daemonset))
         # Only a DaemonSet with this spec's template holds this spec's images.
         current = controller.observed_current
@@ -479,11 +499,6 @@ class Operator:
                 "Pulling",
                 (f"{holding}/{desired} nodes hold every image; the rollout goes on"),
             )
-        if complete:
-            self._failures.pop(key, None)
-            failures = controller.last_failures
-        else:
-            failures = self._current_failures(key, controller, daemonset)
         if problems:
             degraded = (True, problem_reason, "; ".join(problems))
         elif failures:

@@ -147,6 +147,36 @@ def test_the_operator_install_serves_the_documented_resource_on_real_nodes(
 
         wait_until(ready, 240, "the resource Ready on the 2 real nodes")
         images_held_everywhere(cluster, list(images.values()))
+
+        # An image the registry does not have: the resource's status carries the kubelet's
+        # reason and the registry's answer, and the nodes keep what they hold.
+        missing = f"{cluster.registry.host}/test/never-pushed:2"
+        resource["spec"]["images"] += f"missing={missing};"
+        kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(resource))
+
+        def failing() -> list | None:
+            got = custom.get_namespaced_custom_object(
+                GROUP, VERSION, "k8s-image-puller", PLURAL, resource["metadata"]["name"]
+            )
+            found = [
+                f
+                for f in (got.get("status") or {}).get("failures") or []
+                if f.get("image") == missing
+            ]
+            return [got, found] if found else None
+
+        # The rollout stops at the first node whose new pod cannot pull (maxUnavailable 0):
+        # that node reports the failure; no node holds this spec's three images.
+        got, found = wait_until(failing, 240, "the pull failure in the resource's status")
+        for failure in found:
+            assert failure["node"] in REAL_NODES
+            assert failure["reason"] in ("ErrImagePull", "ImagePullBackOff"), failure
+            assert "not found" in failure["message"], failure
+        conditions = {c["type"]: c for c in got["status"]["conditions"]}
+        assert conditions["Ready"]["status"] == "False"
+        assert conditions["Degraded"]["reason"] == "ImagesNotCached"
+        assert got["status"]["nodes"] == {"desired": 2, "ready": 0}, got["status"]
+        images_held_everywhere(cluster, list(images.values()))  # the old pods keep them
     finally:
         kubectl(cluster, "delete", "namespace", "k8s-image-puller", "--wait=false")
         kubectl(
