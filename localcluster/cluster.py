@@ -410,6 +410,7 @@ class LocalCluster:
         address = node_ip()
         sockets = short_socket_dir()
         self.host_changes.note("directories", str(sockets))
+        self.host_changes.note("scratch", str(sockets))  # removed once all is put back
         tag = f"{secrets.token_hex(2)}"
         for i, name in enumerate(self._node_tokens):
             subnet = f"10.{192 + self._net}.{i}"

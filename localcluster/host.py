@@ -14,8 +14,10 @@ the nodes died without cleaning up. ``restore()`` is idempotent.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -70,6 +72,55 @@ def mounts_under(directories: list[Path]) -> list[Path]:
     return sorted(set(points), key=lambda p: len(p.parts), reverse=True)
 
 
+class MachineSysctls:
+    """The machine's own values of the kubelet's sysctls, and the clusters whose kubelets may
+    have changed them: ``/run/imagepuller/sysctls.json`` (tmpfs: a reboot resets both), read
+    and written under an exclusive lock. Two clusters with real nodes at once (a test run and a
+    developer's) then put back the machine's values, not each other's kubelets'."""
+
+    directory = Path("/run/imagepuller")
+
+    def __enter__(self) -> MachineSysctls:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.directory / "sysctls.lock", "w")  # noqa: SIM115 - held until exit
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.path = self.directory / "sysctls.json"
+        try:
+            self.state = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.state = {"originals": {}, "holders": []}
+        # A holder whose record is gone was removed without putting anything back.
+        self.state["holders"] = [h for h in self.state["holders"] if (Path(h) / RECORD).exists()]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.state["holders"]:
+            self.path.write_text(json.dumps(self.state, indent=2))
+        else:
+            self.path.unlink(missing_ok=True)
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()
+
+    def join(self, cluster: str) -> dict[str, str]:
+        """The machine's values: read now when no other cluster holds them."""
+        if not self.state["holders"]:
+            self.state["originals"] = {
+                name: value for name in KUBELET_SYSCTLS if (value := read_sysctl(name)) is not None
+            }
+        if cluster not in self.state["holders"]:
+            self.state["holders"].append(cluster)
+        return dict(self.state["originals"])
+
+    def leave(self, cluster: str, recorded: dict[str, str]) -> dict[str, str] | None:
+        """The values to put back now: the machine's when ``cluster`` was the last holder,
+        None while another cluster still holds them (its kubelets may still run)."""
+        others = [h for h in self.state["holders"] if h != cluster]
+        self.state["holders"] = others
+        if others:
+            return None
+        return dict(self.state["originals"] or recorded)
+
+
 class HostChanges:
     """The record of one cluster's real nodes: sysctls as they were, and what is theirs."""
 
@@ -82,6 +133,7 @@ class HostChanges:
             "links": [],
             "addresses": [],
             "cni_networks": [],
+            "scratch": [],
         }
 
     @classmethod
@@ -100,11 +152,14 @@ class HostChanges:
         self._save()
 
     def note_sysctls(self) -> None:
-        """The values before any kubelet of ours started (the first record wins)."""
-        for name in KUBELET_SYSCTLS:
-            value = read_sysctl(name)
-            if value is not None:
-                self.data["sysctls"].setdefault(name, value)
+        """The values before any kubelet of ours started. Sysctls belong to the machine, not
+        to one cluster: while another cluster's kubelet runs, the values now are that kubelet's,
+        so the machine's own are kept in one machine-wide record with the clusters holding it
+        (see MachineSysctls); the first cluster writes them, the last one puts them back."""
+        with MachineSysctls() as machine:
+            originals = machine.join(str(self.path.parent))
+        for name, value in originals.items():
+            self.data["sysctls"].setdefault(name, value)
         self._save()
 
     def _save(self) -> None:
@@ -148,12 +203,23 @@ class HostChanges:
                 if removed.returncode != 0:
                     problems.append(f"address {address}: {removed.stderr.strip()}")
         problems += self._remove_files(directories)
-        for name, value in self.data["sysctls"].items():
-            if read_sysctl(name) != value:
-                try:
-                    (Path("/proc/sys") / name).write_text(value)
-                except OSError as exc:
-                    problems.append(f"sysctl {name}: {exc}")
+        if self.data["sysctls"]:
+            with MachineSysctls() as machine:
+                originals = machine.leave(str(self.path.parent), self.data["sysctls"])
+            for name, value in (originals or {}).items():
+                if read_sysctl(name) != value:
+                    try:
+                        (Path("/proc/sys") / name).write_text(value)
+                    except OSError as exc:
+                        problems.append(f"sysctl {name}: {exc}")
+        if not problems:
+            for directory in self.data.get("scratch", []):
+                shutil.rmtree(directory, ignore_errors=True)
+            # Put back once: a second restore (down after the supervisor's own) must not write
+            # the values again over a kubelet another cluster started since.
+            self.data["sysctls"] = {}
+            if self.path.exists():
+                self._save()
         return problems
 
     def _leftover_processes(self, directories: list[Path]) -> set[int]:
