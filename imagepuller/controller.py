@@ -182,6 +182,7 @@ class Controller:
         # read again (a pull that fails only later, e.g. a registry gone mid-refresh, changes
         # no DaemonSet count, so no watch event would tell us).
         self._failures_read_at: float | None = None
+        self._failures_logged: set[tuple[str, str]] = set()  # (node, container) this rollout
         self._ready_reported = False
         self._progress: tuple[int, int] | None = None
         self._ready_counts: tuple[int, int] | None = None  # (ready, desired) last reported
@@ -1092,11 +1093,13 @@ class Controller:
     def _read_failures_again(self, last: dict[str, Any]) -> None:
         """Still not ready after READY_TIMEOUT: the metrics follow the pods, and a failure not
         reported before is logged (a pull that failed only after the timeout)."""
-        seen = {_failure_key(f) for f in self.last_failures}
         failures = self._read_failures(last)
         self.last_failures = failures
         for failure in failures:
-            if _failure_key(failure) not in seen:
+            # Once per node and container for this rollout: a failing pull alternates between
+            # ErrImagePull and ImagePullBackOff, which is not news.
+            if _failure_key(failure) not in self._failures_logged:
+                self._failures_logged.add(_failure_key(failure))
                 log.warning("image_not_cached", **failure)
 
     def _report_not_ready(self, last: dict[str, Any]) -> None:
@@ -1104,6 +1107,7 @@ class Controller:
         _, ready, desired = rollout(last)
         failures = self._read_failures(last)
         self.last_failures = failures
+        self._failures_logged = {_failure_key(f) for f in failures}
         if self._refresh_started_at is not None:
             self.metrics.refresh_failed(cfg.namespace, cfg.daemonset_name)
         log.warning(
@@ -1200,8 +1204,8 @@ def _is_refresh(action: Action) -> bool:
     return action.do is Do.REFRESH or (action.do is Do.DELETE and action.refresh)
 
 
-def _failure_key(failure: Mapping[str, Any]) -> tuple[str, str, str]:
-    return (str(failure.get("node")), str(failure.get("container")), str(failure.get("reason")))
+def _failure_key(failure: Mapping[str, Any]) -> tuple[str, str]:
+    return (str(failure.get("node")), str(failure.get("container")))
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:

@@ -377,11 +377,17 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop every process (reverse start order) by its pid, and put back what real nodes
         changed on the machine (host.py). Data stays in workdir."""
-        for real in reversed(self.real):
-            real.stop()
-        problems = self.host_changes.restore() if self.real else []
-        for name in reversed(list(self._procs)):
-            self._procs[name].stop()
+        problems: list[str] = []
+        try:
+            for real in reversed(self.real):
+                real.stop()
+        finally:
+            # Also after a start that failed before any node existed: the socket directory,
+            # a bridge or the Service address may already be there.
+            if self.host_changes.path.exists():
+                problems = self.host_changes.restore()
+            for name in reversed(list(self._procs)):
+                self._procs[name].stop()
         if problems:
             raise RuntimeError("could not put the machine back: " + "; ".join(problems))
 

@@ -2,7 +2,7 @@
 
 Pods on a real node reach the API server as every pod does, at the ``kubernetes`` Service's
 address (``KUBERNETES_SERVICE_HOST``:443). This cluster has no kube-proxy and its API server
-listens on 127.0.0.1 only, so that address is put on the real nodes' bridge and this process
+listens on 127.0.0.1 only, so that address is put on the machine's loopback device and this process
 passes its connections through, bytes unchanged (TLS ends at the API server, whose certificate
 names the Service address).
 """

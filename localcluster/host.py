@@ -26,7 +26,8 @@ from typing import Any
 
 RECORD = "host-changes.json"
 
-# The sysctls the kubelet sets at start (setupKernelTunables in pkg/kubelet/cm, v1.37).
+# The sysctls the kubelet sets at start (setupKernelTunables in pkg/kubelet/cm, v1.37), and the
+# one the CNI bridge plugin sets for a gateway bridge (ip_forward).
 KUBELET_SYSCTLS = (
     "vm/overcommit_memory",
     "vm/panic_on_oom",
@@ -34,7 +35,12 @@ KUBELET_SYSCTLS = (
     "kernel/panic_on_oops",
     "kernel/keys/root_maxkeys",
     "kernel/keys/root_maxbytes",
+    "net/ipv4/ip_forward",
 )
+# Fixed paths a kubelet or libcni creates whatever their configuration says (the device
+# plugins' socket directory, libcni's cache, the legacy log links): shared by every real node
+# on the machine, so removed by the last cluster to leave, and only when none was there first.
+SHARED_PATHS = (Path("/var/lib/kubelet"), Path("/var/lib/cni"), Path("/var/log/containers"))
 LEGACY_CONTAINER_LOGS = Path("/var/log/containers")
 CNI_CACHE = Path("/var/lib/cni")
 
@@ -72,15 +78,16 @@ def mounts_under(directories: list[Path]) -> list[Path]:
     return sorted(set(points), key=lambda p: len(p.parts), reverse=True)
 
 
-class MachineSysctls:
-    """The machine's own values of the kubelet's sysctls, and the clusters whose kubelets may
-    have changed them: ``/run/imagepuller/sysctls.json`` (tmpfs: a reboot resets both), read
-    and written under an exclusive lock. Two clusters with real nodes at once (a test run and a
-    developer's) then put back the machine's values, not each other's kubelets'."""
+class MachineRecord:
+    """The machine's own values of the kubelet's sysctls, the shared paths that were not there,
+    and the clusters whose kubelets may have changed them: ``/run/imagepuller/sysctls.json``
+    (tmpfs: a reboot resets both), read and written under an exclusive lock. Two clusters with
+    real nodes at once (a test run and a developer's) then put back the machine's values, not
+    each other's kubelets'; the values are written back inside the lock (``put_back``)."""
 
     directory = Path("/run/imagepuller")
 
-    def __enter__(self) -> MachineSysctls:
+    def __enter__(self) -> MachineRecord:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.directory / "sysctls.lock", "w")  # noqa: SIM115 - held until exit
         fcntl.flock(self._lock, fcntl.LOCK_EX)
@@ -107,6 +114,7 @@ class MachineSysctls:
             self.state["originals"] = {
                 name: value for name in KUBELET_SYSCTLS if (value := read_sysctl(name)) is not None
             }
+            self.state["created"] = [str(p) for p in SHARED_PATHS if not p.exists()]
         if cluster not in self.state["holders"]:
             self.state["holders"].append(cluster)
         return dict(self.state["originals"])
@@ -119,6 +127,20 @@ class MachineSysctls:
         if others:
             return None
         return dict(self.state["originals"] or recorded)
+
+    def put_back(self, values: dict[str, str]) -> list[str]:
+        """Write ``values`` and remove the shared paths none was there for (inside the lock, so
+        a cluster joining now reads the machine's values, not a kubelet's)."""
+        problems = []
+        for name, value in values.items():
+            if read_sysctl(name) != value:
+                try:
+                    (Path("/proc/sys") / name).write_text(value)
+                except OSError as exc:
+                    problems.append(f"sysctl {name}: {exc}")
+        for path in self.state.get("created", []):
+            shutil.rmtree(path, ignore_errors=True)
+        return problems
 
 
 class HostChanges:
@@ -155,8 +177,8 @@ class HostChanges:
         """The values before any kubelet of ours started. Sysctls belong to the machine, not
         to one cluster: while another cluster's kubelet runs, the values now are that kubelet's,
         so the machine's own are kept in one machine-wide record with the clusters holding it
-        (see MachineSysctls); the first cluster writes them, the last one puts them back."""
-        with MachineSysctls() as machine:
+        (see MachineRecord); the first cluster writes them, the last one puts them back."""
+        with MachineRecord() as machine:
             originals = machine.join(str(self.path.parent))
         for name, value in originals.items():
             self.data["sysctls"].setdefault(name, value)
@@ -204,14 +226,10 @@ class HostChanges:
                     problems.append(f"address {address}: {removed.stderr.strip()}")
         problems += self._remove_files(directories)
         if self.data["sysctls"]:
-            with MachineSysctls() as machine:
+            with MachineRecord() as machine:
                 originals = machine.leave(str(self.path.parent), self.data["sysctls"])
-            for name, value in (originals or {}).items():
-                if read_sysctl(name) != value:
-                    try:
-                        (Path("/proc/sys") / name).write_text(value)
-                    except OSError as exc:
-                        problems.append(f"sysctl {name}: {exc}")
+                if originals is not None:
+                    problems += machine.put_back(originals)
         if not problems:
             for directory in self.data.get("scratch", []):
                 shutil.rmtree(directory, ignore_errors=True)
@@ -258,12 +276,19 @@ class HostChanges:
                 with contextlib.suppress(OSError):
                     if entry.is_symlink() and os.readlink(entry).startswith(prefixes):
                         entry.unlink()
-        for network in self.data["cni_networks"]:
-            for leftover in (CNI_CACHE / "results").glob(f"{network}-*"):
-                try:
-                    leftover.unlink()
-                except OSError as exc:
-                    problems.append(f"file {leftover}: {exc}")
+        # libcni's cached results of our networks, and of containerd's own loopback network
+        # (named cni-loopback whoever runs it: ours are told apart by their netns path).
+        with contextlib.suppress(OSError):
+            for leftover in (CNI_CACHE / "results").iterdir():
+                with contextlib.suppress(OSError):
+                    ours = leftover.name.startswith(
+                        tuple(f"{n}-" for n in self.data["cni_networks"])
+                    ) or any(p in leftover.read_text(errors="replace") for p in prefixes)
+                    if ours:
+                        try:
+                            leftover.unlink()
+                        except OSError as exc:
+                            problems.append(f"file {leftover}: {exc}")
         return problems
 
 

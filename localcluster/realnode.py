@@ -84,7 +84,8 @@ class RealNode:
         self.host = host
         self.kubelet_config = kubelet_config or {}
         self.address = network["address"]
-        self.kubelet_port, self.healthz_port = _free_ports(2, self.address)
+        (self.kubelet_port,) = _free_ports(1, self.address)
+        (self.healthz_port,) = _free_ports(1, "127.0.0.1")  # where the kubelet serves it
         self.runtime_endpoint = f"unix://{self.sockets / 'containerd.sock'}"
         self.logs = self.directory / "logs"
         self.containerd = Process(

@@ -10,7 +10,7 @@ Fixtures (session unless said):
                    ``real-0``, ``real-1`` (kubelet + containerd), with a local registry; so
                    ``api_client``, ``namespace`` and ``controllers`` of tests/conftest.py work
                    here against it. Stopped at the end of the session, which puts the machine
-                   back (checked by test_machine.py).
+                   back (as test_cleanup.py checks for a cluster of its own).
     stack          the node stack's binaries (crane, crictl, busybox ...).
     kip_image      a KIP_IMAGE on the local registry: static busybox as /bin/sh and cp, and the
                    static sleep as /bin/sleep (what the init container copies).

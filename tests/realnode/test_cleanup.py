@@ -28,7 +28,7 @@ def localcluster(*args: str) -> subprocess.CompletedProcess:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=400,  # longer than up's own --timeout, so up reports rather than this
     )
 
 
@@ -49,9 +49,12 @@ def test_cluster_down_puts_back_everything_a_real_node_changed(
     _require_real_nodes()
     before = machine_state()
     directory = tmp_path / "cluster"
-    up = localcluster("up", "--nodes", "1", "--real-nodes", "1", "--dir", str(directory))
-    state = json.loads((directory / "state.json").read_text())
+    state: dict = {"processes": {}, "supervisor_pid": -1}
     try:
+        up = localcluster(
+            "up", "--nodes", "1", "--real-nodes", "1", "--timeout", "240", "--dir", str(directory)
+        )
+        state = json.loads((directory / "state.json").read_text())
         assert up.returncode == 0, up.stderr + _fatal_lines(directory)
         env = {**os.environ, "KUBECONFIG": state["kubeconfig"]}
         pod = {
