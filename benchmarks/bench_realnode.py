@@ -88,8 +88,14 @@ from benchmarks.machine import describe  # noqa: E402
 from localcluster.binaries import find_node_stack  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.realnode import RealNode  # noqa: E402
-from localcluster.registry import Registry, push_image, tar_layer  # noqa: E402
+from localcluster.registry import (  # noqa: E402
+    Registry,
+    add_parent_directories,
+    push_image,
+    tar_layer,
+)
 from tests.controller_process import ControllerProcess  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 FIGURES = ("start", "requests", "gc", "cost")
 MB = 10**6
@@ -154,14 +160,7 @@ def write_layer(path: Path, files: dict[str, int | Path]) -> None:
     ):
         directories: set[str] = set()
         for name, content in files.items():
-            parts = name.strip("/").split("/")
-            for depth in range(1, len(parts)):
-                directory = "/".join(parts[:depth])
-                if directory not in directories:
-                    directories.add(directory)
-                    info = tarfile.TarInfo(directory)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
+            add_parent_directories(tar, name, directories)
             info = tarfile.TarInfo(name.strip("/"))
             if isinstance(content, Path):
                 info.size, info.mode = content.stat().st_size, 0o755
@@ -323,17 +322,6 @@ class RunningWatch:
         self._stop.set()
         if self._watch is not None:
             self._watch.stop()
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def create_namespace(core: client.CoreV1Api, name: str, labels: dict[str, str]) -> None:

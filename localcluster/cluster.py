@@ -33,7 +33,7 @@ import yaml
 from .binaries import find_binaries, find_node_stack
 from .host import HostChanges
 from .pki import ClusterCA
-from .process import Process, rss_mib, tail, wait_for
+from .process import Process, free_ports, rss_mib, tail, wait_for
 from .realnode import RealNode, node_ip, short_socket_dir
 from .registry import Registry, push_image, tar_layer
 
@@ -65,20 +65,6 @@ AUDIT_POLICY = {
         {"level": "None"},
     ],
 }
-
-
-def _free_ports(count: int) -> list[int]:
-    # Hold all sockets open until every port is chosen, so the kernel hands out distinct ones.
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _run(command: list[str]) -> None:
@@ -162,7 +148,7 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
-        etcd_client, etcd_peer, api_port, kcm_port, sched_port = _free_ports(5)
+        etcd_client, etcd_peer, api_port, kcm_port, sched_port = free_ports(5)
         self.server = f"https://127.0.0.1:{api_port}"
 
         # Service-account signing key: the API server signs tokens with it (TokenRequest), the
@@ -400,7 +386,7 @@ class LocalCluster:
 
     def _start_real_nodes(self, left: Any) -> None:
         stack = find_node_stack()
-        (registry_port,) = _free_ports(1)
+        (registry_port,) = free_ports(1)
         self.registry = Registry(stack["registry"], self.workdir / "registry", registry_port)
         self.registry.write_config()
         self._procs["registry"] = self.registry.process

@@ -11,6 +11,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -66,6 +67,21 @@ def wait_for(
             extra = f"\n{on_timeout()}" if on_timeout else ""
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}{extra}")
         time.sleep(interval)
+
+
+def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct free TCP ports on ``address``."""
+    # Hold all sockets open until every port is chosen, so the kernel hands out distinct ones.
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((address, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def pid_alive(pid: int) -> bool:

@@ -34,7 +34,7 @@ import yaml
 
 from .host import HostChanges, create_cgroup_root
 from .pki import ClusterCA
-from .process import Process, tail, wait_for
+from .process import Process, free_ports, tail, wait_for
 
 
 def node_ip() -> str:
@@ -84,8 +84,8 @@ class RealNode:
         self.host = host
         self.kubelet_config = kubelet_config or {}
         self.address = network["address"]
-        (self.kubelet_port,) = _free_ports(1, self.address)
-        (self.healthz_port,) = _free_ports(1, "127.0.0.1")  # where the kubelet serves it
+        (self.kubelet_port,) = free_ports(1, self.address)
+        (self.healthz_port,) = free_ports(1, "127.0.0.1")  # where the kubelet serves it
         self.runtime_endpoint = f"unix://{self.sockets / 'containerd.sock'}"
         self.logs = self.directory / "logs"
         self.containerd = Process(
@@ -336,19 +336,6 @@ disabled_plugins = [
         path = d / "kubelet.kubeconfig"
         path.write_text(yaml.safe_dump(kubeconfig, sort_keys=False))
         path.chmod(0o600)
-
-
-def _free_ports(count: int, address: str) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((address, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def short_socket_dir() -> Path:

@@ -96,20 +96,25 @@ def tar_layer(files: Mapping[str, bytes | Path], mode: int = 0o755) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         directories: set[str] = set()
         for name in sorted(files):
-            parts = name.strip("/").split("/")
-            for depth in range(1, len(parts)):
-                directory = "/".join(parts[:depth])
-                if directory not in directories:
-                    directories.add(directory)
-                    info = tarfile.TarInfo(directory)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
+            add_parent_directories(tar, name, directories)
             content = files[name]
             data = content.read_bytes() if isinstance(content, Path) else content
             info = tarfile.TarInfo(name.strip("/"))
             info.size, info.mode = len(data), mode
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def add_parent_directories(tar: tarfile.TarFile, name: str, added: set[str]) -> None:
+    """The directories above ``name`` not in ``added`` yet (owned by root, mode 755)."""
+    parts = name.strip("/").split("/")
+    for depth in range(1, len(parts)):
+        directory = "/".join(parts[:depth])
+        if directory not in added:
+            added.add(directory)
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
 
 
 def push_image(
