@@ -119,6 +119,23 @@ def scratch_image(cluster: object, stack: dict[str, Path]) -> Callable[..., str]
     return push
 
 
+def imagepuller_status(cluster: object, namespace: str) -> tuple[int, dict]:
+    """`imagepuller status -n NS -o json` as the admin: its exit code and document
+    ({"stderr": ...} while it has nothing to show: exit 2, no output, until the DaemonSet
+    exists)."""
+    import json
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "imagepuller", "status", "-n", namespace, "-o", "json"],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.returncode, json.loads(out.stdout) if out.stdout else {"stderr": out.stderr}
+
+
 def crictl_images(cluster: object, node: str) -> dict[str, str]:
     """``{repo:tag: digest}`` of the images in the node's runtime (``crictl images``)."""
     import json

@@ -9,9 +9,7 @@ subject of test_install_for_real.py); what is checked here is read from the cont
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from kubernetes import client
 from tests.cluster.conftest import NAME, make_refresh_due
 from tests.holding import HoldingWatcher, holding_nodes
 from tests.ports import free_port
-from tests.realnode.conftest import REAL_NODES, crictl_images
+from tests.realnode.conftest import REAL_NODES, crictl_images, imagepuller_status
 from tests.waiting import wait_until
 
 SELECTOR = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=image-cache"
@@ -151,14 +149,7 @@ def test_a_refresh_pulls_a_moved_tag_on_every_node_and_leaves_no_node_without_a_
 
 def status(cluster, namespace) -> dict:
     """`imagepuller status -o json` of the test's puller ({"stderr": ...} until it exists)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "imagepuller", "status", "-n", namespace, "-o", "json"],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return json.loads(out.stdout) if out.stdout else {"stderr": out.stderr}
+    return imagepuller_status(cluster, namespace)[1]
 
 
 def failures(report: dict, container: str) -> dict[str, dict]:

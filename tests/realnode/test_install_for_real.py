@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -22,7 +21,7 @@ from kubernetes import client
 
 from imagepuller.resource import GROUP, PLURAL, VERSION
 from tests.cluster.test_install import TEMPLATES, as_list, kubectl, process
-from tests.realnode.conftest import REAL_NODES, REPO, crictl_images
+from tests.realnode.conftest import REAL_NODES, REPO, crictl_images, imagepuller_status
 from tests.waiting import wait_until
 
 NAME = "kubernetes-image-puller"
@@ -92,15 +91,9 @@ def test_the_templates_install_runs_the_projects_image_on_a_real_node(
 
     events = wait_until(logged, 120, "daemonset_ready in kubectl logs")
     assert all("event" in e and "level" in e for e in events)  # every line a JSON event
-    status = subprocess.run(
-        [sys.executable, "-m", "imagepuller", "status", "-n", namespace, "-o", "json"],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert status.returncode == 0, status.stdout + status.stderr
-    (puller,) = json.loads(status.stdout)["pullers"]
+    code, document = imagepuller_status(cluster, namespace)
+    assert code == 0, document
+    (puller,) = document["pullers"]
     assert (puller["ready"], puller["desired"], puller["holding"]) == (True, 2, 2)
     assert {n["node"]: n["state"] for n in puller["nodes"]} == dict.fromkeys(REAL_NODES, "held")
 
