@@ -231,14 +231,15 @@ class Operator:
         if cached is not None and now - cached[0] < FAILURES_EVERY:
             return cached[1], cached[2]
         labels = selector_labels(controller.config)
-        found = why_not_ready(self.kube, key[0], labels, daemonset)
-        held: int | None
+        # One pod list for both: why nodes do not hold yet, and how many do.
+        pods: list[dict[str, Any]] | None
         try:
             pods = self.kube.list_pods(key[0], ",".join(f"{k}={v}" for k, v in labels.items()))
-            held = summarize(daemonset, pods, None).holding
         except KubeError as err:
             log.warning("pod_status_unavailable", error=str(err))
-            held = None
+            pods = None
+        found = why_not_ready(self.kube, key[0], labels, daemonset, pods or [])
+        held = summarize(daemonset, pods, None).holding if pods is not None else None
         self._failures[key] = (now, found, held)
         return found, held
 

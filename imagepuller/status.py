@@ -20,16 +20,22 @@ log = structlog.get_logger("imagepuller.status")
 
 
 def why_not_ready(
-    kube: Kube, namespace: str, selector: Mapping[str, str], daemonset: dict[str, Any]
+    kube: Kube,
+    namespace: str,
+    selector: Mapping[str, str],
+    daemonset: dict[str, Any],
+    pods: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, str]]:
-    """One entry per failing container, then one per distinct reason pods were not created."""
+    """One entry per failing container, then one per distinct reason pods were not created.
+    ``pods``: the DaemonSet's pods when the caller has just listed them (else listed here)."""
     desired = rollout(daemonset)[2]
-    label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
-    try:
-        pods = kube.list_pods(namespace, label_selector)
-    except KubeError as err:
-        pods = []
-        log.warning("pod_status_unavailable", error=str(err))
+    if pods is None:
+        label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
+        try:
+            pods = kube.list_pods(namespace, label_selector)
+        except KubeError as err:
+            pods = []
+            log.warning("pod_status_unavailable", error=str(err))
     failures = pull_failures(pods)
     if len(pods) < desired:
         failures.extend(creation_failures(kube, namespace, daemonset["metadata"]["uid"]))
