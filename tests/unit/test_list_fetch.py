@@ -392,11 +392,12 @@ TWO = "https://lists.example.com/two"
 
 
 class Fetches:
-    """A source's fetch that waits for ``go`` and counts how many run at once."""
+    """A source's fetch that waits for ``go`` (one release per fetch, so a test decides when
+    each one ends) and counts how many run at once."""
 
     def __init__(self):
         self.source = ImageListSource(read=lambda url, **_: parse_list("quay.io/a/b:1\n", url))
-        self.go = threading.Event()
+        self.go = threading.Semaphore(0)
         self.started: list[str] = []
         self.at_once = self.most_at_once = 0
         self.lock = threading.Lock()
@@ -406,7 +407,7 @@ class Fetches:
             self.started.append(cfg.images_from[0])
             self.at_once += 1
             self.most_at_once = max(self.most_at_once, self.at_once)
-        self.go.wait(10)
+        self.go.acquire(timeout=10)
         try:
             return self.source.fetch(cfg)
         finally:
@@ -429,8 +430,11 @@ def test_the_reader_fetches_one_reading_at_a_time_and_only_the_newest_asked():
     reader.ask(load_config({"IMAGES_FROM": TWO}))  # replaced by the next ask
     last = reader.ask(load_config({"IMAGES_FROM": ONE}))
     assert last > first and reader.busy
-    fetches.go.set()
+    # One fetch at a time is let go: were both let go at once, the second could end before the
+    # first is taken, and only the newest is kept (a race of the test, seen under load).
+    fetches.go.release()
     assert taken(reader, done).ticket == first
+    fetches.go.release()
     finished = taken(reader, done)
     assert finished.ticket == last
     assert finished.fetched.made_for(load_config({"IMAGES_FROM": ONE}))
@@ -443,7 +447,7 @@ def test_a_reading_that_ends_after_the_stop_is_not_handed_over():
     reader = ListReader(fetches, done.release, stop)
     reader.ask(load_config({"IMAGES_FROM": ONE}))
     stop.set()
-    fetches.go.set()
+    fetches.go.release()
     assert not done.acquire(timeout=1)
     assert reader.take() is None
 
