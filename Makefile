@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 NODES  ?= 3
 REAL_NODES ?= 0
 
-.PHONY: run test unit lint control-plane node-stack cluster-up cluster-down sleep image bench clean
+.PHONY: run test unit lint control-plane helm-tools node-stack cluster-up cluster-down sleep image bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m localcluster.run_local
 
-## test: every test, unit, cluster and real-node (builds the control plane and the node stack first
-## when they are not cached)
+## test: every test, unit, chart, monitoring, cluster and real-node (builds the control plane, the
+## node stack, helm and promtool first when they are not cached)
 test: $(STAMP) sleep
 	@bash hack/build-control-plane.sh >/dev/null || \
 	  echo "make test: building the control plane failed; the cluster tests will report it" >&2
@@ -32,11 +32,13 @@ test: $(STAMP) sleep
 	  echo "make test: building the OLM bundle validator failed; its test will report it" >&2
 	@bash hack/build-node-stack.sh >/dev/null || \
 	  echo "make test: building the real node's stack failed; the real-node tests will report it" >&2
+	@bash hack/build-helm-tools.sh >/dev/null || \
+	  echo "make test: building helm and promtool failed; the chart and monitoring tests will report it" >&2
 	$(PY) -m pytest
 
-## unit: only the tests that need no cluster
+## unit: only the tests that need no cluster, helm or promtool
 unit: $(STAMP)
-	$(PY) -m pytest -m "not cluster"
+	$(PY) -m pytest -m "not cluster and not tools"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check imagepuller localcluster tests benchmarks
@@ -45,6 +47,10 @@ lint: $(STAMP)
 
 control-plane:
 	@bash hack/build-control-plane.sh >/dev/null
+
+## helm-tools: helm and promtool, which check the chart (charts/imagepuller) and the monitoring pack
+helm-tools:
+	@bash hack/build-helm-tools.sh >/dev/null
 
 ## node-stack: what a real node needs (kubelet, containerd, runc, CNI, crictl, registry, crane)
 node-stack:

@@ -10,3 +10,6 @@ CNI_PLUGINS_VERSION=v1.10.0
 CRICTL_VERSION=v1.37.0
 REGISTRY_VERSION=v3.1.2
 CRANE_VERSION=v0.22.1
+# The chart's and the monitoring pack's tools (hack/build-helm-tools.sh).
+HELM_VERSION=v4.3.2
+PROMETHEUS_VERSION=v0.316.0

@@ -176,3 +176,36 @@ def find_node_stack(build: bool = True) -> dict[str, Path]:
     paths = {name: node_stack_dir() / name for name in NODE_STACK}
     paths["kubelet"] = cache_dir() / "kubelet"
     return paths
+
+
+# --- helm and promtool: the chart's and the monitoring pack's tools -------------------------
+
+HELM_TOOLS_SCRIPT = REPO_ROOT / "hack" / "build-helm-tools.sh"
+HELM_TOOLS = ("helm", "promtool")
+
+
+def helm_tools_dir() -> Path:
+    """The directory hack/build-helm-tools.sh builds into (same rules as the script)."""
+    v = pinned_versions()
+    name = f"helm-{v['HELM_VERSION']}_prometheus-{v['PROMETHEUS_VERSION']}"
+    return cache_dir().parent.parent / "helm-tools" / name
+
+
+def find_helm_tools(build: bool = True) -> dict[str, Path]:
+    """``{name: path}`` of helm and promtool, built once with hack/build-helm-tools.sh."""
+
+    def missing() -> list[str]:
+        return [name for name in HELM_TOOLS if not _is_executable(helm_tools_dir() / name)]
+
+    if missing() and build:
+        result = subprocess.run(["bash", str(HELM_TOOLS_SCRIPT)], stdout=subprocess.PIPE)
+        if result.returncode != 0:
+            raise MissingBinariesError(
+                f"missing {missing()}; `bash {HELM_TOOLS_SCRIPT}` failed with exit code "
+                f"{result.returncode} (see its output above)"
+            )
+    if missing():
+        raise MissingBinariesError(
+            f"missing {missing()} in {helm_tools_dir()}; build them with `bash {HELM_TOOLS_SCRIPT}`"
+        )
+    return {name: helm_tools_dir() / name for name in HELM_TOOLS}

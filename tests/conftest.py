@@ -11,6 +11,7 @@ Fixtures:
     namespace   a fresh namespace enforcing Pod Security ``restricted``; deleted afterwards.
     add_node    ``add_node(name, labels=None, taints=None)`` adds a kwok node, waits until it is
                 Ready and deletes it after the test, so the shared cluster stays at 3 plain nodes.
+    helm_tools  session: ``{"helm": path, "promtool": path}`` (hack/build-helm-tools.sh).
     controllers ``controllers(env)`` starts `imagepuller run` (tests/controller_process.py) with
                 ``env``; every process started is killed after the test.
 
@@ -33,6 +34,11 @@ from tests.waiting import wait_until
 
 CLUSTER_TESTS = Path(__file__).resolve().parent / "cluster"
 REAL_NODE_TESTS = Path(__file__).resolve().parent / "realnode"
+# Tests that run helm or promtool (built from the Go module proxy by hack/build-helm-tools.sh).
+TOOL_TESTS = (
+    Path(__file__).resolve().parent / "chart",
+    Path(__file__).resolve().parent / "monitoring",
+)
 CLUSTER_NODES = 3
 
 
@@ -90,6 +96,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if REAL_NODE_TESTS in parents:
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.real_node)
+        if any(directory in parents for directory in TOOL_TESTS):
+            item.add_marker(pytest.mark.tools)
+            if "cluster" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +128,18 @@ def cluster(
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def helm_tools() -> dict[str, Path]:
+    """``{"helm": path, "promtool": path}``, built once (hack/build-helm-tools.sh) when missing;
+    if they cannot be built, every test using them fails with the reason."""
+    from localcluster.binaries import MissingBinariesError, find_helm_tools
+
+    try:
+        return find_helm_tools(build=True)
+    except MissingBinariesError as exc:
+        pytest.fail(f"helm and promtool are not available: {exc}", pytrace=False)
 
 
 @pytest.fixture
