@@ -1084,10 +1084,12 @@ class Controller:
         failures = why_not_ready(self.kube, cfg.namespace, ds.selector_labels(cfg), last)
         self._failures_read_at = self.clock()
         by_reason: dict[str, int] = {}
+        nodes: dict[str, str] = {}
         for failure in failures:
             reason = str(failure.get("reason") or "Unknown")
             by_reason[reason] = by_reason.get(reason, 0) + int(failure.get("times") or 1)
-        self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, by_reason)
+            nodes.setdefault(str(failure.get("node") or "(unknown)"), reason)
+        self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, by_reason, nodes)
         return failures
 
     def _read_failures_again(self, last: dict[str, Any]) -> None:

@@ -156,6 +156,9 @@ class Endpoints:
     def _answer(self, request: http.server.BaseHTTPRequestHandler) -> None:
         path = request.path.split("?", 1)[0]
         if path == "/metrics":
+            # The probes' answers as series too, so that an alert sees a failing /healthz
+            # before (and between) the kubelet's restarts.
+            self.metrics.probed(alive=self.health.alive()[0], ready=self.health.ready()[0])
             body, content_type = self.metrics.exposition()
             self._send(request, 200, body, content_type)
         elif path in ("/healthz", "/livez"):

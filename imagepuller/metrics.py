@@ -17,6 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 CONTROLLER_NAME = "imagepuller"
+# At most this many failing nodes are named per puller (imagepuller_node_failing), so that an
+# alert can say where and why while the series count stays bounded on a 5,000-node cluster; the
+# others are counted, by reason, in imagepuller_pods_failing.
+NODES_NAMED = 10
 # Refreshes take seconds (a few nodes) to many minutes (thousands of nodes, slow registries).
 REFRESH_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
@@ -35,8 +39,18 @@ class Metrics:
     ) -> None:
         pass
 
-    def failing_pods(self, namespace: str, name: str, by_reason: Mapping[str, int]) -> None:
-        pass
+    def failing_pods(
+        self,
+        namespace: str,
+        name: str,
+        by_reason: Mapping[str, int],
+        nodes: Mapping[str, str] | None = None,
+    ) -> None:
+        """``by_reason``: failing containers by the kubelet's reason; ``nodes``: the reason of
+        each failing node (the first NODES_NAMED, by name, are exported)."""
+
+    def probed(self, *, alive: bool, ready: bool) -> None:
+        """What /healthz and /readyz answer now (recorded when /metrics is scraped)."""
 
     def refresh_started(self, namespace: str, name: str) -> None:
         pass
@@ -103,6 +117,23 @@ class PrometheusMetrics(Metrics):
             "Containers not ready after READY_TIMEOUT, by the kubelet's reason "
             "(ErrImagePull, ImagePullBackOff, FailedCreate, ...); 0 once ready.",
             (*puller, "reason"),
+            registry=registry,
+        )
+        self._node_failing = Gauge(
+            "imagepuller_node_failing",
+            f"1 for a node whose pod is not ready after READY_TIMEOUT, with the kubelet's "
+            f"reason; at most {NODES_NAMED} nodes per puller, the first by name.",
+            (*puller, "node", "reason"),
+            registry=registry,
+        )
+        self._alive = Gauge(
+            "imagepuller_alive",
+            "1 while /healthz answers 200 (the loop is not stuck), 0 when it fails.",
+            registry=registry,
+        )
+        self._ready = Gauge(
+            "imagepuller_ready",
+            "1 while /readyz answers 200 (the API is reached, the configuration valid).",
             registry=registry,
         )
         self._started = Counter(
@@ -179,6 +210,7 @@ class PrometheusMetrics(Metrics):
             registry=registry,
         )
         self._failing_reasons: dict[tuple[str, str], set[str]] = {}
+        self._failing_nodes: dict[tuple[str, str], set[tuple[str, str]]] = {}
         # Every series labelled (namespace, daemonset) alone: what ``forget`` removes.
         self._per_puller = (
             self._desired,
@@ -207,17 +239,41 @@ class PrometheusMetrics(Metrics):
     def daemonset_observed(
         self, namespace: str, name: str, *, desired: int, holding: int, images: int
     ) -> None:
+        # Every counter of the puller is exported from its first sight, at 0: a series that
+        # appears only at its first event hides that event from increase() and rate().
+        for counter in (self._started, self._completed, self._failed, self._rejected):
+            counter.labels(namespace, name)
+        self._list_failures.labels(namespace, name)
         self._desired.labels(namespace, name).set(desired)
         self._holding.labels(namespace, name).set(holding)
         self._images.labels(namespace, name).set(images)
 
-    def failing_pods(self, namespace: str, name: str, by_reason: Mapping[str, int]) -> None:
+    def failing_pods(
+        self,
+        namespace: str,
+        name: str,
+        by_reason: Mapping[str, int],
+        nodes: Mapping[str, str] | None = None,
+    ) -> None:
         # A reason no longer failing goes to 0 (kept, so a rate or an alert sees it end).
         key = (namespace, name)
         reasons = self._failing_reasons.setdefault(key, set())
         reasons.update(by_reason)
         for reason in reasons:
             self._failing.labels(namespace, name, reason).set(by_reason.get(reason, 0))
+        # A node no longer failing (or no longer among the first named) loses its series.
+        named = {(node, (nodes or {})[node]) for node in sorted(nodes or {})[:NODES_NAMED]}
+        before = self._failing_nodes.get(key, set())
+        for node, reason in before - named:
+            with contextlib.suppress(KeyError):
+                self._node_failing.remove(namespace, name, node, reason)
+        for node, reason in named:
+            self._node_failing.labels(namespace, name, node, reason).set(1)
+        self._failing_nodes[key] = named
+
+    def probed(self, *, alive: bool, ready: bool) -> None:
+        self._alive.set(1 if alive else 0)
+        self._ready.set(1 if ready else 0)
 
     def refresh_started(self, namespace: str, name: str) -> None:
         self._started.labels(namespace, name).inc()
@@ -246,6 +302,9 @@ class PrometheusMetrics(Metrics):
         for reason in self._failing_reasons.pop((namespace, name), set()):
             with contextlib.suppress(KeyError):
                 self._failing.remove(namespace, name, reason)
+        for node, reason in self._failing_nodes.pop((namespace, name), set()):
+            with contextlib.suppress(KeyError):
+                self._node_failing.remove(namespace, name, node, reason)
 
     def exposition(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

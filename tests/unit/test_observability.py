@@ -83,7 +83,10 @@ def test_gauges_follow_the_daemonset_and_a_refresh_is_counted_with_its_time(
     assert metrics.value("imagepuller_nodes_desired", LABELS) == 4
     assert metrics.value("imagepuller_nodes_holding", LABELS) == 4
     assert metrics.value("imagepuller_images", LABELS) == 2
-    assert metrics.value("imagepuller_refreshes_started_total", LABELS) is None  # a create
+    # A create is no refresh; the counters are exported at 0 from the first sight, so that the
+    # first refresh (or failure, or rejection) is an increase Prometheus can see.
+    for counter in ("refreshes_started", "refreshes_failed", "config_rejections"):
+        assert metrics.value(f"imagepuller_{counter}_total", LABELS) == 0
     wall.now += 3600
     controller.reconcile()  # the refresh
     assert metrics.value("imagepuller_refreshes_started_total", LABELS) == 1
@@ -93,7 +96,7 @@ def test_gauges_follow_the_daemonset_and_a_refresh_is_counted_with_its_time(
     assert metrics.value("imagepuller_refreshes_completed_total", LABELS) == 1
     assert metrics.value("imagepuller_last_refresh_timestamp_seconds", LABELS) == wall.now
     assert metrics.value("imagepuller_refresh_duration_seconds_sum", LABELS) == 7
-    assert metrics.value("imagepuller_refreshes_failed_total", LABELS) is None
+    assert metrics.value("imagepuller_refreshes_failed_total", LABELS) == 0
 
 
 def test_a_refresh_not_ready_in_time_counts_as_failed_with_the_reasons(kube, clock, wall, metrics):
@@ -109,9 +112,12 @@ def test_a_refresh_not_ready_in_time_counts_as_failed_with_the_reasons(kube, clo
     assert metrics.value("imagepuller_refreshes_failed_total", LABELS) == 1
     failing = {**LABELS, "reason": "ErrImagePull"}
     assert metrics.value("imagepuller_pods_failing", failing) == 1
+    node = failing_pod()["spec"]["nodeName"]
+    assert metrics.value("imagepuller_node_failing", {**failing, "node": node}) == 1
     kube.roll_out()  # the node pulls after all
     controller.reconcile()
     assert metrics.value("imagepuller_pods_failing", failing) == 0
+    assert metrics.value("imagepuller_node_failing", {**failing, "node": node}) is None
     assert metrics.value("imagepuller_refreshes_completed_total", LABELS) == 1
 
 
@@ -179,6 +185,8 @@ def test_the_endpoints_answer_over_http(clock):
     try:
         code, text = get(f"{base}/metrics")
         assert code == 200
+        # The probes' answers at the time of the scrape: not ready yet, alive.
+        assert "imagepuller_ready 0.0" in text and "imagepuller_alive 1.0" in text
         assert (
             'imagepuller_nodes_desired{daemonset="kubernetes-image-puller",namespace="ns"} 5.0'
             in text
@@ -192,6 +200,8 @@ def test_the_endpoints_answer_over_http(clock):
         clock.now += 61
         code, text = get(f"{base}/healthz")
         assert code == 503 and "stuck" in text
+        text = get(f"{base}/metrics")[1]
+        assert "imagepuller_alive 0.0" in text and "imagepuller_ready 1.0" in text
         assert get(f"{base}/other")[0] == 404
     finally:
         endpoints.stop()
@@ -222,6 +232,33 @@ def test_forget_removes_every_series_of_one_puller_and_keeps_the_others(metrics)
     metrics.failing_pods("ns", "kubernetes-image-puller", {"ImagePullBackOff": 1})
     again = metrics.exposition()[0].decode()
     assert again.count('daemonset="kubernetes-image-puller"') == 1
+
+
+def test_failing_nodes_are_named_up_to_the_bound_and_dropped_when_they_recover(metrics):
+    from imagepuller.metrics import NODES_NAMED
+
+    nodes = {f"node-{n:02}": "ErrImagePull" for n in range(NODES_NAMED + 5)}
+    nodes["node-00"] = "ImagePullBackOff"
+    metrics.failing_pods("ns", "p", {"ErrImagePull": 14, "ImagePullBackOff": 1}, nodes)
+    named = {"namespace": "ns", "daemonset": "p"}
+    text = metrics.exposition()[0].decode()
+    assert text.count("imagepuller_node_failing{") == NODES_NAMED  # the first by name
+    assert metrics.value(
+        "imagepuller_node_failing", {**named, "node": "node-00", "reason": "ImagePullBackOff"}
+    )
+    last = f"node-{NODES_NAMED + 4:02}"
+    assert (
+        metrics.value("imagepuller_node_failing", {**named, "node": last, "reason": "ErrImagePull"})
+        is None
+    )
+    # node-00 recovers: its series goes, and the next node by name is named instead.
+    del nodes["node-00"]
+    metrics.failing_pods("ns", "p", {"ErrImagePull": 14}, nodes)
+    text = metrics.exposition()[0].decode()
+    assert text.count("imagepuller_node_failing{") == NODES_NAMED
+    assert 'node="node-00"' not in text and f'node="node-{NODES_NAMED:02}"' in text
+    metrics.forget("ns", "p")
+    assert "imagepuller_node_failing{" not in metrics.exposition()[0].decode()
 
 
 def test_forget_records_nothing_without_prometheus():
