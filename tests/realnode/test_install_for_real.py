@@ -176,3 +176,74 @@ def test_the_operator_install_serves_the_documented_resource_on_real_nodes(
             cluster, "delete", "--wait=false", "--ignore-not-found", "-f", "-",
             stdin=as_list([o for o in objects if o["kind"] != "CustomResourceDefinition"]),
         )  # fmt: skip
+
+
+def test_the_helm_chart_runs_the_puller_on_real_nodes_and_uninstalls_clean(
+    cluster, api_client, namespace, project_image, scratch_image, helm_tools, tmp_path
+):
+    """`helm install` with the project's image: its Deployment's pod runs on a real node and
+    the images reach every node's runtime; `helm upgrade` with one more image is applied live
+    by that same pod; `helm uninstall` leaves nothing of the release."""
+    from tests.chart.helmchart import CHART, helm
+    from tests.holding import HoldingWatcher
+
+    images = {"editor": scratch_image("helm-editor"), "tools": scratch_image("helm-tools")}
+    listed = "".join(f"{n}={r};" for n, r in images.items())
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return helm(helm_tools, *args, "-n", namespace, kubeconfig=cluster.kubeconfig,
+                    home=tmp_path / "helm")  # fmt: skip
+
+    sets = ["--set-string", f"image={project_image}", "--set-string",
+            f"puller.config.KIP_IMAGE={project_image}"]  # fmt: skip
+    installed = run("install", "imagepuller", str(CHART), *sets,
+                    "--set-string", f"puller.config.IMAGES={listed}")  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    controller = wait_until(
+        lambda: pod_of(core, namespace, "app.kubernetes.io/component=controller"),
+        240,
+        "the controller's pod to run",
+    )
+    assert controller.spec.node_name in REAL_NODES
+    images_held_everywhere(cluster, list(images.values()))
+
+    def ready_with(count: int) -> dict | None:
+        code, document = imagepuller_status(cluster, namespace)
+        if code != 0:
+            return None
+        (puller,) = document["pullers"]
+        held = puller["ready"] and puller["holding"] == 2
+        return puller if held and len(puller["images"]) == count else None
+
+    wait_until(lambda: ready_with(2), 240, "imagepuller status: ready, 2 of 2 nodes hold 2 images")
+
+    # One more image, applied live: the same controller pod, no node without a ready holder.
+    images["viewer"] = scratch_image("helm-viewer")
+    selector = f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=image-cache"
+    watcher = HoldingWatcher(api_client, namespace, selector).start_and_wait()
+    upgraded = run("upgrade", "imagepuller", str(CHART), "--reuse-values", "--set-string",
+                   f"puller.config.IMAGES={listed}viewer={images['viewer']};")  # fmt: skip
+    assert upgraded.returncode == 0, upgraded.stderr
+    images_held_everywhere(cluster, list(images.values()))
+    wait_until(lambda: ready_with(3), 240, "imagepuller status: ready, 3 images on 2 nodes")
+    samples = watcher.stop()
+    assert all(held >= set(REAL_NODES) for _, held in samples), samples
+    assert pod_of(core, namespace, "app.kubernetes.io/component=controller").metadata.uid == (
+        controller.metadata.uid
+    )
+
+    uninstalled = run("uninstall", "imagepuller", "--wait", "--timeout", "120s")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    wait_until(
+        lambda: (
+            not apps.list_namespaced_daemon_set(namespace).items
+            and not core.list_namespaced_pod(namespace).items
+        ),
+        240,
+        "no DaemonSet and no pod left in the namespace",
+    )
+    assert not apps.list_namespaced_deployment(namespace).items
+    assert [c.metadata.name for c in core.list_namespaced_config_map(namespace).items] == [
+        "kube-root-ca.crt"
+    ]
