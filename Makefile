@@ -44,6 +44,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check imagepuller localcluster tests benchmarks
 	$(VENV)/bin/ruff format --check imagepuller localcluster tests benchmarks
 	$(VENV)/bin/mypy imagepuller localcluster
+	$(VENV)/bin/lint-imports --no-cache
 
 control-plane:
 	@bash hack/build-control-plane.sh >/dev/null

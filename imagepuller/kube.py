@@ -564,7 +564,8 @@ class Kube:
             )
         response = retrying(self._call_raw, verb, resource, namespace, func, *args, **kwargs)
         try:
-            return json.loads(response.data or b"{}")
+            answer: dict[str, Any] = json.loads(response.data or b"{}")
+            return answer
         finally:
             response.release_conn()
 

@@ -73,5 +73,6 @@ def pull_failures(pods: list[dict[str, Any]]) -> list[dict[str, str]]:
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") != "True":
-            return condition
+            found: dict[str, Any] = condition
+            return found
     return None

@@ -176,7 +176,8 @@ def rollout(daemonset: dict[str, Any]) -> tuple[bool, int, int]:
 def generation_observed(daemonset: dict[str, Any]) -> bool:
     """The DaemonSet controller has taken in the current generation (its status is of it)."""
     status = daemonset.get("status") or {}
-    return status.get("observedGeneration", -1) >= daemonset["metadata"].get("generation", 0)
+    observed: int = status.get("observedGeneration", -1)
+    return observed >= int(daemonset["metadata"].get("generation", 0))
 
 
 def _selector(body: dict[str, Any]) -> Any:

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from .cluster import LocalCluster
 from .host import HostChanges
@@ -33,14 +34,15 @@ from .process import pid_alive, rss_mib, tail, terminate_pid, wait_for
 STATE = "state.json"
 
 
-def _read_state(directory: Path) -> dict | None:
+def _read_state(directory: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((directory / STATE).read_text())
+        state: dict[str, Any] = json.loads((directory / STATE).read_text())
+        return state
     except (OSError, ValueError):
         return None
 
 
-def _write_state(directory: Path, state: dict) -> None:
+def _write_state(directory: Path, state: dict[str, Any]) -> None:
     tmp = directory / (STATE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(directory / STATE)  # atomic: `up` polls this file
@@ -69,7 +71,7 @@ def supervise(directory: Path, nodes: int, real_nodes: int, timeout: float) -> i
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    state: dict = {
+    state: dict[str, Any] = {
         "status": "starting",
         "supervisor_pid": os.getpid(),
         "nodes": nodes,
@@ -151,7 +153,7 @@ def up(directory: Path, nodes: int, real_nodes: int, timeout: float) -> int:
             cwd=Path(__file__).resolve().parent.parent,
         )
 
-    def finished() -> dict | None:
+    def finished() -> dict[str, Any] | None:
         state = _read_state(directory)
         if state and state.get("status") in ("ready", "failed"):
             return state

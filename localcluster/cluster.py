@@ -515,7 +515,8 @@ class LocalCluster:
                 "allocatable": dict(NODE_RESOURCES),
             },
         }
-        return self._request("POST", "/api/v1/nodes", node)
+        created: dict[str, Any] = self._request("POST", "/api/v1/nodes", node)
+        return created
 
     def delete_node(self, name: str) -> None:
         try:
@@ -572,7 +573,7 @@ class LocalCluster:
 
         def check() -> bool:
             proc.check_running()  # a crashed process fails at once, with its log
-            return ready()
+            return bool(ready())
 
         wait_for(check, timeout, f"{name} to become ready", on_timeout=lambda: tail(proc.log_path))
         proc.ready_seconds = time.monotonic() - (proc.started_at or 0)
@@ -597,7 +598,7 @@ class LocalCluster:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=5, context=context) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except urllib.error.HTTPError as exc:
             exc.close()  # an HTTPError holds the open response; unclosed it warns later
             return False

@@ -93,3 +93,10 @@ def test_refresh_strategies_follow_the_table_and_name_what_the_code_does():
     for fact in (f"`{REFRESH_ANNOTATION}`", "`maxUnavailable: 0`", "REFRESH_MAX_SURGE",
                  "`imagePullPolicy: IfNotPresent`"):  # fmt: skip
         assert fact in after_table, fact
+
+
+def test_the_module_map_names_every_module_once_and_no_other():
+    section = README.split("Module map of", 1)[1].split("\n### ", 1)[0]
+    named = re.findall(r"`(\w+\.py)`", section)
+    package = Path(__file__).resolve().parents[2] / "imagepuller"
+    assert sorted(named) == sorted(path.name for path in package.glob("*.py"))
