@@ -2,7 +2,7 @@ import pytest
 import structlog
 
 from imagepuller.reconciler import parse_time
-from tests.unit.test_controller import Clock, FakeKube
+from tests.fakes import Clock, FakeKube
 
 
 @pytest.fixture(autouse=True)

@@ -14,10 +14,10 @@ from imagepuller.config import load_config
 from imagepuller.imagelists import MAX_PROBLEMS_KEPT, ImageList, ListUnavailable, read_source
 from imagepuller.kube import Invalid
 from imagepuller.listsource import RETRY_SECONDS, ImageListSource
+from tests import fakes as controller
+from tests.fakes import ME, NAME, events
 from tests.listserver import ListServer
 from tests.trickleserver import TrickleServer
-from tests.unit import test_controller as controller
-from tests.unit.test_controller import ME, NAME, events
 
 URL = "https://devspaces.example.com/plugin-registry/v3/external_images.txt"
 URL2 = "https://devspaces.example.com/devfile-registry/devfiles/external_images.txt"

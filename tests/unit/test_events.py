@@ -7,7 +7,7 @@ import pytest
 
 from imagepuller.events import REPORTING_CONTROLLER, EventRecorder, micro_time
 from imagepuller.kube import Forbidden, NotFound
-from tests.unit.test_controller import Clock, FakeKube, failing_pod, make
+from tests.fakes import Clock, FakeKube, failing_pod, make
 
 DEPLOYMENT = {
     "metadata": {"name": "kubernetes-image-puller", "namespace": "ns", "uid": "dep-uid"},

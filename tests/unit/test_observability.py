@@ -17,8 +17,8 @@ from imagepuller.endpoints import Endpoints
 from imagepuller.health import Health
 from imagepuller.kube import Invalid
 from imagepuller.metrics import PrometheusMetrics
-from tests.unit import test_controller as controller
-from tests.unit.test_controller import ENV, Clock, failing_pod
+from tests import fakes as controller
+from tests.fakes import ENV, Clock, failing_pod
 
 LABELS = {"namespace": "ns", "daemonset": "kubernetes-image-puller"}
 
