@@ -22,11 +22,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagepuller.apitime import parse_time
 from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.daemonset import REFRESH_ANNOTATION
 from imagepuller.ownership import controller_reference
 from imagepuller.pods import container_failure
-from imagepuller.reconciler import parse_time
 
 HELD = "held"
 PULLING = "pulling"

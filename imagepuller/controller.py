@@ -26,6 +26,7 @@ import structlog
 
 from imagepuller import daemonset as ds
 from imagepuller import exitcodes
+from imagepuller.apitime import format_time
 from imagepuller.config import Config
 from imagepuller.events import EventRecorder, involved
 from imagepuller.health import Health
@@ -50,7 +51,6 @@ from imagepuller.reconciler import (
     Desired,
     Do,
     decide,
-    format_time,
     rollout,
     spec_hash_of,
 )

@@ -16,11 +16,11 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from imagepuller.apitime import micro_time
 from imagepuller.kube import EVENTS_V1, Kube, KubeError, NotFound
 
 log = structlog.get_logger("imagepuller.events")
@@ -46,11 +46,6 @@ def involved(obj: Mapping[str, Any], api_version: str, kind: str) -> dict[str, A
         "uid": meta.get("uid"),
     }
     return {key: value for key, value in reference.items() if value}
-
-
-def micro_time(seconds: float) -> str:
-    """The API's MicroTime: RFC 3339 with microseconds, UTC."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _note(text: str) -> str:

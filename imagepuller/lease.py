@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from imagepuller.events import micro_time
+from imagepuller.apitime import micro_time
 from imagepuller.kube import LEASES, Conflict, Kube, KubeError, Stopped
 
 log = structlog.get_logger("imagepuller.lease")

@@ -28,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller.apitime import format_time, whole_seconds
 from imagepuller.cachestatus import summarize
 from imagepuller.config import (
     DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
@@ -41,7 +42,7 @@ from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
 from imagepuller.metrics import Metrics
 from imagepuller.policy import ResourcePolicy
-from imagepuller.reconciler import format_time, rollout
+from imagepuller.reconciler import rollout
 from imagepuller.resource import GROUP, KIND, VERSION, config_from_resource
 from imagepuller.status import all_held, failure_summary, why_not_ready
 
@@ -600,7 +601,7 @@ def _status_body(
                 "type": kind,
                 "status": status,
                 "observedGeneration": (condition_generations or {}).get(kind, generation),
-                "lastTransitionTime": _seconds(since),
+                "lastTransitionTime": whole_seconds(since),
                 "reason": reason,
                 "message": message[:32768],
             }
@@ -613,10 +614,3 @@ def _status_body(
         "failures": [],
         "failuresTotal": 0,
     }
-
-
-def _seconds(timestamp: str) -> str:
-    """metav1.Time has whole seconds: the API would store 20:00:00Z for 20:00:00.123Z, and the
-    next comparison would see a change that is none."""
-    head, dot, _ = timestamp.partition(".")
-    return f"{head}Z" if dot else timestamp

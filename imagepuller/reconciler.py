@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from imagepuller import daemonset as ds
+from imagepuller.apitime import parse_time
 from imagepuller.ownership import Ownership, Whose
 
 ROLLING = "rolling"
@@ -141,22 +141,6 @@ def refreshed_at(daemonset: dict[str, Any]) -> float:
         if parsed is not None:
             return parsed
     return 0.0  # unknown: refresh now
-
-
-def parse_time(text: str | None) -> float | None:
-    """An RFC 3339 UTC time as the API writes it (``2026-11-28T20:00:00Z``), or None."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def format_time(seconds: float) -> str:
-    """RFC 3339 UTC with milliseconds: two refreshes in one second still differ."""
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def rollout(daemonset: dict[str, Any]) -> tuple[bool, int, int]:

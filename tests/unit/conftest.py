@@ -1,7 +1,7 @@
 import pytest
 import structlog
 
-from imagepuller.reconciler import parse_time
+from imagepuller.apitime import parse_time
 from tests.fakes import Clock, FakeKube
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from imagepuller import cachestatus as cs
+from imagepuller.apitime import parse_time
 from imagepuller.cachestatus import Failure
-from imagepuller.reconciler import parse_time
 
 NAMESPACE = "k8s-image-puller"
 NAME = "kubernetes-image-puller"

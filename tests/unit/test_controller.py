@@ -13,6 +13,7 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
+from imagepuller.apitime import format_time, parse_time
 from imagepuller.config import load_config
 from imagepuller.controller import ConfigRejected, Controller, DaemonSetInTheWay
 from imagepuller.daemonset import build_daemonset
@@ -24,7 +25,6 @@ from imagepuller.kube import (
     Transient,
 )
 from imagepuller.ownership import classify
-from imagepuller.reconciler import format_time, parse_time
 from tests.fakes import (
     CONTROLLER,
     ENV,

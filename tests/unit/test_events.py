@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from imagepuller.events import REPORTING_CONTROLLER, EventRecorder, micro_time
+from imagepuller.apitime import micro_time
+from imagepuller.events import REPORTING_CONTROLLER, EventRecorder
 from imagepuller.kube import Forbidden, NotFound
 from tests.fakes import Clock, FakeKube, failing_pod, make
 

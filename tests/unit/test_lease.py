@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client as k8s
 from structlog.testing import capture_logs
 
-from imagepuller.events import micro_time
+from imagepuller.apitime import micro_time
 from imagepuller.kube import (
     LEASES,
     PODS,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-from imagepuller.operator import Operator, Puller, _seconds, _status_body
+from imagepuller.apitime import whole_seconds
+from imagepuller.operator import Operator, Puller, _status_body
 
 
 def resource(namespace, name, created, daemonset=None):
@@ -94,8 +95,8 @@ def test_conditions_keep_their_transition_time_while_their_status_stays():
 
 
 def test_times_are_whole_seconds_as_the_api_stores_them():
-    assert _seconds("2026-11-28T20:00:00.123Z") == "2026-11-28T20:00:00Z"
-    assert _seconds("2026-11-28T20:00:00Z") == "2026-11-28T20:00:00Z"
+    assert whole_seconds("2026-11-28T20:00:00.123Z") == "2026-11-28T20:00:00Z"
+    assert whole_seconds("2026-11-28T20:00:00Z") == "2026-11-28T20:00:00Z"
 
 
 def test_a_controller_the_api_refused_is_started_again_only_for_a_new_generation(monkeypatch):

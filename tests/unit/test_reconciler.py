@@ -6,14 +6,13 @@ import copy
 
 import pytest
 
+from imagepuller.apitime import format_time, parse_time
 from imagepuller.ownership import Ownership, Whose
 from imagepuller.reconciler import (
     RETRY_SECONDS,
     Desired,
     Do,
     decide,
-    format_time,
-    parse_time,
     refreshed_at,
     rollout,
 )
