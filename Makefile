@@ -36,9 +36,10 @@ test: $(STAMP) sleep
 	  echo "make test: building helm and promtool failed; the chart and monitoring tests will report it" >&2
 	$(PY) -m pytest
 
-## unit: only the tests that need no cluster, helm or promtool
+## unit: only the tests that need no cluster, no Go-built tool and no process of their own
+## (under 30 s on 2 cores)
 unit: $(STAMP)
-	$(PY) -m pytest -m "not cluster and not tools"
+	$(PY) -m pytest -m "not cluster and not tools and not process"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check imagepuller localcluster tests benchmarks

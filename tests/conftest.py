@@ -34,11 +34,15 @@ from tests.waiting import wait_until
 
 CLUSTER_TESTS = Path(__file__).resolve().parent / "cluster"
 REAL_NODE_TESTS = Path(__file__).resolve().parent / "realnode"
-# Tests that run helm or promtool (built from the Go module proxy by hack/build-helm-tools.sh).
+# Tests that run a tool built from the Go module proxy: helm and promtool
+# (hack/build-helm-tools.sh), the OLM bundle validator (hack/build-bundle-validate.sh).
 TOOL_TESTS = (
     Path(__file__).resolve().parent / "chart",
     Path(__file__).resolve().parent / "monitoring",
+    Path(__file__).resolve().parent / "bundle",
 )
+# Tests that start the `imagepuller` process and send it signals (seconds each).
+PROCESS_TESTS = Path(__file__).resolve().parent / "process"
 CLUSTER_NODES = 3
 
 
@@ -96,6 +100,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if REAL_NODE_TESTS in parents:
             item.add_marker(pytest.mark.cluster)
             item.add_marker(pytest.mark.real_node)
+        if PROCESS_TESTS in parents:
+            item.add_marker(pytest.mark.process)
         if any(directory in parents for directory in TOOL_TESTS):
             item.add_marker(pytest.mark.tools)
             if "cluster" in getattr(item, "fixturenames", ()):
