@@ -41,7 +41,8 @@ TOOL_TESTS = (
     Path(__file__).resolve().parent / "monitoring",
     Path(__file__).resolve().parent / "bundle",
 )
-# Tests that start the `imagepuller` process and send it signals (seconds each).
+# Tests that start a process (imagepuller, the static sleep) or wait on real sockets and time
+# (trickling servers, idle connections): seconds each, kept out of the unit tier.
 PROCESS_TESTS = Path(__file__).resolve().parent / "process"
 CLUSTER_NODES = 3
 
