@@ -3,9 +3,6 @@ replica holds the Lease. Imported only when that command runs."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sys
 import threading
 from collections.abc import Mapping
@@ -16,13 +13,19 @@ from imagepuller import __version__
 from imagepuller.config import ConfigError, load_operator_settings
 from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
 from imagepuller.exitcodes import OK as EXIT_OK
-from imagepuller.kube import Kube, KubeError, guard_writes, load_api_client
+from imagepuller.kube import Kube, guard_writes
 from imagepuller.lease import LeaderElector
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import metrics_for
 from imagepuller.operator import OPERATOR_LEASE, Operator
 from imagepuller.policy import load_resource_policy
-from imagepuller.runcmd import WORKER_STOP_SECONDS, serve_endpoints
+from imagepuller.processwiring import (
+    WORKER_STOP_SECONDS,
+    connect,
+    process_identity,
+    serve_endpoints,
+    stop_on_signals,
+)
 
 
 def operator_command(env: Mapping[str, str]) -> int:
@@ -40,7 +43,7 @@ def operator_command(env: Mapping[str, str]) -> int:
         return EXIT_CONFIG
     configure_logging(settings.log_format, settings.log_level)
     log = structlog.get_logger("imagepuller")
-    identity = settings.pod_name or f"{socket.gethostname()}/{os.getpid()}"
+    identity = process_identity(settings.pod_name)
     log.info(
         "starting",
         version=__version__,
@@ -49,10 +52,8 @@ def operator_command(env: Mapping[str, str]) -> int:
         watch_namespaces=list(settings.watch_namespaces) or "all",
         lease_namespace=settings.namespace,
     )
-    try:
-        api_client = load_api_client(settings.kubeconfig)
-    except KubeError as err:
-        log.error("no_cluster_access", error=str(err))
+    api_client = connect(settings.kubeconfig, log)
+    if api_client is None:
         return EXIT_CONFIG
     stop = threading.Event()
     metrics = metrics_for(settings.metrics_port)
@@ -84,13 +85,11 @@ def operator_command(env: Mapping[str, str]) -> int:
     lost: list[bool] = []
     worker = threading.Thread(target=operator.run, name="operator", daemon=True)
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
+    def request_stop() -> None:
         stop.set()
         operator.wake.poke()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(request_stop, log)
 
     def on_lost() -> None:
         # Someone else may be reconciling already: stop at once and exit 1 (restarted).

@@ -1,35 +1,32 @@
 """`imagepuller run`: one puller, configured from the environment, until SIGTERM.
 
-Imported only when that command runs (and by the operator), so that `render`, `check` and
+Imported only when that command runs, so that `render`, `check` and
 `images` never load the Kubernetes client.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import threading
-from typing import Any
 
 import structlog
 
 from imagepuller import __version__
 from imagepuller.config import Config
 from imagepuller.controller import Controller, controller_client
-from imagepuller.endpoints import Endpoints, Probes
 from imagepuller.events import EventRecorder
 from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
 from imagepuller.exitcodes import OK as EXIT_OK
-from imagepuller.kube import KubeError, load_api_client
 from imagepuller.logs import configure_logging
-from imagepuller.metrics import Metrics, metrics_for
+from imagepuller.metrics import metrics_for
+from imagepuller.processwiring import (
+    WORKER_STOP_SECONDS,
+    connect,
+    process_identity,
+    serve_endpoints,
+    stop_on_signals,
+)
 from imagepuller.sources import ConfigMapSource
-
-# After SIGTERM the worker gets this long to finish on its own. If a call it is blocked in
-# cannot be interrupted (an unanswered request), the main thread deletes the DaemonSet
-# itself (at most 3 s connect + 10 s read), all well within the default 30 s grace period.
-WORKER_STOP_SECONDS = 12.0
 
 
 def run(config: Config) -> int:
@@ -45,10 +42,8 @@ def run(config: Config) -> int:
             "access there. Set NAMESPACE (the ConfigMap's, or -p NAMESPACE=...) to "
             f"{config.pod_namespace} unless you granted access in {config.namespace}",
         )
-    try:
-        api_client = load_api_client(config.kubeconfig)
-    except KubeError as err:
-        log.error("no_cluster_access", error=str(err))
+    api_client = connect(config.kubeconfig, log)
+    if api_client is None:
         return EXIT_CONFIG
     stop = threading.Event()
     metrics = metrics_for(config.metrics_port)
@@ -60,7 +55,7 @@ def run(config: Config) -> int:
         stuck_after=config.healthz_stuck_after_seconds,
     )
     serve_endpoints(config.metrics_host, config.metrics_port, metrics, health, log)
-    identity = f"{socket.gethostname()}/{os.getpid()}"
+    identity = process_identity()
     events = EventRecorder(kube, identity)
     controller = Controller(
         config,
@@ -86,12 +81,7 @@ def run(config: Config) -> int:
         ).start()
         controller.on_rejected = lambda _config, message: source.report_rejected(message)
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        controller.request_stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop_on_signals(controller.request_stop, log)
     # The controller runs in a worker thread so that the main thread is always free to take
     # a signal and unblock the worker's watch at once, even mid-read on a TLS socket.
     result: list[int] = []
@@ -119,24 +109,3 @@ def run(config: Config) -> int:
         return EXIT_OK
     log.info("stopped")
     return result[0] if result else EXIT_CONFIG
-
-
-def serve_endpoints(host: str, port: int, metrics: Metrics, probes: Probes, log: Any) -> None:
-    """/metrics, /healthz and /readyz on ``port`` (none when 0)."""
-    if not port:
-        return
-    try:
-        endpoints = Endpoints(host, port, metrics, probes)
-    except OSError as err:
-        # The work matters more than its endpoints: it runs on, and the failing probes make
-        # the problem visible in the pod's events.
-        log.error(
-            "endpoints_unavailable",
-            host=host,
-            port=port,
-            error=str(err),
-            note="no /metrics, /healthz or /readyz; the work goes on",
-        )
-        return
-    endpoints.start()
-    log.info("endpoints", port=endpoints.port, paths=["/metrics", "/healthz", "/readyz"])
