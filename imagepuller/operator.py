@@ -28,7 +28,6 @@ from typing import Any
 
 import structlog
 
-from imagepuller.apitime import format_time, whole_seconds
 from imagepuller.cachestatus import summarize
 from imagepuller.config import (
     DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
@@ -36,7 +35,7 @@ from imagepuller.config import (
     ConfigError,
 )
 from imagepuller.controller import Controller, controller_client
-from imagepuller.daemonset import REFRESH_ANNOTATION, selector_labels, template_containers
+from imagepuller.daemonset import selector_labels
 from imagepuller.events import EventRecorder, involved
 from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
@@ -44,7 +43,8 @@ from imagepuller.metrics import Metrics
 from imagepuller.policy import ResourcePolicy
 from imagepuller.reconciler import rollout
 from imagepuller.resource import GROUP, KIND, VERSION, config_from_resource
-from imagepuller.status import all_held, failure_summary, why_not_ready
+from imagepuller.resourcestatus import Observation, resource_status
+from imagepuller.status import why_not_ready
 
 log = structlog.get_logger("imagepuller.operator")
 
@@ -54,7 +54,6 @@ OPERATOR_LEASE = "imagepuller-operator"
 # A status is written at most this often per resource: a rollout on many nodes changes the
 # counts many times a second, and the API need not hear every one.
 STATUS_MIN_INTERVAL = 1.0
-FAILURES_SHOWN = 20
 # While a rollout is not complete, the pods are read this often for the status' failures: a
 # pull that fails changes no DaemonSet count, so nothing else would say so.
 FAILURES_EVERY = 5.0
@@ -413,6 +412,7 @@ class Operator:
         resource: dict[str, Any],
         conflict_with: tuple[str, str] | None,
     ) -> dict[str, Any]:
+        """The resource's status from what this look saw (resourcestatus.py decides)."""
         generation = int(resource["metadata"].get("generation") or 0)
         stored = resource.get("status") or {}
         puller = self.pullers.get(key)
@@ -428,16 +428,8 @@ class Operator:
             else:
                 # The controller itself told (a Warning Event on this resource, and the log).
                 message = str(taken_by)
-            return _status_body(
-                stored,
-                generation=generation,
-                conditions=[
-                    ("Ready", False, "NameConflict", message),
-                    ("Progressing", False, "NameConflict", message),
-                    ("Degraded", True, "NameConflict", message),
-                ],
-                now=self.wall(),
-            )
+            seen = Observation(generation, stored, conflict=message)
+            return resource_status(seen, self.wall())
         invalid = self._invalid.get(key)
         problems = invalid[1] if invalid else None
         controller = puller.controller if puller else None
@@ -459,94 +451,28 @@ class Operator:
                     )
         daemonset = controller.last_observed if controller else None
         if daemonset is None or controller is None:
-            reason, message = (
-                ("InvalidSpec", "; ".join(problems)) if problems else ("Creating", "starting")
-            )
-            return _status_body(
-                stored,
-                generation=generation,
-                conditions=[
-                    ("Ready", False, reason, message),
-                    ("Progressing", not problems, reason, message),
-                    ("Degraded", bool(problems), reason, message),
-                ],
-                now=self.wall(),
-            )
-        complete, _, desired = rollout(daemonset)
-        ds_status = daemonset.get("status") or {}
-        holding = int(ds_status.get("numberAvailable") or 0)
-        if complete:
+            seen = Observation(generation, stored, problems=problems or ())
+            return resource_status(seen, self.wall())
+        held: int | None = None
+        if rollout(daemonset)[0]:
             self._failures.pop(key, None)
             failures = controller.last_failures
         else:
-            # During a rollout numberAvailable counts the old pods too, and an old pod does not
-            # hold an image the spec has just added: count from the pods what really is held.
             failures, held = self._current_failures(key, controller, daemonset)
-            holding = min(holding, held if held is not None else rollout(daemonset)[1])
-        images = len(template_containers(daemonset))
-        # Only a DaemonSet with this spec's template holds this spec's images.
-        current = controller.observed_current
-        ready = current and complete and desired > 0 and holding == desired
-        if ready:
-            ready_reason, ready_message = "AllImagesCached", all_held(images, holding, desired)
-        elif not current:
-            ready_reason, ready_message = (
-                "Updating",
-                "the DaemonSet does not have this spec's template yet; updating it",
-            )
-        elif complete and desired == 0:
-            ready_reason, ready_message = "NoNodesSelected", "no node matches the selection"
-        else:
-            ready_reason, ready_message = (
-                "Pulling",
-                (f"{holding}/{desired} nodes hold every image; the rollout goes on"),
-            )
-        if problems:
-            degraded = (True, problem_reason, "; ".join(problems))
-        elif failures:
-            degraded = (True, "ImagesNotCached", failure_summary(failures))
-        else:
-            degraded = (False, "AsExpected", "no failure reported")
-        refreshed = stored.get("lastRefreshTime")
-        if complete:
-            template = daemonset["spec"]["template"]["metadata"].get("annotations") or {}
-            refreshed = template.get(REFRESH_ANNOTATION) or refreshed
-        body = _status_body(
+        seen = Observation(
+            generation,
             stored,
-            generation=observed_generation,
-            # What runs (Ready, Progressing) is the applied generation's; Degraded may be about
-            # a newer one the API refused.
-            condition_generations={"Ready": applied, "Progressing": applied},
-            conditions=[
-                ("Ready", ready, ready_reason, ready_message),
-                (
-                    "Progressing",
-                    not (complete and current),
-                    "RollingOut" if not (complete and current) else "Complete",
-                    ready_message,
-                ),
-                ("Degraded", *degraded),
-            ],  # fmt: skip
-            now=self.wall(),
+            problems=problems or (),
+            problem_reason=problem_reason,
+            applied_generation=applied,
+            observed_generation=observed_generation,
+            daemonset=daemonset,
+            current=controller.observed_current,
+            failures=failures,
+            held_from_pods=held,
+            kip_image=controller.config.kip_image,
         )
-        body.update(
-            imagePullerImage=controller.config.kip_image,
-            nodes={"desired": desired, "ready": holding},
-            images=images,
-            failures=[
-                {
-                    "node": str(f.get("node") or ""),
-                    "image": str(f.get("image") or ""),
-                    "reason": str(f.get("reason") or ""),
-                    "message": str(f.get("message") or "")[:1024],
-                }
-                for f in failures[:FAILURES_SHOWN]
-            ],
-            failuresTotal=len(failures),
-        )
-        if refreshed:
-            body["lastRefreshTime"] = refreshed
-        return body
+        return resource_status(seen, self.wall())
 
     def _write_status(
         self, key: tuple[str, str], resource: dict[str, Any], status: dict[str, Any]
@@ -575,42 +501,3 @@ class Operator:
         made_version = str((made.get("metadata") or {}).get("resourceVersion") or "")
         self._written[key] = _Written(status, now, version, made_version)
         return None
-
-
-def _status_body(
-    stored: dict[str, Any],
-    *,
-    generation: int,
-    conditions: list[tuple[str, bool, str, str]],
-    now: float,
-    condition_generations: dict[str, int] | None = None,
-) -> dict[str, Any]:
-    """Conditions keep their lastTransitionTime while their status stays the same."""
-    before = {c.get("type"): c for c in stored.get("conditions") or [] if isinstance(c, dict)}
-    made = []
-    for kind, true, reason, message in conditions:
-        status = "True" if true else "False"
-        previous = before.get(kind)
-        since = (
-            previous["lastTransitionTime"]
-            if previous and previous.get("status") == status and previous.get("lastTransitionTime")
-            else format_time(now)
-        )
-        made.append(
-            {
-                "type": kind,
-                "status": status,
-                "observedGeneration": (condition_generations or {}).get(kind, generation),
-                "lastTransitionTime": whole_seconds(since),
-                "reason": reason,
-                "message": message[:32768],
-            }
-        )
-    return {
-        "observedGeneration": generation,
-        "conditions": made,
-        "nodes": stored.get("nodes") or {"desired": 0, "ready": 0},
-        "images": int(stored.get("images") or 0),
-        "failures": [],
-        "failuresTotal": 0,
-    }

@@ -7,7 +7,8 @@ import threading
 from types import SimpleNamespace
 
 from imagepuller.apitime import whole_seconds
-from imagepuller.operator import Operator, Puller, _status_body
+from imagepuller.operator import Operator, Puller
+from imagepuller.resourcestatus import status_body
 
 
 def resource(namespace, name, created, daemonset=None):
@@ -72,13 +73,13 @@ def test_daemonset_name_defaults_as_the_setting_does():
 
 
 def test_conditions_keep_their_transition_time_while_their_status_stays():
-    first = _status_body(
+    first = status_body(
         {},
         generation=1,
         conditions=[("Ready", False, "Pulling", "0/3"), ("Degraded", False, "AsExpected", "")],
         now=1_796_000_000.0,
     )
-    later = _status_body(
+    later = status_body(
         first,
         generation=1,
         conditions=[
