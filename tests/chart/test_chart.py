@@ -302,3 +302,11 @@ def test_the_crd_is_kept_on_uninstall_only_when_asked(helm_tools):
         "helm.sh/resource-policy": "keep"
     }
     assert crd("operator.crd.install=false") is None
+
+
+def test_the_charts_app_version_is_the_packages():
+    from imagepuller import __version__
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == __version__
