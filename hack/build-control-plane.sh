@@ -16,24 +16,17 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=hack/versions.sh
-source "${HERE}/versions.sh"
+# shellcheck source=hack/lib.sh
+source "${HERE}/lib.sh"
 
-CACHE_ROOT="${IMAGEPULLER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imagepuller}"
 BIN_DIR="${CACHE_ROOT}/control-plane/k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
-WORK_DIR="${CACHE_ROOT}/build"
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
 mkdir -p "${BIN_DIR}" "${WORK_DIR}"
-# One build at a time: a second caller (a test fixture, `make run`) waits for the first
-# instead of compiling the same thing again in the same work directory.
-exec 9>"${CACHE_ROOT}/build.lock"
-if ! flock -n 9; then
-  echo "build-control-plane: another build is running; waiting for it" >&2
-  flock 9
-fi
 
 log() { echo "build-control-plane: $*" >&2; }
+
+take_lock build
 
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then

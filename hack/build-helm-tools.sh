@@ -11,34 +11,17 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=hack/versions.sh
-source "${HERE}/versions.sh"
+# shellcheck source=hack/lib.sh
+source "${HERE}/lib.sh"
 
-CACHE_ROOT="${IMAGEPULLER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imagepuller}"
 BIN_DIR="${CACHE_ROOT}/helm-tools/helm-${HELM_VERSION}_prometheus-${PROMETHEUS_VERSION}"
-WORK_DIR="${CACHE_ROOT}/build"
 
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}" GOFLAGS=-mod=mod
 mkdir -p "${BIN_DIR}" "${WORK_DIR}"
 
 log() { echo "build-helm-tools: $*" >&2; }
 
-exec 9>"${CACHE_ROOT}/helm-tools.lock"
-if ! flock -n 9; then
-  log "another build is running; waiting for it"
-  flock 9
-fi
-
-# go_install NAME PACKAGE@VERSION [go flags...]: build one binary into BIN_DIR unless it is there.
-go_install() {
-  local name="$1" pkg="$2"; shift 2
-  [ -x "${BIN_DIR}/${name}" ] && return 0
-  log "building ${name} (${pkg})"
-  local out="${WORK_DIR}/helm-tools-bin"
-  rm -rf "${out}" && mkdir -p "${out}"
-  GOBIN="${out}" go install -trimpath "$@" "${pkg}"
-  mv "${out}/$(basename "${pkg%@*}")" "${BIN_DIR}/${name}"
-}
+take_lock helm-tools
 
 start=$(date +%s)
 CGO_ENABLED=0 go_install helm "helm.sh/helm/v4/cmd/helm@${HELM_VERSION}" \

@@ -17,13 +17,10 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=hack/versions.sh
-source "${HERE}/versions.sh"
+# shellcheck source=hack/lib.sh
+source "${HERE}/lib.sh"
 
-CACHE_ROOT="${IMAGEPULLER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imagepuller}"
 BIN_DIR="${CACHE_ROOT}/node-stack/containerd-${CONTAINERD_VERSION}_runc-${RUNC_VERSION}_cni-${CNI_PLUGINS_VERSION}_crictl-${CRICTL_VERSION}_registry-${REGISTRY_VERSION}_crane-${CRANE_VERSION}_k8s-${KUBERNETES_VERSION}"
-WORK_DIR="${CACHE_ROOT}/build"
-
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
 mkdir -p "${BIN_DIR}" "${WORK_DIR}"
 
@@ -32,22 +29,7 @@ log() { echo "build-node-stack: $*" >&2; }
 # The kubelet first: that script takes the build lock itself, so it must run before we do.
 bash "${HERE}/build-control-plane.sh" kubelet >/dev/null
 
-exec 9>"${CACHE_ROOT}/node-stack.lock"
-if ! flock -n 9; then
-  log "another build is running; waiting for it"
-  flock 9
-fi
-
-# go_install NAME PACKAGE@VERSION [go flags...]: build one binary into BIN_DIR unless it is there.
-go_install() {
-  local name="$1" pkg="$2"; shift 2
-  [ -x "${BIN_DIR}/${name}" ] && return 0
-  log "building ${name} (${pkg})"
-  local out="${WORK_DIR}/node-stack-bin"
-  rm -rf "${out}" && mkdir -p "${out}"
-  GOBIN="${out}" go install -trimpath "$@" "${pkg}"
-  mv "${out}/$(basename "${pkg%@*}")" "${BIN_DIR}/${name}"
-}
+take_lock node-stack
 
 apt_missing() {  # apt_missing PACKAGE: true when the Debian package is not installed
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" != "install ok installed" ]

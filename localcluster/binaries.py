@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -159,20 +160,7 @@ def node_stack_missing() -> list[str]:
 
 def find_node_stack(build: bool = True) -> dict[str, Path]:
     """``{name: path}`` of the real node's binaries, built once with hack/build-node-stack.sh."""
-    missing = node_stack_missing()
-    if missing and build:
-        result = subprocess.run(["bash", str(NODE_STACK_SCRIPT)], stdout=subprocess.PIPE)
-        if result.returncode != 0:
-            raise MissingBinariesError(
-                f"missing node binaries {missing}; `bash {NODE_STACK_SCRIPT}` failed with exit "
-                f"code {result.returncode} (see its output above)"
-            )
-        missing = node_stack_missing()
-    if missing:
-        raise MissingBinariesError(
-            f"missing node binaries {missing} in {node_stack_dir()}; build them with "
-            f"`bash {NODE_STACK_SCRIPT}`"
-        )
+    _built_by(NODE_STACK_SCRIPT, node_stack_missing, "node binaries", node_stack_dir(), build)
     paths = {name: node_stack_dir() / name for name in NODE_STACK}
     paths["kubelet"] = cache_dir() / "kubelet"
     return paths
@@ -197,15 +185,23 @@ def find_helm_tools(build: bool = True) -> dict[str, Path]:
     def missing() -> list[str]:
         return [name for name in HELM_TOOLS if not _is_executable(helm_tools_dir() / name)]
 
+    _built_by(HELM_TOOLS_SCRIPT, missing, "tools", helm_tools_dir(), build)
+    return {name: helm_tools_dir() / name for name in HELM_TOOLS}
+
+
+def _built_by(
+    script: Path, missing: Callable[[], list[str]], what: str, where: Path, build: bool
+) -> None:
+    """Return once nothing is ``missing``, after running ``script`` once if ``build``; raise
+    MissingBinariesError naming what is still missing otherwise."""
     if missing() and build:
-        result = subprocess.run(["bash", str(HELM_TOOLS_SCRIPT)], stdout=subprocess.PIPE)
+        result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE)
         if result.returncode != 0:
             raise MissingBinariesError(
-                f"missing {missing()}; `bash {HELM_TOOLS_SCRIPT}` failed with exit code "
+                f"missing {what} {missing()}; `bash {script}` failed with exit code "
                 f"{result.returncode} (see its output above)"
             )
     if missing():
         raise MissingBinariesError(
-            f"missing {missing()} in {helm_tools_dir()}; build them with `bash {HELM_TOOLS_SCRIPT}`"
+            f"missing {what} {missing()} in {where}; build them with `bash {script}`"
         )
-    return {name: helm_tools_dir() / name for name in HELM_TOOLS}
