@@ -211,6 +211,14 @@ class PrometheusMetrics(Metrics):
         )
         self._failing_reasons: dict[tuple[str, str], set[str]] = {}
         self._failing_nodes: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self._seen: set[tuple[str, str]] = set()  # pullers whose counters are exported at 0
+        self._counters = (
+            self._started,
+            self._completed,
+            self._failed,
+            self._rejected,
+            self._list_failures,
+        )
         # Every series labelled (namespace, daemonset) alone: what ``forget`` removes.
         self._per_puller = (
             self._desired,
@@ -239,11 +247,12 @@ class PrometheusMetrics(Metrics):
     def daemonset_observed(
         self, namespace: str, name: str, *, desired: int, holding: int, images: int
     ) -> None:
-        # Every counter of the puller is exported from its first sight, at 0: a series that
-        # appears only at its first event hides that event from increase() and rate().
-        for counter in (self._started, self._completed, self._failed, self._rejected):
-            counter.labels(namespace, name)
-        self._list_failures.labels(namespace, name)
+        if (namespace, name) not in self._seen:
+            # Every counter of the puller is exported from its first sight, at 0: a series
+            # that appears only at its first event hides that event from increase() and rate().
+            self._seen.add((namespace, name))
+            for counter in self._counters:
+                counter.labels(namespace, name)
         self._desired.labels(namespace, name).set(desired)
         self._holding.labels(namespace, name).set(holding)
         self._images.labels(namespace, name).set(images)
@@ -262,7 +271,8 @@ class PrometheusMetrics(Metrics):
         for reason in reasons:
             self._failing.labels(namespace, name, reason).set(by_reason.get(reason, 0))
         # A node no longer failing (or no longer among the first named) loses its series.
-        named = {(node, (nodes or {})[node]) for node in sorted(nodes or {})[:NODES_NAMED]}
+        nodes = nodes or {}
+        named = {(node, nodes[node]) for node in sorted(nodes)[:NODES_NAMED]}
         before = self._failing_nodes.get(key, set())
         for node, reason in before - named:
             with contextlib.suppress(KeyError):
@@ -302,6 +312,7 @@ class PrometheusMetrics(Metrics):
         for reason in self._failing_reasons.pop((namespace, name), set()):
             with contextlib.suppress(KeyError):
                 self._failing.remove(namespace, name, reason)
+        self._seen.discard((namespace, name))
         for node, reason in self._failing_nodes.pop((namespace, name), set()):
             with contextlib.suppress(KeyError):
                 self._node_failing.remove(namespace, name, node, reason)
