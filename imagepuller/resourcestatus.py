@@ -9,7 +9,7 @@ case is a row of a table test (tests/unit/test_resource_status.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagepuller.apitime import format_time, whole_seconds
@@ -36,9 +36,9 @@ class Observation:
     problem_reason: str = "InvalidSpec"  # or SpecNotChecked (the API could not say)
     applied_generation: int | None = None  # the generation that runs (None: ``generation``)
     observed_generation: int | None = None  # the newest looked at (None: ``applied``)
-    daemonset: Mapping[str, Any] | None = None  # as last observed; None: not made yet
+    daemonset: dict[str, Any] | None = None  # as last observed; None: not made yet
     current: bool = False  # the DaemonSet has this spec's template
-    failures: Sequence[Mapping[str, Any]] = ()  # failing containers, as status.why_not_ready
+    failures: list[dict[str, Any]] = field(default_factory=list)  # as status.why_not_ready
     held_from_pods: int | None = None  # during a rollout: nodes whose pods hold every image
     kip_image: str = ""
 
@@ -74,13 +74,13 @@ def resource_status(seen: Observation, now: float) -> dict[str, Any]:
     daemonset = seen.daemonset
     applied = seen.generation if seen.applied_generation is None else seen.applied_generation
     observed = applied if seen.observed_generation is None else seen.observed_generation
-    complete, rolled, desired = rollout(dict(daemonset))
+    complete, rolled, desired = rollout(daemonset)
     holding = int((daemonset.get("status") or {}).get("numberAvailable") or 0)
     if not complete:
         # During a rollout numberAvailable counts the old pods too, and an old pod does not
         # hold an image the spec has just added: what the pods really hold counts.
         holding = min(holding, rolled if seen.held_from_pods is None else seen.held_from_pods)
-    images = len(template_containers(dict(daemonset)))
+    images = len(template_containers(daemonset))
     # Only a DaemonSet with this spec's template holds this spec's images.
     ready = seen.current and complete and desired > 0 and holding == desired
     if ready:
@@ -97,11 +97,10 @@ def resource_status(seen: Observation, now: float) -> dict[str, Any]:
             "Pulling",
             f"{holding}/{desired} nodes hold every image; the rollout goes on",
         )
-    failures = [dict(f) for f in seen.failures]
     if problems:
         degraded = (True, seen.problem_reason, "; ".join(problems))
-    elif failures:
-        degraded = (True, "ImagesNotCached", failure_summary(failures))
+    elif seen.failures:
+        degraded = (True, "ImagesNotCached", failure_summary(seen.failures))
     else:
         degraded = (False, "AsExpected", "no failure reported")
     rolling = not (complete and seen.current)
@@ -129,9 +128,9 @@ def resource_status(seen: Observation, now: float) -> dict[str, Any]:
                 "reason": str(f.get("reason") or ""),
                 "message": str(f.get("message") or "")[:FAILURE_MESSAGE_MAX],
             }
-            for f in failures[:FAILURES_SHOWN]
+            for f in seen.failures[:FAILURES_SHOWN]
         ],
-        failuresTotal=len(failures),
+        failuresTotal=len(seen.failures),
     )
     refreshed = seen.stored.get("lastRefreshTime")
     if complete:
