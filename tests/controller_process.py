@@ -119,3 +119,19 @@ class ControllerProcess:
         self._reader.join(timeout=5)
         if self.process.stderr and not self._reader.is_alive():
             self.process.stderr.close()
+
+
+def operator_process(
+    kubeconfig: object, watched: str, lease_namespace: str, **env: str
+) -> ControllerProcess:
+    """`imagepuller operator` with ``kubeconfig``, serving the resources of ``watched``
+    (WATCH_NAMESPACES) and keeping its Lease in ``lease_namespace`` (its pod's namespace)."""
+    return ControllerProcess(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "WATCH_NAMESPACES": watched,
+            "POD_NAMESPACE": lease_namespace,
+            **env,
+        },
+        argv=[sys.executable, "-m", "imagepuller", "operator"],
+    )

@@ -11,7 +11,6 @@ kwok nodes "run" the chart's own Deployment. Each test prints its duration.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from tests.cluster.test_install import (
     serviceaccount_kubeconfig,
 )
 from tests.cluster.test_operator import ready_status
-from tests.controller_process import ControllerProcess
+from tests.controller_process import operator_process
 from tests.holding import HoldingWatcher
 from tests.waiting import wait_until
 
@@ -254,14 +253,8 @@ def test_the_operator_installs_with_a_resource_upgrades_in_place_and_uninstalls_
         kubeconfig = serviceaccount_kubeconfig(
             cluster, api_client, release_namespace, "imagepuller-operator", tmp_path / "sa"
         )
-        operator = ControllerProcess(
-            {
-                "KUBECONFIG": str(kubeconfig),
-                "WATCH_NAMESPACES": namespace,
-                "POD_NAMESPACE": release_namespace,
-                "POD_NAME": "imagepuller-operator-6c5b9-k7m2p",
-            },
-            argv=[sys.executable, "-m", "imagepuller", "operator"],
+        operator = operator_process(
+            kubeconfig, namespace, release_namespace, POD_NAME="imagepuller-operator-6c5b9-k7m2p"
         )
         try:
             operator.wait_for("leader_elected", 30)

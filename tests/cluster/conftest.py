@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from kubernetes import client
 
 from imagepuller.resource import GROUP, PLURAL
 from tests.apiobjects import read_or_none
-from tests.controller_process import ControllerProcess
+from tests.controller_process import ControllerProcess, operator_process
 from tests.waiting import wait_until
 
 IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
@@ -163,15 +162,7 @@ def operators(cluster, namespace):
     started: list[ControllerProcess] = []
 
     def start(*watched: str, **env: str) -> ControllerProcess:
-        process = ControllerProcess(
-            {
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "WATCH_NAMESPACES": ",".join(watched),
-                "POD_NAMESPACE": namespace,
-                **env,
-            },
-            argv=[sys.executable, "-m", "imagepuller", "operator"],
-        )
+        process = operator_process(cluster.kubeconfig, ",".join(watched), namespace, **env)
         started.append(process)
         return process
 

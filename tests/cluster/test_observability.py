@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from tests.cluster.conftest import NAME, make_refresh_due, read_ds
+from tests.httpget import get
 from tests.ports import free_port
 from tests.stallproxy import StallProxy
 from tests.waiting import wait_until
@@ -35,15 +36,6 @@ def status(cluster, namespace, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=60,
     )
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, err.read().decode()
 
 
 def sample(metrics: str, name: str, namespace: str) -> float | None:

@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from tests.cluster.conftest import (
     fixed_namespace,
     kubectl,
 )
-from tests.controller_process import ControllerProcess
+from tests.controller_process import operator_process
 from tests.holding import HoldingWatcher
 from tests.waiting import wait_until
 
@@ -438,14 +437,8 @@ def test_the_operator_runs_as_its_service_account_with_exactly_its_cluster_role(
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, puller("cache", images=IMAGES)
     )
-    process = ControllerProcess(
-        {
-            "KUBECONFIG": str(kubeconfig),
-            "WATCH_NAMESPACES": namespace,
-            "POD_NAMESPACE": operator_installed,
-            "POD_NAME": "imagepuller-operator-test",
-        },
-        argv=[sys.executable, "-m", "imagepuller", "operator"],
+    process = operator_process(
+        kubeconfig, namespace, operator_installed, POD_NAME="imagepuller-operator-test"
     )
     try:
         process.wait_for("leader_elected", 30)

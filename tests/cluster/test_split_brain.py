@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from imagepuller.resource import GROUP, PLURAL, VERSION
 from tests.cluster.conftest import make_refresh_due
 from tests.cluster.test_install import serviceaccount_kubeconfig
 from tests.cluster.test_operator import puller
-from tests.controller_process import ControllerProcess
+from tests.controller_process import ControllerProcess, operator_process
 from tests.waiting import wait_until
 
 ROUNDS = 4
@@ -74,15 +73,7 @@ def replicas(cluster, api_client, namespace, tmp_path):
         kubeconfig = serviceaccount_kubeconfig(
             cluster, api_client, namespace, name, tmp_path / f"{name}.kubeconfig"
         )
-        process = ControllerProcess(
-            {
-                "KUBECONFIG": str(kubeconfig),
-                "WATCH_NAMESPACES": namespace,
-                "POD_NAMESPACE": namespace,
-                "POD_NAME": name,
-            },
-            argv=[sys.executable, "-m", "imagepuller", "operator"],
-        )
+        process = operator_process(kubeconfig, namespace, namespace, POD_NAME=name)
         replica = Replica(name, namespace, process)
         started.append(replica)
         return replica

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from tests.monitoring.exported import full_exposition, series_label_names
+from tests.monitoring.promtool import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "charts" / "imagepuller" / "files" / "dashboard.json"
@@ -63,10 +63,5 @@ def test_every_query_is_valid_promql(helm_tools, tmp_path):
         rules.append({"record": f"dashboard:query_{number}", "expr": query})
     path = tmp_path / "dashboard-queries.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    result = subprocess.run(
-        [str(helm_tools["promtool"]), "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = promtool(helm_tools, "check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -6,31 +6,29 @@ ServiceMonitor: the target's labels added, the puller's own `namespace` kept) an
 
 from __future__ import annotations
 
-import subprocess
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cluster.conftest import NAME
+from tests.httpget import get
+from tests.monitoring.promtool import RULES, alerts, promtool
 from tests.ports import free_port
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "charts" / "imagepuller" / "files" / "prometheus-rules.yaml"
 GOOD = "java=quay.io/eclipse/che-java17-maven:next;"
 # Pulls everywhere except on node-1 (the local cluster's kwok stages fail it there).
 FAILS_ON_NODE_1 = "tool=registry.invalid-on-node-1/team/tool:1;"
-ALERTS = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+ALERTS = [rule["alert"] for rule in alerts()]
 
 
 def scrape(port: int) -> str:
     """/metrics' text ("" while the endpoints are not listening yet)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-            return response.read().decode()
+        return get(f"http://127.0.0.1:{port}/metrics")[1]
     except urllib.error.URLError:
         return ""
 
@@ -79,12 +77,7 @@ def promtool_test(tools, tmp_path: Path, series, expected: dict[str, list[dict]]
     }
     path = tmp_path / "real_scrape_test.yaml"
     path.write_text(yaml.safe_dump(test, sort_keys=False))
-    result = subprocess.run(
-        [str(tools["promtool"]), "test", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = promtool(tools, "test", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 

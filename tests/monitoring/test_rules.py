@@ -6,31 +6,18 @@ puller exports (plus the target's labels Prometheus adds)."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from tests.monitoring.exported import TARGET_LABELS, full_exposition, series_label_names
+from tests.monitoring.promtool import RULES, alerts, promtool
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "charts" / "imagepuller" / "files" / "prometheus-rules.yaml"
 PROMETHEUS_RULE = ROOT / "manifests" / "monitoring" / "base" / "prometheusrule.yaml"
 RULES_TEST = Path(__file__).resolve().parent / "rules_test.yaml"
 ALERTS_DOC = ROOT / "docs" / "alerts.md"
 SERIES = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)\{(?P<labels>[^}]*)\}$")
-
-
-def promtool(tools, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(tools["promtool"]), *args], capture_output=True, text=True, timeout=120
-    )
-
-
-def alerts() -> list[dict]:
-    return [
-        rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]
-    ]
 
 
 def test_the_rules_pass_promtool_check(helm_tools, tmp_path):

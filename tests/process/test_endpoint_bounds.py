@@ -8,21 +8,10 @@ import socket
 import struct
 import threading
 import time
-import urllib.error
-import urllib.request
 
 from imagepuller.endpoints import Endpoints
 from imagepuller.metrics import PrometheusMetrics
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, err.read().decode()
-
+from tests.httpget import get
 
 # --- the endpoints' bounds -------------------------------------------------------------------
 

@@ -4,8 +4,6 @@ tells a stuck look from an idle one, and the endpoints answer over HTTP."""
 from __future__ import annotations
 
 import threading
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -16,6 +14,7 @@ from imagepuller.kube import Invalid
 from imagepuller.metrics import PrometheusMetrics
 from tests import fakes as controller
 from tests.fakes import ENV, Clock, failing_pod
+from tests.httpget import get
 
 LABELS = {"namespace": "ns", "daemonset": "kubernetes-image-puller"}
 
@@ -27,15 +26,6 @@ def metrics():
 
 def make(kube, clock, wall, metrics, health=None):
     return controller.make(kube, clock, wall, metrics=metrics, health=health or Health(clock=clock))
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, err.read().decode()
 
 
 # --- health ----------------------------------------------------------------------------------
