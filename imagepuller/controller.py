@@ -89,6 +89,20 @@ POD_TEMPLATE_MAX_BYTES = 512 * 1024
 LISTS_HOLD_MARGIN = 1.0
 
 
+# After a write refused because the DaemonSet changed meanwhile: look again this soon.
+CONFLICT_RETRY_SECONDS = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """What one look came to."""
+
+    requeue: float | None  # seconds until the next look (None: when something changes)
+    failed: bool = False  # it failed: tried again after a pause that grows per failure
+    conflict: bool = False  # a write met a newer DaemonSet: looked at again at once
+    exit_code: int | None = None  # the controller is over, with this exit code
+
+
 class DaemonSetInTheWay(KubeError):
     """A DaemonSet of our name exists and belongs to something else; we leave it alone."""
 
@@ -98,13 +112,21 @@ class ConfigRejected(KubeError):
 
 
 def controller_client(
-    api_client: Any, config: Config, *, stop: threading.Event, metrics: Metrics, stuck_after: float
+    api_client: Any,
+    config: Config,
+    *,
+    stop: threading.Event,
+    metrics: Metrics,
+    stuck_after: float,
+    health: Health | None = None,
 ) -> tuple[Kube, Health]:
     """A controller's own client and its health: transient failures retried for as long as
     READY_TIMEOUT (at least 30 s), and every answer counted in ``metrics`` and taken by the
-    health as progress. The same for `run` and for each puller of the operator."""
+    health as progress. The same for `run` and for each puller of the operator (whose
+    controllers share the workers' health)."""
     kube = Kube(api_client, stop=stop, retry_for=max(30.0, config.ready_timeout_seconds))
-    health = Health(stuck_after)
+    if health is None:
+        health = Health(stuck_after)
 
     def on_request(verb: str, resource: str, code: str, seconds: float) -> None:
         metrics.api_request(verb, resource, code, seconds)
@@ -136,6 +158,7 @@ class Controller:
         events: EventRecorder | None = None,
         owner: Callable[[Config], dict[str, Any] | None] | None = None,
         delete_on_shutdown: bool = True,
+        poke: Callable[[], None] | None = None,
     ):
         # The configuration in force; a new one waits in ``_offered`` for the API's verdict.
         self.config = config
@@ -146,6 +169,9 @@ class Controller:
         # Names this controller in the DaemonSets it keeps (host name and pid by default).
         self.identity = identity
         self.wake = WakeUp(stop)
+        # Says "look again" (a watch event, a list read): this controller's own loop, or in
+        # operator mode the work queue with this resource's key.
+        self.poke = poke or self.wake.poke
         self._new_informer = informer  # tests give a fake one that reads their objects
         self.on_rejected: Callable[[Config, str], None] | None = None
         self._offered: tuple[Config, int | None] | None = None
@@ -211,7 +237,7 @@ class Controller:
         # The DaemonSet's owner: the puller's Deployment, read from the API (single mode), or
         # what ``owner`` returns (operator mode: the KubernetesImagePuller resource).
         self._owner_lookup = owner
-        # What the last look saw, for a status written elsewhere (operator mode).
+        # What the last look saw: operator mode's status is made of it, in the same reconcile.
         self.last_observed: dict[str, Any] | None = None
         self.last_failures: list[dict[str, Any]] = []
         self.rejected: str | None = None  # why the API refused the configuration at start
@@ -219,8 +245,6 @@ class Controller:
         self.conflict: str | None = None
         # Whether ``last_observed`` has the template of the configuration in force.
         self.observed_current = False
-        self.on_look: Callable[[], None] | None = None
-        self._told: tuple[Any, ...] | None = None  # what on_look was last called with
         self._shutdown_lock = threading.Lock()
         self._shut_down = False
         # Operator mode: never. A resource deleted with --cascade=orphan leaves its DaemonSet
@@ -232,67 +256,80 @@ class Controller:
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Reconcile until the stop event is set; then shut down. Returns the exit code."""
+        """Reconcile until the stop event is set; then shut down. Returns the exit code.
+
+        Single mode's loop over its one key; operator mode's workers call ``step`` for each
+        resource instead, with the work queue's per-key backoff in place of this one."""
         backoff = ERROR_BACKOFF[0]
         code = exitcodes.OK
         while not self.stop.is_set():
-            self.health.look_started()
-            started = self.clock()
-            result = "error"
-            try:
-                requeue = self.reconcile()
+            step = self.step()
+            if step.exit_code is not None:
+                code = step.exit_code
+                break
+            if step.failed:
+                log.info("cycle_retry", wait_seconds=backoff)
+                self.wake.wait(backoff)
+                backoff = min(backoff * 2, ERROR_BACKOFF[1])
+                continue
+            if not step.conflict:
                 backoff = ERROR_BACKOFF[0]
-                self._forbidden_since = None
-                result = "success" if requeue is None else "requeue_after"
-                self.health.set_ready()
-            except Stopped:
-                break
-            except ConfigRejected as err:
-                # Deterministic, so retrying cannot help; what already runs was not touched.
-                log.error("config_rejected", error=str(err))
-                self.metrics.config_rejected(self.config.namespace, self.config.daemonset_name)
-                self.rejected = str(err)
-                code = exitcodes.CONFIG
-                break
-            except NamespaceTerminating as err:
-                # Not a permission: even a cluster admin gets this 403. Tried again in case the
-                # namespace is recreated (an uninstall and reinstall).
-                log.error("namespace_terminating", namespace=self.config.namespace, error=str(err))
-                self.health.set_not_ready(str(err))
-            except Forbidden as err:
-                self._refused(err)
-            except Conflict as err:
-                # Someone else wrote the DaemonSet between our read and our write: most often
-                # another puller taking the name over, or its deletion finishing. Not an API
-                # failure; the next reconcile reads it again and decides.
-                log.warning(
-                    "daemonset_changed_meanwhile",
-                    name=self.config.daemonset_name,
-                    detail=str(err),
-                    note="the DaemonSet changed between our read and our write; looking again",
-                )
-                self.health.look_ended()
-                self.wake.wait(0.2)
-                continue
-            except DaemonSetInTheWay as err:
-                log.error("daemonset_in_the_way", error=str(err))
-            except KubeError as err:
-                log.error("api_error", error=str(err), status=err.status)
-                self.health.set_not_ready(f"no answer from the API: {err}")
-            except Exception:  # noqa: BLE001 - one bad reconcile must not end the puller
-                log.exception("cycle_failed")
-            else:
-                self._look_done(result, started)
-                self.wake.wait(requeue)
-                continue
-            self._look_done(result, started)
-            log.info("cycle_retry", wait_seconds=backoff)
-            self.wake.wait(backoff)
-            backoff = min(backoff * 2, ERROR_BACKOFF[1])
+            self.wake.wait(step.requeue)
         self.shutdown()
         for informer in self._informers.values():
             informer.end()
         return code
+
+    def step(self) -> Step:
+        """One reconcile with its errors classified: never raises. What it came to says when
+        to look again, whether it failed (retried after a growing pause), or that this
+        controller is over (stopping, or a configuration the API refuses at start)."""
+        self.health.look_started()
+        started = self.clock()
+        try:
+            requeue = self.reconcile()
+        except Stopped:
+            return Step(None, exit_code=exitcodes.OK)
+        except ConfigRejected as err:
+            # Deterministic, so retrying cannot help; what already runs was not touched.
+            log.error("config_rejected", error=str(err))
+            self.metrics.config_rejected(self.config.namespace, self.config.daemonset_name)
+            self.rejected = str(err)
+            self.health.look_ended()
+            return Step(None, exit_code=exitcodes.CONFIG)
+        except NamespaceTerminating as err:
+            # Not a permission: even a cluster admin gets this 403. Tried again in case the
+            # namespace is recreated (an uninstall and reinstall).
+            log.error("namespace_terminating", namespace=self.config.namespace, error=str(err))
+            self.health.set_not_ready(str(err))
+        except Forbidden as err:
+            self._refused(err)
+        except Conflict as err:
+            # Someone else wrote the DaemonSet between our read and our write: most often
+            # another puller taking the name over, or its deletion finishing. Not an API
+            # failure; the next reconcile reads it again and decides.
+            log.warning(
+                "daemonset_changed_meanwhile",
+                name=self.config.daemonset_name,
+                detail=str(err),
+                note="the DaemonSet changed between our read and our write; looking again",
+            )
+            self.health.look_ended()
+            return Step(CONFLICT_RETRY_SECONDS, conflict=True)
+        except DaemonSetInTheWay as err:
+            log.error("daemonset_in_the_way", error=str(err))
+        except KubeError as err:
+            log.error("api_error", error=str(err), status=err.status)
+            self.health.set_not_ready(f"no answer from the API: {err}")
+        except Exception:  # noqa: BLE001 - one bad reconcile must not end the puller
+            log.exception("cycle_failed")
+        else:
+            self._forbidden_since = None
+            self.health.set_ready()
+            self._look_done("success" if requeue is None else "requeue_after", started)
+            return Step(requeue)
+        self._look_done("error", started)
+        return Step(None, failed=True)
 
     def _refused(self, err: Forbidden) -> None:
         """A 403 is a missing permission only when it persists: an API server that has just
@@ -317,23 +354,6 @@ class Controller:
         # Before the wait: an idle controller is not a stuck one.
         self.health.look_ended()
         self.metrics.reconciled(result, self.clock() - started)
-        # Told only when something a status is made of changed: a catch-up poll or a retry
-        # would otherwise start a pass over every resource in operator mode.
-        seen = (
-            self.last_observed,
-            self.last_failures,
-            self.rejected,
-            self.config,
-            self.conflict,
-            self.refused,
-            self.observed_current,
-        )
-        if self.on_look is not None and (
-            self._told is None
-            or any(now is not then for now, then in zip(seen, self._told, strict=True))
-        ):
-            self._told = seen
-            self.on_look()
 
     def request_stop(self) -> None:
         """Stop from another thread (a signal): set the stop event, cut every watch and call
@@ -568,7 +588,7 @@ class Controller:
             self._list_names = dict(held)  # a restart keeps the names the pods have
         self.lists.fetching(cfg, held)
         if self._list_reader is None:
-            self._list_reader = ListReader(self.lists.fetch, self.wake.poke, self.stop)
+            self._list_reader = ListReader(self.lists.fetch, self.poke, self.stop)
         return self._list_reader.ask(cfg)
 
     def _hold_for_lists(
@@ -770,7 +790,7 @@ class Controller:
         if informer is None:
             for old in self._informers.values():
                 old.end()
-            informer = self._new_informer(self.kube, DAEMONSETS, namespace, self.wake.poke).start()
+            informer = self._new_informer(self.kube, DAEMONSETS, namespace, self.poke).start()
             self._informers = {namespace: informer}
         return informer
 

@@ -75,3 +75,52 @@ class Health:
             if self._not_ready is None:
                 return True, "ok"
             return False, self._not_ready
+
+
+class WorkerHealth(Health):
+    """The health of a pool of workers (operator mode): each worker thread reports on a
+    ``Health`` of its own, so one worker blocked on a call is not hidden by the progress of
+    the others; alive only while none of them is stuck. Readiness is the process's: a
+    resource that cannot be served is reported on its status, not by restarting the pod."""
+
+    def __init__(
+        self,
+        stuck_after: float = DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__(stuck_after, clock)
+        self._workers: dict[int, tuple[str, Health]] = {}
+        Health.set_ready(self)
+
+    def _mine(self) -> Health:
+        ident = threading.get_ident()
+        with self._lock:
+            entry = self._workers.get(ident)
+            if entry is None:
+                entry = (threading.current_thread().name, Health(self.stuck_after, self.clock))
+                self._workers[ident] = entry
+            return entry[1]
+
+    def look_started(self) -> None:
+        self._mine().look_started()
+
+    def look_ended(self) -> None:
+        self._mine().look_ended()
+
+    def progress(self) -> None:
+        self._mine().progress()
+
+    def set_ready(self) -> None:
+        pass  # a resource's readiness goes to its status
+
+    def set_not_ready(self, why: str) -> None:
+        pass
+
+    def alive(self) -> tuple[bool, str]:
+        with self._lock:
+            workers = list(self._workers.values())
+        for name, health in workers:
+            ok, why = health.alive()
+            if not ok:
+                return False, f"{name}: {why}"
+        return True, "ok"

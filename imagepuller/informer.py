@@ -41,12 +41,16 @@ class Informer:
         *,
         name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[dict[str, Any] | None], None] | None = None,
     ):
         self.kube = kube
         self.kind = kind
         self.namespace = namespace
         self.name = name
         self.notify = notify
+        # Shared informers (operator mode) say which object changed, so that only the keys it
+        # concerns are looked at again; None after a (re)list: any of them may have changed.
+        self.observe = observe
         self._failures = _Failures(kind[0], namespace, clock)
         # By (namespace, name): an informer of every namespace ("") holds equal names.
         self._objects: dict[tuple[str, str], dict[str, Any]] = {}
@@ -64,6 +68,11 @@ class Informer:
         with self._lock:
             return self._objects.get((self.namespace, name))
 
+    def get_in(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object ``namespace``/``name`` (an informer of every namespace holds them all)."""
+        with self._lock:
+            return self._objects.get((namespace, name))
+
     def items(self) -> list[dict[str, Any]]:
         """Every object in the cache (a snapshot)."""
         with self._lock:
@@ -76,7 +85,10 @@ class Informer:
     # --- running ----------------------------------------------------------------------------
 
     def start(self) -> Informer:
-        self._thread.start()
+        """Start watching (once: a shared informer is started by whoever needs it first)."""
+        with self._lock:
+            if not self._thread.is_alive() and self._thread.ident is None:
+                self._thread.start()
         return self
 
     def end(self) -> None:
@@ -128,6 +140,8 @@ class Informer:
             self._objects = {self._key(obj): obj for obj in items}
         self._synced.set()
         self.notify()
+        if self.observe is not None:
+            self.observe(None)
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         key = self._key(obj)
@@ -137,6 +151,8 @@ class Informer:
             else:
                 self._objects[key] = obj
         self.notify()
+        if self.observe is not None:
+            self.observe(obj)
 
 
 class _Failures:

@@ -85,17 +85,12 @@ def operator_command(env: Mapping[str, str]) -> int:
     lost: list[bool] = []
     worker = threading.Thread(target=operator.run, name="operator", daemon=True)
 
-    def request_stop() -> None:
-        stop.set()
-        operator.wake.poke()
-
-    stop_on_signals(request_stop, log)
+    stop_on_signals(operator.request_stop, log)
 
     def on_lost() -> None:
         # Someone else may be reconciling already: stop at once and exit 1 (restarted).
         lost.append(True)
-        stop.set()
-        operator.wake.poke()
+        operator.request_stop()
 
     runner = threading.Thread(
         target=elector.run,
@@ -115,7 +110,7 @@ def operator_command(env: Mapping[str, str]) -> int:
 
 
 class _OperatorHealth:
-    """/healthz and /readyz of the operator: the leader's controllers must all be alive; a
+    """/healthz and /readyz of the operator: the leader's workers must all be alive; a
     replica waiting for the Lease is alive and ready (it stands by)."""
 
     def __init__(self, elector: LeaderElector, operator: Operator):

@@ -7,6 +7,7 @@ import threading
 from types import SimpleNamespace
 
 from imagepuller.apitime import whole_seconds
+from imagepuller.manager import Result
 from imagepuller.operator import Operator, Puller
 from imagepuller.resourcestatus import status_body
 
@@ -106,11 +107,10 @@ def test_a_controller_the_api_refused_is_started_again_only_for_a_new_generation
     monkeypatch.setattr(
         op, "_start_puller", lambda key, config, generation: started.append(generation)
     )
-    ended = threading.Thread(target=lambda: None)
-    ended.start()
-    ended.join()
-    refused = SimpleNamespace(rejected="the API rejects the DaemonSet", openshift=None)
-    op.pullers[("ns", "cache")] = Puller(refused, ended, 3)  # type: ignore[arg-type]
+    refused = SimpleNamespace(
+        rejected="the API rejects the DaemonSet", openshift=None, request_stop=lambda: None
+    )
+    op.pullers[("ns", "cache")] = Puller(refused, 3, ended=True)  # type: ignore[arg-type]
     cache = resource("ns", "cache", "2026-11-29T00:00:00Z")
     cache["metadata"]["generation"] = 3
     for _ in range(3):  # every pass of the operator
@@ -121,33 +121,35 @@ def test_a_controller_the_api_refused_is_started_again_only_for_a_new_generation
     assert started == [4]
 
 
-def test_shutdown_waits_for_every_controller_to_end():
+def test_shutdown_waits_for_the_looks_underway():
     op = operator()
-    stopped = threading.Event()
+    started, finished = threading.Event(), threading.Event()
 
-    def run():
-        stopped.wait()
-        threading.Event().wait(0.2)  # its own shutdown takes a moment after the stop
+    def look(key):
+        started.set()
+        op.stop.wait()
+        threading.Event().wait(0.2)  # its own end takes a moment after the stop
+        finished.set()
+        return Result()
 
-    thread = threading.Thread(target=run)
-    controller = SimpleNamespace(request_stop=stopped.set, openshift=None)
-    op.pullers[("ns", "cache")] = Puller(controller, thread, 1)  # type: ignore[arg-type]
-    thread.start()
+    op.manager.reconcile = look
+    op.manager.start()
+    op.queue.add(("ns", "cache"))
+    assert started.wait(10)
+    op.request_stop()
     op.shutdown()
-    assert not thread.is_alive()
+    assert finished.is_set()
 
 
 # --- names are judged on the last valid spec ------------------------------------------------
 
 
 def running(daemonset: str) -> Puller:
-    """A puller whose controller runs (its thread alive) with DaemonSet ``daemonset``."""
-    alive = threading.Thread(target=threading.Event().wait, args=(5,), daemon=True)
-    alive.start()
+    """A puller whose controller runs with DaemonSet ``daemonset``."""
     controller = SimpleNamespace(
         config=SimpleNamespace(daemonset_name=daemonset), rejected=None, openshift=None
     )
-    return Puller(controller, alive, 1)  # type: ignore[arg-type]
+    return Puller(controller, 1)  # type: ignore[arg-type]
 
 
 def test_an_invalid_edit_of_an_older_resource_takes_no_name_from_a_newer_one():
@@ -239,7 +241,7 @@ def observing(observed, *, current=True, conflict=None) -> Puller:
         last_failures=[],
         config=SimpleNamespace(kip_image="quay.io/kip:1", daemonset_name="cache"),
     )
-    return Puller(controller, threading.Thread(target=lambda: None), 1)  # type: ignore[arg-type]
+    return Puller(controller, 1)  # type: ignore[arg-type]
 
 
 def conditions(status: dict) -> dict:
