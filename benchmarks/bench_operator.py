@@ -1,38 +1,58 @@
-"""Operator mode at scale on the local control plane (prints figures; asserts nothing).
+"""Operator mode at scale, before and after, side by side (prints figures; asserts nothing).
 
-    .venv/bin/python benchmarks/bench_operator.py [--nodes 20] [--resources 50] [--idle 120]
+    .venv/bin/python benchmarks/bench_operator.py [--before REV] [--nodes 50]
+        [--resources 200] [--namespaces 10] [--idle 60]
 
-One `imagepuller operator` process serves ``--resources`` KubernetesImagePuller resources, one
-per namespace, on ``--nodes`` simulated nodes. Printed:
-- the operator's RSS with 1 resource Ready, with all Ready, and the cost of each additional one;
-- per resource, the time from its creation to its status saying Ready on every node (median,
-  90th percentile, worst), the resources created back to back;
-- the operator's API requests while idle for ``--idle`` seconds (from its own /metrics), per hour.
+One `imagepuller operator` process at a time, first REV's ("before", exported with ``git
+archive``; by default the last commit before one work queue served every resource), then the
+working tree's ("after"), on one local control plane of ``--nodes`` simulated nodes. Each serves
+``--resources`` KubernetesImagePuller resources spread over ``--namespaces`` namespaces (each
+with a DaemonSet name of its own). Printed per version:
+- the operator's threads and resident memory with one resource Ready and with all Ready, and
+  the memory each additional resource costs;
+- the watches open on the API server for DaemonSets and for the resources, counted by the API
+  server itself (``apiserver_longrunning_requests``, less what was open before the operator);
+- per resource, the time from the API showing its DaemonSet complete to its status saying
+  Ready on every node (median, 90th percentile, worst), both seen by watches of this benchmark;
+- the operator's API requests while idle for ``--idle`` seconds (from its own /metrics).
+
+The controller manager and the scheduler run with ``--kube-api-qps 200`` here: 200 DaemonSets
+on 50 nodes are 10,000 pods, which their default client throttling (20 and 50 per second)
+would take many minutes to create, measuring the cluster rather than the operator.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kubernetes import client, config  # noqa: E402
+from kubernetes import client, config, watch  # noqa: E402
 
+from benchmarks.bench_startup import export_tree  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
-from benchmarks.pullers import create_puller, install_crd, is_ready, list_pullers  # noqa: E402
+from benchmarks.pullers import install_crd, is_ready  # noqa: E402
+from imagepuller.resource import GROUP, KIND, PLURAL, VERSION  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
 from tests.ports import free_port  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
-IMAGES = "java=quay.io/eclipse/che-java17-maven:next;node=docker.io/library/node:20-alpine;"
+# The last commit before the operator's resources shared one work queue and its watches.
+DEFAULT_BEFORE = "ee923a5"
+IMAGES = "java=quay.io/eclipse/che-java17-maven:next;"
+WATCHED = ("daemonsets", "kubernetesimagepullers")
 
 
 def requests_by_verb(port: int) -> dict[str, float]:
@@ -43,125 +63,227 @@ def requests_by_verb(port: int) -> dict[str, float]:
         if line.startswith("imagepuller_api_requests_total{"):
             labels, value = line.rsplit(" ", 1)
             verb = labels.split('verb="', 1)[1].split('"', 1)[0]
-            counts[verb] = counts.get(verb, 0.0) + float(value)
+            resource = labels.split('resource="', 1)[1].split('"', 1)[0]
+            key = f"{verb} {resource}"
+            counts[key] = counts.get(key, 0.0) + float(value)
     return counts
+
+
+def open_watches(api: client.ApiClient) -> dict[str, float]:
+    """Watches the API server has open now, per resource (its own gauge)."""
+    response = api.call_api("/metrics", "GET", _preload_content=False, _return_http_data_only=True)
+    counts = dict.fromkeys(WATCHED, 0.0)
+    for line in response.data.decode().splitlines():
+        if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line:
+            resource = line.split('resource="', 1)[1].split('"', 1)[0]
+            if resource in counts:
+                counts[resource] += float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Seen:
+    """When each DaemonSet first showed complete and each resource first said Ready, seen by
+    this benchmark's own two watches (their times are the events' arrival)."""
+
+    def __init__(self, api: client.ApiClient, nodes: int):
+        self.apps, self.custom, self.nodes = (
+            client.AppsV1Api(api),
+            client.CustomObjectsApi(api),
+            nodes,
+        )
+        self.complete: dict[tuple[str, str], float] = {}
+        self.ready: dict[tuple[str, str], float] = {}
+        self.stop = threading.Event()
+        for target in (self._daemonsets, self._resources):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _daemonsets(self) -> None:
+        while not self.stop.is_set():
+            for event in watch.Watch().stream(
+                self.apps.list_daemon_set_for_all_namespaces, timeout_seconds=30
+            ):
+                ds = event["object"]
+                st, key = ds.status, (ds.metadata.namespace, ds.metadata.name)
+                if (
+                    key not in self.complete
+                    and st is not None
+                    and st.observed_generation == ds.metadata.generation
+                    and st.desired_number_scheduled == self.nodes
+                    and st.updated_number_scheduled == self.nodes
+                    and st.number_available == self.nodes
+                ):
+                    self.complete[key] = time.monotonic()
+
+    def _resources(self) -> None:
+        while not self.stop.is_set():
+            for event in watch.Watch().stream(
+                self.custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                PLURAL,
+                timeout_seconds=30,
+            ):
+                obj: dict[str, Any] = event["object"]
+                key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+                if key not in self.ready and is_ready(obj, self.nodes):
+                    self.ready[key] = time.monotonic()
+
+
+def create_puller(custom: Any, namespace: str, name: str) -> None:
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"name": name},
+            "spec": {"images": IMAGES, "daemonsetName": name},
+        },
+    )
+
+
+def serve(
+    version: str, tree: Path, kubeconfig: Path, api: client.ApiClient, args: Any
+) -> dict[str, Any]:
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    namespaces = [f"{version}-{i:02d}" for i in range(args.namespaces)]
+    for ns in [f"{version}-operator", *namespaces]:
+        core.create_namespace({"metadata": {"name": ns}})
+    keys = [(namespaces[i % len(namespaces)], f"cache-{i:03d}") for i in range(args.resources)]
+    seen = Seen(api, args.nodes)
+    time.sleep(2)  # this benchmark's own watches are open: they are part of the baseline
+    baseline = open_watches(api)
+    port = free_port()
+    operator = ControllerProcess(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "POD_NAMESPACE": f"{version}-operator",
+            "METRICS_HOST": "127.0.0.1",
+            "METRICS_PORT": str(port),
+        },
+        argv=[sys.executable, "-m", "imagepuller", "operator"],
+        cwd=str(tree),
+    )
+    pid = operator.process.pid
+    figures: dict[str, Any] = {}
+    try:
+        operator.wait_for("leader_elected", 60)
+        create_puller(custom, *keys[0])
+        wait_until(lambda: keys[0] in seen.ready, 300, "the first resource Ready")
+        time.sleep(2)  # the first rollout's garbage settles before memory is read
+        figures["rss_one"], figures["threads_one"] = rss_mib(pid) or 0.0, threads_of(pid)
+        figures["watches_one"] = open_watches(api)
+        began = time.monotonic()
+        for key in keys[1:]:
+            create_puller(custom, *key)
+        wait_until(lambda: set(keys) <= set(seen.ready), 1800, "every resource Ready")
+        figures["all_ready_seconds"] = time.monotonic() - began
+        time.sleep(2)
+        figures["rss_all"], figures["threads_all"] = rss_mib(pid) or 0.0, threads_of(pid)
+        figures["watches_all"] = open_watches(api)
+        figures["lags"] = sorted(
+            seen.ready[key] - seen.complete[key] for key in keys if key in seen.complete
+        )
+        before = requests_by_verb(port)
+        time.sleep(args.idle)
+        after = requests_by_verb(port)
+        figures["idle"] = {
+            what: after.get(what, 0.0) - before.get(what, 0.0)
+            for what in sorted(set(after) | set(before))
+            if after.get(what, 0.0) != before.get(what, 0.0)
+        }
+    finally:
+        operator.stop()
+        seen.stop.set()
+        for ns in [f"{version}-operator", *namespaces]:
+            core.delete_namespace(ns)
+    figures["baseline"] = baseline
+    print(f"{version}: emptying its namespaces ...", flush=True)
+    wait_until(
+        lambda: not [n for n in core.list_namespace().items if n.metadata.name.startswith(version)],
+        1800,
+        f"{version}'s namespaces gone",
+    )
+    return figures
+
+
+def summary(f: dict[str, Any], n: int, idle: float) -> list[tuple[str, str]]:
+    """One version's figures as the rows of the table."""
+
+    def watches(when: str, resource: str) -> str:
+        return f"{f[when][resource] - f['baseline'][resource]:.0f}"
+
+    lags = f["lags"]
+    requests = ", ".join(f"{what} {count:.0f}" for what, count in f["idle"].items())
+    return [
+        ("threads, 1 resource Ready", f"{f['threads_one']}"),
+        (f"threads, {n} resources Ready", f"{f['threads_all']}"),
+        ("DaemonSet watches open, 1 resource", watches("watches_one", "daemonsets")),
+        (f"DaemonSet watches open, {n} resources", watches("watches_all", "daemonsets")),
+        (f"resource watches open, {n} resources", watches("watches_all", WATCHED[1])),
+        ("RSS, 1 resource Ready", f"{f['rss_one']:.1f} MiB"),
+        (f"RSS, {n} resources Ready", f"{f['rss_all']:.1f} MiB"),
+        ("RSS per additional resource", f"{(f['rss_all'] - f['rss_one']) / (n - 1):.3f} MiB"),
+        (f"{n - 1} more created -> all Ready", f"{f['all_ready_seconds']:.1f} s"),
+        ("DaemonSet complete -> status Ready, median", f"{statistics.median(lags):.2f} s"),
+        ("DaemonSet complete -> status Ready, p90", f"{p90(lags):.2f} s"),
+        ("DaemonSet complete -> status Ready, worst", f"{lags[-1]:.2f} s"),
+        (f"API requests while idle ({idle:.0f} s)", requests or "none"),
+    ]
+
+
+def p90(values: list[float]) -> float:
+    return values[min(len(values) - 1, int(len(values) * 0.9))]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--nodes", type=int, default=20)
-    parser.add_argument("--resources", type=int, default=50)
-    parser.add_argument("--idle", type=float, default=120.0)
+    parser.add_argument("--before", default=DEFAULT_BEFORE, help="git revision to compare with")
+    parser.add_argument("--nodes", type=int, default=50)
+    parser.add_argument("--resources", type=int, default=200)
+    parser.add_argument("--namespaces", type=int, default=10)
+    parser.add_argument("--idle", type=float, default=60.0)
     args = parser.parse_args()
+    print(describe(), flush=True)
+    versions = ("before", "after")
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="imagepuller-bench-") as tmp:
+        trees = {"before": export_tree(args.before, Path(tmp) / "before"), "after": ROOT}
+        for tree in trees.values():
+            compileall.compile_dir(tree / "imagepuller", quiet=1)
         print(f"starting a local cluster with {args.nodes} nodes ...", flush=True)
-        with LocalCluster(Path(tmp), nodes=args.nodes) as cluster:
+        with LocalCluster(Path(tmp) / "cluster", nodes=args.nodes, api_qps=200) as cluster:
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-            core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-            apps = client.AppsV1Api(api)
             install_crd(client.ApiextensionsV1Api(api))
-            namespaces = [f"bench-{i:03d}" for i in range(args.resources)]
-            for ns in ["bench-operator", *namespaces]:
-                core.create_namespace({"metadata": {"name": ns}})
-            port = free_port()
-            operator = ControllerProcess(
-                {
-                    "KUBECONFIG": str(cluster.kubeconfig),
-                    "POD_NAMESPACE": "bench-operator",
-                    "METRICS_HOST": "127.0.0.1",
-                    "METRICS_PORT": str(port),
-                },
-                argv=[sys.executable, "-m", "imagepuller", "operator"],
-            )
-            try:
-                operator.wait_for("leader_elected", 60)
-                created: dict[str, float] = {}
+            for version in versions:
+                print(f"{version}: {args.resources} resources ...", flush=True)
+                results[version] = serve(version, trees[version], cluster.kubeconfig, api, args)
+                print(f"{version}: {results[version]}", flush=True)
 
-                def create(ns: str) -> None:
-                    create_puller(custom, ns, IMAGES)
-                    created[ns] = time.monotonic()
-
-                daemonsets_ready: dict[str, float] = {}
-
-                def wait_ready(pending: set[str]) -> dict[str, float]:
-                    """Creation -> status Ready per namespace; also notes when the API first
-                    showed each DaemonSet complete, to tell the cluster's pace from ours."""
-                    done: dict[str, float] = {}
-                    deadline = time.monotonic() + 900
-                    while pending - set(done) and time.monotonic() < deadline:
-                        now = time.monotonic()
-                        for ds in apps.list_daemon_set_for_all_namespaces().items:
-                            ns, st = ds.metadata.namespace, ds.status
-                            if (
-                                ns in pending
-                                and ns not in daemonsets_ready
-                                and st.desired_number_scheduled == args.nodes
-                                and st.number_available == args.nodes
-                                and st.updated_number_scheduled == args.nodes
-                            ):
-                                daemonsets_ready[ns] = now - created[ns]
-                        listed = list_pullers(custom)
-                        now = time.monotonic()
-                        for item in listed:
-                            ns = item["metadata"]["namespace"]
-                            if ns in pending and ns not in done and is_ready(item, args.nodes):
-                                done[ns] = now - created[ns]
-                        time.sleep(0.2)
-                    return done
-
-                create(namespaces[0])
-                first = wait_ready({namespaces[0]})
-                time.sleep(2)  # let the first rollout's garbage settle before reading memory
-                rss_one = rss_mib(operator.process.pid) or 0.0
-                print(f"1 resource Ready in {first[namespaces[0]]:.2f}s; RSS {rss_one:.1f} MiB")
-                began = time.monotonic()
-                for ns in namespaces[1:]:
-                    create(ns)
-                latencies = wait_ready(set(namespaces[1:]))
-                total = time.monotonic() - began
-                time.sleep(2)
-                rss_all = rss_mib(operator.process.pid) or 0.0
-                print(
-                    f"{len(latencies)} of {len(namespaces) - 1} more Ready in {total:.1f}s; "
-                    f"RSS {rss_all:.1f} MiB",
-                    flush=True,
-                )
-                before = requests_by_verb(port)
-                time.sleep(args.idle)
-                after = requests_by_verb(port)
-            finally:
-                operator.stop()
-    values = sorted(latencies.values())
-    per_hour = {
-        verb: (after.get(verb, 0.0) - before.get(verb, 0.0)) * 3600 / args.idle
-        for verb in sorted(set(after) | set(before))
-    }
-    print("\n=== results ===")
-    print(f"{describe()}; {args.resources} resources x {args.nodes} nodes, one operator process")
+    n = args.resources
+    print(f"\n=== results: before = {args.before}, after = the working tree ===")
     print(
-        f"operator RSS: {rss_one:.1f} MiB with 1 resource, {rss_all:.1f} MiB with "
-        f"{args.resources}; {(rss_all - rss_one) / max(1, args.resources - 1):.2f} MiB per "
-        "additional resource"
+        f"{describe()}; {n} resources in {args.namespaces} namespaces x {args.nodes} nodes, "
+        "one operator process"
     )
-    if values:
-        p90 = values[min(len(values) - 1, int(len(values) * 0.9))]
-        print(
-            f"creation -> status Ready on {args.nodes} nodes (resources created back to back): "
-            f"median {statistics.median(values):.2f}s, p90 {p90:.2f}s, worst {values[-1]:.2f}s"
-        )
-    lags = sorted(
-        latencies[ns] - daemonsets_ready[ns] for ns in latencies if ns in daemonsets_ready
-    )
-    if lags:
-        print(
-            "status Ready after the API showed the DaemonSet complete (the operator's own "
-            f"share): median {statistics.median(lags):.2f}s, worst {lags[-1]:.2f}s; "
-            f"DaemonSet complete after creation: median "
-            f"{statistics.median(daemonsets_ready[ns] for ns in latencies):.2f}s"
-        )
+
+    shown = {version: summary(results[version], n, args.idle) for version in versions}
+    print(f"{'measure':48s} {'before':>26s} {'after':>26s}")
+    for (label, before), (_, after) in zip(shown["before"], shown["after"], strict=True):
+        print(f"{label:48s} {before:>26s} {after:>26s}")
     print(
-        f"API requests while idle ({args.idle:.0f} s window), per hour: "
-        + ", ".join(f"{verb} {count:.0f}" for verb, count in per_hour.items())
+        "(one run each, before then after; the lags are over the resources whose DaemonSet "
+        f"the benchmark saw complete: {len(results['before']['lags'])} and "
+        f"{len(results['after']['lags'])} of {n})"
     )
     return 0
 

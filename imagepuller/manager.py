@@ -74,11 +74,12 @@ class Manager(Generic[K]):
             if key is None:
                 return  # shut down
             try:
-                self._process(key)
+                self.process(key)
             finally:
                 self.queue.done(key)
 
-    def _process(self, key: K) -> None:
+    def process(self, key: K) -> None:
+        """Look at ``key`` once and queue it again as the result says (a worker's step)."""
         try:
             result = self.reconcile(key)
         except Stopped:

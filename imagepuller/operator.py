@@ -211,8 +211,10 @@ class Operator:
         """Stop every controller and wait for the looks underway, all within
         SHUTDOWN_SECONDS: the Lease is released after this, and no look may still be writing
         then."""
-        for informer in [*self._resource_informers, *self._daemonset_informers.values()]:
+        for informer in self._resource_informers:
             informer.end()
+        for informer in list(self._daemonset_informers.values()):
+            _end(informer)
         with self._lock:
             pullers = list(self.pullers.values())
         for puller in pullers:
@@ -272,8 +274,11 @@ class Operator:
         with self._lock:
             informer = self._daemonset_informers.get(namespace)
             if informer is None:
+                # A client of its own, so that the watch ends at once when the namespace has
+                # no resource left (not when the server next closes it, within 5 minutes).
+                own = Kube(self.api_client, stop=threading.Event())
                 informer = Informer(
-                    self.kube,
+                    own,
                     DAEMONSETS,
                     namespace,
                     _nothing,
@@ -341,8 +346,8 @@ class Operator:
             self._reported = {sent for sent in self._reported if sent[0] != key}
             namespace_served = any(k[0] == key[0] for k in self.pullers)
             informer = None if namespace_served else self._daemonset_informers.pop(key[0], None)
-        if informer is not None:
-            informer.end()  # the namespace has no resource left
+        if informer is not None:  # the namespace has no resource left
+            _end(informer)
 
     def _current_failures(
         self, key: Key, controller: Controller, daemonset: dict[str, Any]
@@ -608,6 +613,13 @@ class Operator:
         made_version = str((made.get("metadata") or {}).get("resourceVersion") or "")
         self._written[key] = _Written(status, now, version, made_version)
         return None
+
+
+def _end(informer: Informer) -> None:
+    """Stop a DaemonSet informer and cut its watch (it has a client of its own)."""
+    informer.end()
+    informer.kube.stop.set()
+    informer.kube.interrupt()
 
 
 def _sooner(a: float | None, b: float | None) -> float | None:

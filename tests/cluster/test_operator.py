@@ -292,6 +292,49 @@ def test_a_killed_leader_is_replaced_within_the_lease_and_no_pod_is_replaced(
     assert pod_uids(core, namespace) == before
 
 
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no thread count for {pid}")
+
+
+def test_threads_grow_with_namespaces_watched_not_with_resources(
+    crd, custom, operators, namespace, more_namespaces
+):
+    """One work queue serves every resource: a resource adds no thread and no watch of its
+    own; a namespace that has resources adds one DaemonSet watch (its thread)."""
+    other = more_namespaces()
+    operator = operators(namespace, other)
+    operator.wait_for("leader_elected", 30)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, puller("first", images=IMAGES, daemonsetName="first")
+    )
+    ready_status(custom, namespace, "first", 3)
+    pid = operator.process.pid
+    one = threads_of(pid)
+    names = ["second", "third", "fourth"]
+    for name in names:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, puller(name, images=IMAGES, daemonsetName=name)
+        )
+    for name in ["first", "second"]:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, other, PLURAL, puller(name, images=IMAGES, daemonsetName=name)
+        )
+    for name in names:
+        ready_status(custom, namespace, name, 3)
+    for name in ["first", "second"]:
+        ready_status(custom, other, name, 3)
+    # Six resources in two namespaces: one thread more than with one resource, the DaemonSet
+    # watch of the second namespace (a thread and a watch per resource would make it 10).
+    wait_until(lambda: threads_of(pid) == one + 1, 30, f"{one + 1} threads, not {threads_of(pid)}")
+    # Deleting the second namespace's resources ends its watch.
+    for name in ["first", "second"]:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, other, PLURAL, name)
+    wait_until(lambda: threads_of(pid) <= one, 90, f"{one} threads, not {threads_of(pid)}")
+
+
 def test_many_resources_each_status_tells_its_own_truth(
     crd, cluster, apps, core, custom, operators, namespace, more_namespaces, add_node
 ):
