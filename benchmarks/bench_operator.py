@@ -18,13 +18,16 @@ with a DaemonSet name of its own). Printed per version:
 
 The controller manager and the scheduler run with ``--kube-api-qps 200`` here: 200 DaemonSets
 on 50 nodes are 10,000 pods, which their default client throttling (20 and 50 per second)
-would take many minutes to create, measuring the cluster rather than the operator.
+would take many minutes to create, measuring the cluster rather than the operator; and each
+simulated node takes ``--resources`` + 20 pods (the default, 110, would leave the DaemonSets
+past the 110th unschedulable).
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -71,7 +74,8 @@ def requests_by_verb(port: int) -> dict[str, float]:
 
 def open_watches(api: client.ApiClient) -> dict[str, float]:
     """Watches the API server has open now, per resource (its own gauge)."""
-    response = api.call_api("/metrics", "GET", _preload_content=False, _return_http_data_only=True)
+    response = api.call_api("GET", f"{api.configuration.host}/metrics")
+    response.read()
     counts = dict.fromkeys(WATCHED, 0.0)
     for line in response.data.decode().splitlines():
         if line.startswith("apiserver_longrunning_requests{") and 'verb="WATCH"' in line:
@@ -106,34 +110,42 @@ class Seen:
 
     def _daemonsets(self) -> None:
         while not self.stop.is_set():
-            for event in watch.Watch().stream(
-                self.apps.list_daemon_set_for_all_namespaces, timeout_seconds=30
+            with contextlib.suppress(Exception):  # a broken watch is opened again
+                self._watch_daemonsets()
+
+    def _watch_daemonsets(self) -> None:
+        for event in watch.Watch().stream(
+            self.apps.list_daemon_set_for_all_namespaces, timeout_seconds=30
+        ):
+            ds = event["object"]
+            st, key = ds.status, (ds.metadata.namespace, ds.metadata.name)
+            if (
+                key not in self.complete
+                and st is not None
+                and st.observed_generation == ds.metadata.generation
+                and st.desired_number_scheduled == self.nodes
+                and st.updated_number_scheduled == self.nodes
+                and st.number_available == self.nodes
             ):
-                ds = event["object"]
-                st, key = ds.status, (ds.metadata.namespace, ds.metadata.name)
-                if (
-                    key not in self.complete
-                    and st is not None
-                    and st.observed_generation == ds.metadata.generation
-                    and st.desired_number_scheduled == self.nodes
-                    and st.updated_number_scheduled == self.nodes
-                    and st.number_available == self.nodes
-                ):
-                    self.complete[key] = time.monotonic()
+                self.complete[key] = time.monotonic()
 
     def _resources(self) -> None:
         while not self.stop.is_set():
-            for event in watch.Watch().stream(
-                self.custom.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                PLURAL,
-                timeout_seconds=30,
-            ):
-                obj: dict[str, Any] = event["object"]
-                key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-                if key not in self.ready and is_ready(obj, self.nodes):
-                    self.ready[key] = time.monotonic()
+            with contextlib.suppress(Exception):
+                self._watch_resources()
+
+    def _watch_resources(self) -> None:
+        for event in watch.Watch().stream(
+            self.custom.list_cluster_custom_object,
+            GROUP,
+            VERSION,
+            PLURAL,
+            timeout_seconds=30,
+        ):
+            obj: dict[str, Any] = event["object"]
+            key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+            if key not in self.ready and is_ready(obj, self.nodes):
+                self.ready[key] = time.monotonic()
 
 
 def create_puller(custom: Any, namespace: str, name: str) -> None:
@@ -261,7 +273,12 @@ def main() -> int:
         for tree in trees.values():
             compileall.compile_dir(tree / "imagepuller", quiet=1)
         print(f"starting a local cluster with {args.nodes} nodes ...", flush=True)
-        with LocalCluster(Path(tmp) / "cluster", nodes=args.nodes, api_qps=200) as cluster:
+        with LocalCluster(
+            Path(tmp) / "cluster",
+            nodes=args.nodes,
+            api_qps=200,
+            pods_per_node=args.resources + 20,
+        ) as cluster:
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             install_crd(client.ApiextensionsV1Api(api))
             for version in versions:

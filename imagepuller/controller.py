@@ -289,6 +289,7 @@ class Controller:
         try:
             requeue = self.reconcile()
         except Stopped:
+            self.health.look_ended()
             return Step(None, exit_code=exitcodes.OK)
         except ConfigRejected as err:
             # Deterministic, so retrying cannot help; what already runs was not touched.

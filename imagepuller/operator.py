@@ -173,6 +173,7 @@ class Operator:
         # Per resource, while its rollout runs: (read at, failures, nodes holding every image
         # of the current template), read from the pods at most every FAILURES_EVERY seconds.
         self._failures: dict[Key, tuple[float, list[dict[str, Any]], int | None]] = {}
+        self._rolling: set[Key] = set()  # the last look found the rollout incomplete
         # The watches: the resources' (one per watched namespace), the DaemonSets' (one per
         # namespace that has a resource), and the generation each resource was last seen at.
         self._resource_informers: list[Informer] = []
@@ -329,9 +330,10 @@ class Operator:
             requeue, failed = step.requeue, step.failed
             if self.openshift is None:
                 self.openshift = puller.controller.openshift
+        self._rolling.discard(key)
         status = self._status(key, resource, conflict_with)
         requeue = _sooner(requeue, self._write_status(key, resource, status))
-        if key in self._failures:  # a rollout runs: its pods are read again for the status
+        if key in self._rolling:  # a rollout runs: its pods are read again for the status
             requeue = _sooner(requeue, FAILURES_EVERY)
         return Result(requeue, failed)
 
@@ -343,6 +345,7 @@ class Operator:
             self._parsed.pop(key, None)
             self._written.pop(key, None)
             self._failures.pop(key, None)
+            self._rolling.discard(key)
             self._reported = {sent for sent in self._reported if sent[0] != key}
             namespace_served = any(k[0] == key[0] for k in self.pullers)
             informer = None if namespace_served else self._daemonset_informers.pop(key[0], None)
@@ -355,6 +358,7 @@ class Operator:
         """Why nodes do not hold the images yet, and how many nodes hold every image of the
         current template (None: the pods could not be read), read from the pods at most every
         ``FAILURES_EVERY`` seconds while the rollout runs."""
+        self._rolling.add(key)
         now = self.clock()
         cached = self._failures.get(key)
         if cached is not None and now - cached[0] < FAILURES_EVERY:

@@ -94,12 +94,16 @@ class LocalCluster:
         real_nodes: int = 0,
         kubelet_config: dict[str, Any] | None = None,
         api_qps: int | None = None,
+        pods_per_node: int = 110,
     ):
         self.workdir = Path(workdir).resolve()
         # The requests per second the controller manager and the scheduler may send (their
         # default is 20 and 50): a benchmark of thousands of pods raises it so that it measures
         # us, not the DaemonSet controller's client throttling.
         self.api_qps = api_qps
+        # A simulated node's pod capacity (the kubelet's default, 110): a benchmark of more
+        # DaemonSets than that raises it, or the extra pods would stay unschedulable.
+        self.pods_per_node = pods_per_node
         self.nodes = nodes
         self.node_prefix = node_prefix
         self.real_nodes = real_nodes
@@ -523,8 +527,8 @@ class LocalCluster:
             },
             "spec": {"taints": list(taints or [])},
             "status": {
-                "capacity": dict(NODE_RESOURCES),
-                "allocatable": dict(NODE_RESOURCES),
+                "capacity": {**NODE_RESOURCES, "pods": str(self.pods_per_node)},
+                "allocatable": {**NODE_RESOURCES, "pods": str(self.pods_per_node)},
             },
         }
         created: dict[str, Any] = self._request("POST", "/api/v1/nodes", node)
