@@ -74,7 +74,12 @@ def requests_by_verb(port: int) -> dict[str, float]:
 
 def open_watches(api: client.ApiClient) -> dict[str, float]:
     """Watches the API server has open now, per resource (its own gauge)."""
-    response = api.call_api("GET", f"{api.configuration.host}/metrics")
+    auth = api.configuration.auth_settings()["BearerToken"]
+    response = api.call_api(
+        "GET", f"{api.configuration.host}/metrics", header_params={auth["key"]: auth["value"]}
+    )
+    if response.status != 200:
+        raise RuntimeError(f"the API server's /metrics answered {response.status}")
     response.read()
     counts = dict.fromkeys(WATCHED, 0.0)
     for line in response.data.decode().splitlines():

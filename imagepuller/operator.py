@@ -509,9 +509,10 @@ class Operator:
         note: str,
     ) -> None:
         """A Warning Event on the resource, once per generation and reason."""
-        if (key, generation, reason) in self._reported:
-            return
-        self._reported.add((key, generation, reason))
+        with self._lock:
+            if (key, generation, reason) in self._reported:
+                return
+            self._reported.add((key, generation, reason))
         self.events.record(
             involved(resource, API_VERSION, KIND),
             warning=True,
