@@ -133,7 +133,7 @@ def resource(namespace, name, generation=1):
 
 def operator_with(*resources):
     op = Operator(object(), identity="me", stop=threading.Event(), clock=Clock(0.0))
-    op._resource_informers = [ResourceCache(*resources)]  # type: ignore[list-item]
+    op.watches._resources = [ResourceCache(*resources)]  # type: ignore[list-item]
     return op
 
 
@@ -146,23 +146,23 @@ def test_a_daemonset_change_concerns_its_owner_only():
             "ownerReferences": [{"kind": "KubernetesImagePuller", "name": "a", "uid": "u"}],
         }
     }
-    op._daemonset_changed(owned, "ns")
+    op.watches.daemonset_changed(owned, "ns")
     assert drain(op.queue) == [("ns", "a")]
-    op._daemonset_changed(None, "ns")  # relisted: every resource of that namespace
+    op.watches.daemonset_changed(None, "ns")  # relisted: every resource of that namespace
     assert drain(op.queue) == [("ns", "a"), ("ns", "b")]
 
 
 def test_a_status_change_concerns_the_resource_and_a_new_generation_its_namespace_too():
     a, b = resource("ns", "a"), resource("ns", "b")
     op = operator_with(a, b, resource("other", "c"))
-    op._resource_changed(a)  # first seen: its claim on a name is new
+    op.watches.resource_changed(a)  # first seen: its claim on a name is new
     assert drain(op.queue) == [("ns", "a"), ("ns", "b")]
-    op._resource_changed({**a, "status": {"observedGeneration": 1}})
+    op.watches.resource_changed({**a, "status": {"observedGeneration": 1}})
     assert drain(op.queue) == [("ns", "a")]  # the same generation: only itself
     edited = resource("ns", "a", generation=2)
-    op._resource_informers[0].objects[("ns", "a")] = edited  # type: ignore[attr-defined]
-    op._resource_changed(edited)
+    op.watches._resources[0].objects[("ns", "a")] = edited  # type: ignore[attr-defined]
+    op.watches.resource_changed(edited)
     assert drain(op.queue) == [("ns", "a"), ("ns", "b")]
-    del op._resource_informers[0].objects[("ns", "a")]  # type: ignore[attr-defined]
-    op._resource_changed(edited)  # deleted: the name it held may go to another
+    del op.watches._resources[0].objects[("ns", "a")]  # type: ignore[attr-defined]
+    op.watches.resource_changed(edited)  # deleted: the name it held may go to another
     assert drain(op.queue) == [("ns", "a"), ("ns", "b")]

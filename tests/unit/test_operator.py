@@ -10,6 +10,8 @@ from imagepuller.apitime import whole_seconds
 from imagepuller.manager import Result
 from imagepuller.operator import Operator, Puller
 from imagepuller.resourcestatus import status_body
+from imagepuller.statuswriter import StatusWriter
+from tests.fakes import Clock
 
 
 def resource(namespace, name, created, daemonset=None):
@@ -27,7 +29,7 @@ def operator():
 
 
 def test_the_older_resource_keeps_a_daemonset_name_and_only_the_newer_conflicts():
-    verdict = operator()._judge(
+    verdict = operator().claims.judge(
         [
             resource("ns", "newer", "2026-11-28T10:00:01Z"),
             resource("ns", "older", "2026-11-28T10:00:00Z"),
@@ -47,14 +49,14 @@ def test_the_older_resource_keeps_a_daemonset_name_and_only_the_newer_conflicts(
 
 
 def test_a_tie_in_creation_time_is_decided_by_name():
-    verdict = operator()._judge(
+    verdict = operator().claims.judge(
         [resource("ns", "b", "2026-11-28T10:00:00Z"), resource("ns", "a", "2026-11-28T10:00:00Z")]
     )
     assert verdict.conflicts == {("ns", "b"): ("ns", "a")}
 
 
 def test_names_that_strip_to_the_same_daemonset_conflict():
-    verdict = operator()._judge(
+    verdict = operator().claims.judge(
         [
             resource("ns", "newer", "2026-11-28T10:00:01Z", daemonset=" cache"),
             resource("ns", "older", "2026-11-28T10:00:00Z", daemonset="cache"),
@@ -65,7 +67,7 @@ def test_names_that_strip_to_the_same_daemonset_conflict():
 
 def daemonset_name(resource: dict) -> str | None:
     """The DaemonSet name the operator judges a resource to claim."""
-    return operator()._claimed_name(("ns", "x"), resource)
+    return operator().claims.claimed_name(("ns", "x"), resource)
 
 
 def test_daemonset_name_defaults_as_the_setting_does():
@@ -158,11 +160,11 @@ def test_an_invalid_edit_of_an_older_resource_takes_no_name_from_a_newer_one():
     older = resource("ns", "older", "2026-11-28T10:00:00Z", daemonset="cache-b")
     older["spec"]["cachingMemoryLimit"] = "lots"  # invalid: nothing of it applies
     newer = resource("ns", "newer", "2026-11-28T10:00:01Z", daemonset="cache-b")
-    verdict = op._judge([older, newer])
+    verdict = op.claims.judge([older, newer])
     assert verdict.conflicts == {}
     # The older resource's valid spec still keeps its own name against a third.
     third = resource("ns", "third", "2026-11-28T10:00:02Z", daemonset="cache-a")
-    assert op._judge([older, newer, third]).conflicts == {("ns", "third"): ("ns", "older")}
+    assert op.claims.judge([older, newer, third]).conflicts == {("ns", "third"): ("ns", "older")}
 
 
 def test_a_resource_that_never_had_a_valid_spec_claims_no_name():
@@ -170,7 +172,7 @@ def test_a_resource_that_never_had_a_valid_spec_claims_no_name():
     broken = resource("ns", "broken", "2026-11-28T10:00:00Z")
     broken["spec"]["cachingMemoryLimit"] = "lots"
     newer = resource("ns", "newer", "2026-11-28T10:00:01Z")
-    assert op._judge([broken, newer]).conflicts == {}
+    assert op.claims.judge([broken, newer]).conflicts == {}
 
 
 # --- the status: what is so, written when the stored one differs ---------------------------
@@ -197,18 +199,18 @@ def stored(status: dict | None, version: str) -> dict:
 
 
 def test_a_status_written_by_someone_else_is_corrected():
-    op = operator()
-    op.kube = StatusApi()  # type: ignore[assignment]
+    api, clock = StatusApi(), Clock(0.0)
+    writer = StatusWriter(api, clock)  # type: ignore[arg-type]
     key, truth = ("ns", "cache"), {"observedGeneration": 1, "conditions": []}
-    op._write_status(key, stored(None, "5"), truth)
-    assert op.kube.patches == [truth]
-    op._write_status(key, stored(None, "5"), truth)  # the cache has not seen our write yet
-    op._write_status(key, stored(truth, "101"), truth)  # now it has
-    assert len(op.kube.patches) == 1
+    writer.write(key, stored(None, "5"), truth)
+    assert api.patches == [truth]
+    writer.write(key, stored(None, "5"), truth)  # the cache has not seen our write yet
+    writer.write(key, stored(truth, "101"), truth)  # now it has
+    assert len(api.patches) == 1
     forged = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}
-    op.clock = lambda: 1e9  # past the minimum interval between two writes
-    op._write_status(key, stored(forged, "102"), truth)
-    assert op.kube.patches == [truth, truth]  # corrected
+    clock.now = 1e9  # past the minimum interval between two writes
+    writer.write(key, stored(forged, "102"), truth)
+    assert api.patches == [truth, truth]  # corrected
 
 
 def daemonset(images=2, nodes=3):

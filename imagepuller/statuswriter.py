@@ -1,0 +1,121 @@
+"""Writing a resource's status, and reading a rollout's pods for it (operator mode).
+
+- A status is sent only when it differs from the one stored, at most once a second per
+  resource (a rollout on many nodes changes its counts many times a second), and never again
+  while the cache has not yet seen our own last write. A status someone else wrote is
+  corrected.
+- While a rollout is incomplete, its pods are read at most every ``FAILURES_EVERY`` seconds:
+  a pull that fails changes no DaemonSet count, so nothing else would say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from imagepuller.cachestatus import summarize
+from imagepuller.config import Config
+from imagepuller.daemonset import selector_labels
+from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
+from imagepuller.status import why_not_ready
+
+log = structlog.get_logger("imagepuller.operator")
+
+# A status is written at most this often per resource.
+STATUS_MIN_INTERVAL = 1.0
+# While a rollout is not complete, the pods are read this often for the status' failures.
+FAILURES_EVERY = 5.0
+
+Key = tuple[str, str]  # a resource's (namespace, name)
+
+
+@dataclass
+class _Written:
+    status: dict[str, Any]
+    at: float
+    # The resource's resourceVersion in the cache when we wrote, and the one our write made:
+    # while the cache shows either, it has not seen anyone else's write since ours.
+    seen: str = ""
+    made: str = ""
+
+
+class StatusWriter:
+    def __init__(self, kube: Kube, clock: Callable[[], float]):
+        self.kube = kube
+        self.clock = clock
+        self._written: dict[Key, _Written] = {}
+
+    def write(self, key: Key, resource: dict[str, Any], status: dict[str, Any]) -> float | None:
+        """Send the status if it says something new; None, or the seconds until it may."""
+        written = self._written.get(key)
+        if status == (resource.get("status") or {}):
+            return None
+        version = str(resource["metadata"].get("resourceVersion") or "")
+        if written and written.status == status and version in (written.seen, written.made):
+            return None  # ours, not in the cache yet (or normalised by the API)
+        # Otherwise the stored status differs from what is so: someone else wrote it, or it was
+        # never written. Either way it is corrected.
+        now = self.clock()
+        if written is not None and now - written.at < STATUS_MIN_INTERVAL:
+            return STATUS_MIN_INTERVAL - (now - written.at)
+        try:
+            made = self.kube.merge_patch(
+                PULLERS, key[0], key[1], {"status": status}, subresource="status"
+            )
+        except NotFound:
+            return None  # deleted meanwhile: the next look forgets it
+        except KubeError as err:
+            log.warning("status_not_written", resource=f"{key[0]}/{key[1]}", error=str(err))
+            return STATUS_MIN_INTERVAL
+        made_version = str((made.get("metadata") or {}).get("resourceVersion") or "")
+        self._written[key] = _Written(status, now, version, made_version)
+        return None
+
+    def forget(self, key: Key) -> None:
+        self._written.pop(key, None)
+
+    def keys(self) -> set[Key]:
+        return set(self._written)
+
+
+class RolloutPods:
+    """Per resource, while its rollout runs: why nodes do not hold the images yet, and how
+    many nodes hold every image of the current template, from one pod list."""
+
+    def __init__(self, kube: Kube, clock: Callable[[], float]):
+        self.kube = kube
+        self.clock = clock
+        # (read at, failures, nodes holding every image; None: the pods could not be read)
+        self._read: dict[Key, tuple[float, list[dict[str, Any]], int | None]] = {}
+        self.rolling: set[Key] = set()  # read during the current look: look again soon
+
+    def read(
+        self, key: Key, config: Config, daemonset: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        self.rolling.add(key)
+        now = self.clock()
+        cached = self._read.get(key)
+        if cached is not None and now - cached[0] < FAILURES_EVERY:
+            return cached[1], cached[2]
+        labels = selector_labels(config)
+        pods: list[dict[str, Any]] | None
+        try:
+            pods = self.kube.list_pods(key[0], ",".join(f"{k}={v}" for k, v in labels.items()))
+        except KubeError as err:
+            log.warning("pod_status_unavailable", error=str(err))
+            pods = None
+        found = why_not_ready(self.kube, key[0], labels, daemonset, pods or [])
+        held = summarize(daemonset, pods, None).holding if pods is not None else None
+        self._read[key] = (now, found, held)
+        return found, held
+
+    def complete(self, key: Key) -> None:
+        """Its rollout is complete: the next incomplete one reads the pods afresh."""
+        self._read.pop(key, None)
+
+    def forget(self, key: Key) -> None:
+        self._read.pop(key, None)
+        self.rolling.discard(key)
