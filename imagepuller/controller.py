@@ -41,6 +41,7 @@ from imagepuller.kube import (
     KubeError,
     NamespaceTerminating,
     Stopped,
+    Terminal,
 )
 from imagepuller.listsource import ImageListSource, ListReader
 from imagepuller.logs import configure_logging
@@ -107,7 +108,7 @@ class DaemonSetInTheWay(KubeError):
     """A DaemonSet of our name exists and belongs to something else; we leave it alone."""
 
 
-class ConfigRejected(KubeError):
+class ConfigRejected(Terminal):
     """The API refuses the DaemonSet this configuration makes (found by a dry run)."""
 
 

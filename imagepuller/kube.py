@@ -117,6 +117,12 @@ class Stopped(Exception):
     """The stop event was set while waiting."""
 
 
+class Terminal(Exception):
+    """Trying again cannot help (controller-runtime's ``TerminalError``): the work stops until
+    what it was given changes. Not a ``KubeError``: nothing failed to answer, the answer is
+    no (a configuration the API refuses, for example)."""
+
+
 class NotLeader(Stopped, KubeError):
     """A write refused before it was sent: this process does not hold its leader Lease now.
 
