@@ -191,6 +191,7 @@ def serve(
         cwd=str(tree),
     )
     pid = operator.process.pid
+    print(f"{version}: operator pid {pid}", flush=True)  # for a profiler to attach to
     figures: dict[str, Any] = {}
     try:
         operator.wait_for("leader_elected", 60)
@@ -269,12 +270,17 @@ def main() -> int:
     parser.add_argument("--resources", type=int, default=200)
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument(
+        "--after-only", action="store_true", help="run only the working tree (to profile it)"
+    )
     args = parser.parse_args()
     print(describe(), flush=True)
-    versions = ("before", "after")
+    versions = ("after",) if args.after_only else ("before", "after")
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="imagepuller-bench-") as tmp:
-        trees = {"before": export_tree(args.before, Path(tmp) / "before"), "after": ROOT}
+        trees = {"after": ROOT}
+        if not args.after_only:
+            trees["before"] = export_tree(args.before, Path(tmp) / "before")
         for tree in trees.values():
             compileall.compile_dir(tree / "imagepuller", quiet=1)
         print(f"starting a local cluster with {args.nodes} nodes ...", flush=True)
@@ -299,13 +305,13 @@ def main() -> int:
     )
 
     shown = {version: summary(results[version], n, args.idle) for version in versions}
-    print(f"{'measure':48s} {'before':>26s} {'after':>26s}")
-    for (label, before), (_, after) in zip(shown["before"], shown["after"], strict=True):
-        print(f"{label:48s} {before:>26s} {after:>26s}")
+    print(f"{'measure':48s}" + "".join(f" {version:>26s}" for version in versions))
+    for row, (label, _) in enumerate(shown["after"]):
+        print(f"{label:48s}" + "".join(f" {shown[v][row][1]:>26s}" for v in versions))
+    seen = " and ".join(str(len(results[version]["lags"])) for version in versions)
     print(
-        "(one run each, before then after; the lags are over the resources whose DaemonSet "
-        f"the benchmark saw complete: {len(results['before']['lags'])} and "
-        f"{len(results['after']['lags'])} of {n})"
+        f"(one run each, {' then '.join(versions)}; the lags are over the resources whose "
+        f"DaemonSet the benchmark saw complete: {seen} of {n})"
     )
     return 0
 
