@@ -292,6 +292,13 @@ def main() -> int:
         ) as cluster:
             api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
             install_crd(client.ApiextensionsV1Api(api))
+            # The garbage collector watches the new kind once its discovery (every 30 s) finds
+            # it: wait for that, or its watch would be counted as the operator's.
+            wait_until(
+                lambda: open_watches(api)["kubernetesimagepullers"] >= 1,
+                120,
+                "the garbage collector's watch of the resources",
+            )
             for version in versions:
                 print(f"{version}: {args.resources} resources ...", flush=True)
                 results[version] = serve(version, trees[version], cluster.kubeconfig, api, args)

@@ -56,8 +56,8 @@ OPERATOR_LEASE = "imagepuller-operator"
 # (operatorcmd's WORKER_STOP_SECONDS, 12 s): the Lease is released only after it.
 SHUTDOWN_SECONDS = 10.0
 # Looks at resources run on this many threads, however many resources there are. A look
-# mostly waits on the API; a few at once keep one slow call from holding up every resource.
-WORKERS = 4
+# mostly waits on the API; several at once keep slow calls from holding up every resource.
+WORKERS = 8
 
 
 @dataclass

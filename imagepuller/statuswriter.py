@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,12 @@ log = structlog.get_logger("imagepuller.operator")
 STATUS_MIN_INTERVAL = 1.0
 # While a rollout is not complete, the pods are read this often for the status' failures.
 FAILURES_EVERY = 5.0
+# At most this many looks read pods at once. A pod list is the slowest call a look makes (200
+# rollouts at once made it 3 looks in 4 of the operator's busy time, mostly waiting on the API
+# server): a look that finds every reader busy goes on with its resource's last reading and
+# reads again at its next look, so the other workers stay free for the quick looks, the one
+# that sees a DaemonSet complete among them.
+POD_READERS = 3
 
 Key = tuple[str, str]  # a resource's (namespace, name)
 
@@ -91,6 +98,7 @@ class RolloutPods:
         # (read at, failures, nodes holding every image; None: the pods could not be read)
         self._read: dict[Key, tuple[float, list[dict[str, Any]], int | None]] = {}
         self.rolling: set[Key] = set()  # read during the current look: look again soon
+        self._readers = threading.BoundedSemaphore(POD_READERS)
 
     def read(
         self, key: Key, config: Config, daemonset: dict[str, Any]
@@ -100,6 +108,21 @@ class RolloutPods:
         cached = self._read.get(key)
         if cached is not None and now - cached[0] < FAILURES_EVERY:
             return cached[1], cached[2]
+        # The first reading of a rollout always waits for a reader: without one the status
+        # could say nothing of its failures at all.
+        if not self._readers.acquire(blocking=cached is None):
+            assert cached is not None
+            return cached[1], cached[2]
+        try:
+            found, held = self._list(key, config, daemonset)
+        finally:
+            self._readers.release()
+        self._read[key] = (now, found, held)
+        return found, held
+
+    def _list(
+        self, key: Key, config: Config, daemonset: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], int | None]:
         labels = selector_labels(config)
         pods: list[dict[str, Any]] | None
         try:
@@ -109,7 +132,6 @@ class RolloutPods:
             pods = None
         found = why_not_ready(self.kube, key[0], labels, daemonset, pods or [])
         held = summarize(daemonset, pods, None).holding if pods is not None else None
-        self._read[key] = (now, found, held)
         return found, held
 
     def complete(self, key: Key) -> None:

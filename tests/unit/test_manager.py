@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import threading
 
+from imagepuller.config import load_config
+from imagepuller.daemonset import build_daemonset
 from imagepuller.health import Health, WorkerHealth
 from imagepuller.manager import Manager, Result
 from imagepuller.operator import Operator
+from imagepuller.statuswriter import FAILURES_EVERY, POD_READERS, RolloutPods
 from imagepuller.workqueue import WorkQueue
 from tests.fakes import Clock
 from tests.waiting import wait_until
@@ -166,3 +169,49 @@ def test_a_status_change_concerns_the_resource_and_a_new_generation_its_namespac
     del op.watches._resources[0].objects[("ns", "a")]  # type: ignore[attr-defined]
     op.watches.resource_changed(edited)  # deleted: the name it held may go to another
     assert drain(op.queue) == [("ns", "a"), ("ns", "b")]
+
+
+# --- a rollout's pods: a few readers at once, the others go on with the last reading ---------
+
+
+class SlowPods:
+    """A pod list that blocks until released, counting the lists made."""
+
+    def __init__(self):
+        self.lists = 0
+        self.release = threading.Event()
+
+    def list_pods(self, namespace, selector):
+        self.lists += 1
+        assert self.release.wait(10)
+        return []
+
+    def list_events(self, namespace, selector):
+        return []
+
+
+def test_when_every_pod_reader_is_busy_a_look_goes_on_with_its_last_reading():
+    clock, kube = Clock(0.0), SlowPods()
+    pods = RolloutPods(kube, clock)  # type: ignore[arg-type]
+    config = load_config({"IMAGES": "a=quay.io/a:1", "NAMESPACE": "ns"})
+    daemonset = build_daemonset(config)
+    daemonset["metadata"].update(uid="u", generation=1)
+    kube.release.set()
+    pods.read(("ns", "stale"), config, daemonset)  # a first reading, long ago
+    clock.now += FAILURES_EVERY
+    kube.release.clear()
+    busy = [
+        threading.Thread(target=pods.read, args=(("ns", f"r{n}"), config, daemonset))
+        for n in range(POD_READERS)
+    ]
+    for thread in busy:
+        thread.start()
+    try:
+        wait_until(lambda: kube.lists == 1 + POD_READERS, 10, "every reader busy")
+        assert pods.read(("ns", "stale"), config, daemonset) == ([], 0)  # its last reading
+        assert kube.lists == 1 + POD_READERS  # no list made for it
+        assert ("ns", "stale") in pods.rolling  # looked at again soon, to read then
+    finally:
+        kube.release.set()
+        for thread in busy:
+            thread.join(10)
