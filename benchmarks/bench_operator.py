@@ -44,10 +44,10 @@ from kubernetes import client, config, watch  # noqa: E402
 
 from benchmarks.bench_startup import export_tree  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
-from benchmarks.pullers import install_crd, is_ready  # noqa: E402
-from imagepuller.resource import GROUP, KIND, PLURAL, VERSION  # noqa: E402
+from benchmarks.pullers import create_puller, install_crd, is_ready  # noqa: E402
+from imagepuller.resource import GROUP, PLURAL, VERSION  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
-from localcluster.process import rss_mib  # noqa: E402
+from localcluster.process import rss_mib, thread_count  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402
 from tests.ports import free_port  # noqa: E402
 from tests.waiting import wait_until  # noqa: E402
@@ -88,13 +88,6 @@ def open_watches(api: client.ApiClient) -> dict[str, float]:
             if resource in counts:
                 counts[resource] += float(line.rsplit(" ", 1)[1])
     return counts
-
-
-def threads_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    return 0
 
 
 class Seen:
@@ -153,21 +146,6 @@ class Seen:
                 self.ready[key] = time.monotonic()
 
 
-def create_puller(custom: Any, namespace: str, name: str) -> None:
-    custom.create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": KIND,
-            "metadata": {"name": name},
-            "spec": {"images": IMAGES, "daemonsetName": name},
-        },
-    )
-
-
 def serve(
     version: str, tree: Path, kubeconfig: Path, api: client.ApiClient, args: Any
 ) -> dict[str, Any]:
@@ -195,18 +173,18 @@ def serve(
     figures: dict[str, Any] = {}
     try:
         operator.wait_for("leader_elected", 60)
-        create_puller(custom, *keys[0])
+        create_puller(custom, keys[0][0], IMAGES, keys[0][1], daemonset=keys[0][1])
         wait_until(lambda: keys[0] in seen.ready, 300, "the first resource Ready")
         time.sleep(2)  # the first rollout's garbage settles before memory is read
-        figures["rss_one"], figures["threads_one"] = rss_mib(pid) or 0.0, threads_of(pid)
+        figures["rss_one"], figures["threads_one"] = rss_mib(pid) or 0.0, thread_count(pid) or 0
         figures["watches_one"] = open_watches(api)
         began = time.monotonic()
-        for key in keys[1:]:
-            create_puller(custom, *key)
+        for namespace, name in keys[1:]:
+            create_puller(custom, namespace, IMAGES, name, daemonset=name)
         wait_until(lambda: set(keys) <= set(seen.ready), 1800, "every resource Ready")
         figures["all_ready_seconds"] = time.monotonic() - began
         time.sleep(2)
-        figures["rss_all"], figures["threads_all"] = rss_mib(pid) or 0.0, threads_of(pid)
+        figures["rss_all"], figures["threads_all"] = rss_mib(pid) or 0.0, thread_count(pid) or 0
         figures["watches_all"] = open_watches(api)
         figures["lags"] = sorted(
             seen.ready[key] - seen.complete[key] for key in keys if key in seen.complete

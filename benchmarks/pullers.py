@@ -29,7 +29,11 @@ def install_crd(extensions: Any) -> None:
     )
 
 
-def create_puller(custom: Any, namespace: str, images: str, name: str = "cache") -> None:
+def create_puller(
+    custom: Any, namespace: str, images: str, name: str = "cache", *, daemonset: str = ""
+) -> None:
+    """A resource caching ``images``; ``daemonset``: its spec.daemonsetName (default: none)."""
+    spec = {"images": images, **({"daemonsetName": daemonset} if daemonset else {})}
     custom.create_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -39,7 +43,7 @@ def create_puller(custom: Any, namespace: str, images: str, name: str = "cache")
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": KIND,
             "metadata": {"name": name},
-            "spec": {"images": images},
+            "spec": spec,
         },
     )
 

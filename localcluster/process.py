@@ -99,15 +99,26 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def rss_mib(pid: int) -> float | None:
-    """Resident set size of ``pid`` in MiB, from /proc (None when it is gone)."""
+def _status_field(pid: int, field: str) -> int | None:
+    """The first number of ``field`` in /proc/``pid``/status (None when it is gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
     except OSError:
         return None
     return None
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident set size of ``pid`` in MiB, from /proc (None when it is gone)."""
+    kib = _status_field(pid, "VmRSS")
+    return None if kib is None else kib / 1024
+
+
+def thread_count(pid: int) -> int | None:
+    """How many threads ``pid`` has, from /proc (None when it is gone)."""
+    return _status_field(pid, "Threads")
 
 
 def terminate_pid(

@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from imagepuller.resource import GROUP, PLURAL, VERSION
+from localcluster.process import thread_count
 from tests.apiobjects import read_or_none
 from tests.cluster.conftest import (
     CRD,
@@ -292,13 +293,6 @@ def test_a_killed_leader_is_replaced_within_the_lease_and_no_pod_is_replaced(
     assert pod_uids(core, namespace) == before
 
 
-def threads_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Threads:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no thread count for {pid}")
-
-
 def test_threads_grow_with_namespaces_watched_not_with_resources(
     crd, custom, operators, namespace, more_namespaces
 ):
@@ -312,7 +306,8 @@ def test_threads_grow_with_namespaces_watched_not_with_resources(
     )
     ready_status(custom, namespace, "first", 3)
     pid = operator.process.pid
-    one = threads_of(pid)
+    one = thread_count(pid)
+    assert one is not None
     names = ["second", "third", "fourth"]
     for name in names:
         custom.create_namespaced_custom_object(
@@ -328,11 +323,13 @@ def test_threads_grow_with_namespaces_watched_not_with_resources(
         ready_status(custom, other, name, 3)
     # Six resources in two namespaces: one thread more than with one resource, the DaemonSet
     # watch of the second namespace (a thread and a watch per resource would make it 10).
-    wait_until(lambda: threads_of(pid) == one + 1, 30, f"{one + 1} threads, not {threads_of(pid)}")
+    wait_until(
+        lambda: thread_count(pid) == one + 1, 30, f"{one + 1} threads, not {thread_count(pid)}"
+    )
     # Deleting the second namespace's resources ends its watch.
     for name in ["first", "second"]:
         custom.delete_namespaced_custom_object(GROUP, VERSION, other, PLURAL, name)
-    wait_until(lambda: threads_of(pid) <= one, 90, f"{one} threads, not {threads_of(pid)}")
+    wait_until(lambda: thread_count(pid) <= one, 90, f"{one} threads, not {thread_count(pid)}")
 
 
 def test_many_resources_each_status_tells_its_own_truth(
