@@ -90,7 +90,7 @@ class WorkerHealth(Health):
     ):
         super().__init__(stuck_after, clock)
         self._workers: dict[int, tuple[str, Health]] = {}
-        Health.set_ready(self)
+        self._not_ready = None  # ready: set_ready/set_not_ready below are not the pool's
 
     def _mine(self) -> Health:
         ident = threading.get_ident()

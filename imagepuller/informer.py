@@ -37,7 +37,7 @@ class Informer:
         kube: Kube,
         kind: tuple[str, str],
         namespace: str,
-        notify: Callable[[], None],
+        notify: Callable[[], None] | None,
         *,
         name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -65,8 +65,7 @@ class Informer:
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The object called ``name`` in this informer's namespace (None when there is none)."""
-        with self._lock:
-            return self._objects.get((self.namespace, name))
+        return self.get_in(self.namespace, name)
 
     def get_in(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object ``namespace``/``name`` (an informer of every namespace holds them all)."""
@@ -87,7 +86,7 @@ class Informer:
     def start(self) -> Informer:
         """Start watching (once: a shared informer is started by whoever needs it first)."""
         with self._lock:
-            if not self._thread.is_alive() and self._thread.ident is None:
+            if self._thread.ident is None:  # never started
                 self._thread.start()
         return self
 
@@ -139,9 +138,14 @@ class Informer:
         with self._lock:
             self._objects = {self._key(obj): obj for obj in items}
         self._synced.set()
-        self.notify()
+        self._changed(None)
+
+    def _changed(self, obj: dict[str, Any] | None) -> None:
+        """Tell whoever listens: ``notify`` that something changed, ``observe`` what."""
+        if self.notify is not None:
+            self.notify()
         if self.observe is not None:
-            self.observe(None)
+            self.observe(obj)
 
     def _apply(self, kind: str, obj: dict[str, Any]) -> None:
         key = self._key(obj)
@@ -150,9 +154,7 @@ class Informer:
                 self._objects.pop(key, None)
             else:
                 self._objects[key] = obj
-        self.notify()
-        if self.observe is not None:
-            self.observe(obj)
+        self._changed(obj)
 
 
 class _Failures:

@@ -38,10 +38,6 @@ def generation_of(obj: dict[str, Any]) -> int:
     return int(obj["metadata"].get("generation") or 0)
 
 
-def _nothing() -> None:
-    """A shared informer's plain notification: its ``observe`` says which keys to look at."""
-
-
 class ResourceWatches:
     def __init__(
         self,
@@ -68,7 +64,7 @@ class ResourceWatches:
 
     def start(self) -> None:
         self._resources = [
-            Informer(self.kube, PULLERS, namespace, _nothing, observe=self.resource_changed)
+            Informer(self.kube, PULLERS, namespace, None, observe=self.resource_changed)
             for namespace in self.namespaces
         ]
         for informer in self._resources:
@@ -94,7 +90,7 @@ class ResourceWatches:
                     own,
                     DAEMONSETS,
                     namespace,
-                    _nothing,
+                    None,
                     observe=lambda obj: self.daemonset_changed(obj, namespace),
                 )
                 self._daemonsets[namespace] = informer
@@ -120,13 +116,17 @@ class ResourceWatches:
         ]
 
     def resource(self, key: Key) -> dict[str, Any] | None:
+        found = self._cached(key)
+        # List items of a custom resource carry apiVersion and kind, watch events too; set
+        # them anyway: the owner reference and Events are built from them.
+        return None if found is None else {**found, "apiVersion": API_VERSION, "kind": KIND}
+
+    def _cached(self, key: Key) -> dict[str, Any] | None:
         for informer in self._resources:
             if informer.namespace in ("", key[0]):
                 found = informer.get_in(*key)
                 if found is not None:
-                    # List items of a custom resource carry apiVersion and kind, watch events
-                    # too; set them anyway: the owner reference and Events are built from them.
-                    return {**found, "apiVersion": API_VERSION, "kind": KIND}
+                    return found
         return None
 
     # --- which keys a change concerns ---------------------------------------------------------
@@ -140,7 +140,7 @@ class ResourceWatches:
             return
         key = key_of(resource)
         self.queue.add(key)
-        present = self.resource(key) is not None
+        present = self._cached(key) is not None
         with self._lock:
             before = self._seen_generation.get(key)
             if present:
