@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -127,3 +127,41 @@ class EventRecorder:
         self._series[key] = (name, count + 1)
         self._series.move_to_end(key)
         return True
+
+
+class PullerEvents:
+    """Events about one puller, where its administrator looks: on its owner (the Deployment,
+    or the resource: what `kubectl describe` shows), or on its DaemonSet when it runs without
+    one (none yet: nothing to say it on)."""
+
+    def __init__(
+        self,
+        recorder: EventRecorder,
+        owner: Callable[[], dict[str, Any] | None],
+        daemonset: Callable[[], dict[str, Any] | None],
+    ):
+        self.recorder = recorder
+        self.owner = owner
+        self.daemonset = daemonset
+
+    def __call__(self, *, warning: bool, reason: str, action: str, note: str) -> None:
+        owner = self.owner()
+        if owner is not None:
+            about = about_owner(owner)
+        else:
+            current = self.daemonset()
+            if current is None:
+                return
+            about = involved(current, "apps/v1", "DaemonSet")
+        self.recorder.record(about, warning=warning, reason=reason, action=action, note=note)
+
+
+def about_owner(owner: dict[str, Any]) -> dict[str, Any]:
+    """An Event's reference to the owner (a Deployment, or a KubernetesImagePuller)."""
+    return involved(owner, owner.get("apiVersion") or "apps/v1", owner.get("kind") or "Deployment")
+
+
+class PullerEvent(Protocol):
+    """Records an Event about a puller, wherever its administrator looks for them."""
+
+    def __call__(self, *, warning: bool, reason: str, action: str, note: str) -> None: ...

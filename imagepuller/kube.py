@@ -123,6 +123,10 @@ class Terminal(Exception):
     no (a configuration the API refuses, for example)."""
 
 
+class ConfigRejected(Terminal):
+    """The API refuses the DaemonSet this configuration makes (found by a dry run)."""
+
+
 class NotLeader(Stopped, KubeError):
     """A write refused before it was sent: this process does not hold its leader Lease now.
 

@@ -28,7 +28,7 @@ from imagepuller.config import (
     Config,
     ConfigError,
 )
-from imagepuller.controller import ERROR_BACKOFF, Controller, controller_client
+from imagepuller.controller import Controller, controller_client
 from imagepuller.events import EventRecorder, involved
 from imagepuller.health import WorkerHealth
 from imagepuller.kube import Kube
@@ -36,6 +36,7 @@ from imagepuller.manager import Manager, Result
 from imagepuller.metrics import Metrics
 from imagepuller.nameclaims import NameClaims
 from imagepuller.policy import ResourcePolicy
+from imagepuller.pullerloop import ERROR_BACKOFF
 from imagepuller.reconciler import rollout
 from imagepuller.resource import KIND
 from imagepuller.resourcestatus import Observation, resource_status

@@ -73,6 +73,11 @@ class Action:
     # A DELETE that recreates for a refresh (rather than for a change).
     refresh: bool = False
 
+    @property
+    def refreshes(self) -> bool:
+        """It rolls every pod because the interval ended (rolling, or by recreating)."""
+        return self.do is Do.REFRESH or (self.do is Do.DELETE and self.refresh)
+
 
 def decide(
     desired: Desired,

@@ -15,9 +15,11 @@ from structlog.testing import capture_logs
 
 from imagepuller.apitime import format_time, parse_time
 from imagepuller.config import load_config
-from imagepuller.controller import ConfigRejected, Controller, DaemonSetInTheWay
+from imagepuller.controller import Controller
 from imagepuller.daemonset import build_daemonset
+from imagepuller.executor import DaemonSetInTheWay
 from imagepuller.kube import (
+    ConfigRejected,
     Conflict,
     Forbidden,
     Invalid,
