@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 from imagepuller.apitime import whole_seconds
 from imagepuller.manager import Result
-from imagepuller.operator import Operator, Puller
+from imagepuller.operator import Operator
+from imagepuller.pullerset import Puller
 from imagepuller.resourcestatus import status_body
 from imagepuller.statuswriter import StatusWriter
 from tests.fakes import Clock
@@ -107,7 +108,7 @@ def test_a_controller_the_api_refused_is_started_again_only_for_a_new_generation
     op = operator()
     started: list[int] = []
     monkeypatch.setattr(
-        op, "_start_puller", lambda key, config, generation: started.append(generation)
+        op.set, "_start", lambda key, config, generation: started.append(generation)
     )
     refused = SimpleNamespace(
         rejected="the API rejects the DaemonSet", openshift=None, request_stop=lambda: None
@@ -116,10 +117,10 @@ def test_a_controller_the_api_refused_is_started_again_only_for_a_new_generation
     cache = resource("ns", "cache", "2026-11-29T00:00:00Z")
     cache["metadata"]["generation"] = 3
     for _ in range(3):  # every pass of the operator
-        op._ensure(("ns", "cache"), cache)
+        op.set.ensure(("ns", "cache"), cache)
     assert started == []
     cache["metadata"]["generation"] = 4
-    op._ensure(("ns", "cache"), cache)
+    op.set.ensure(("ns", "cache"), cache)
     assert started == [4]
 
 
