@@ -5,8 +5,9 @@ watches say which keys a change concerns (``resourcewatch``), a work queue hands
 one of ``WORKERS`` threads, and ``reconcile(key)`` reads the resource from the cache, has its
 ``Controller`` look once (``Controller.step``, what single mode loops over), and writes the
 resource's status from what that same look saw (``statuswriter``). The controllers, one per
-resource, are kept by ``pullerset``. The threads do not grow with the number of resources. The DaemonSet is owned by its resource, so deleting the resource
-deletes it; nothing else is made per resource.
+resource, are kept by ``pullerset``. The threads do not grow with the number of resources.
+The DaemonSet is owned by its resource, so deleting the resource deletes it; nothing else is
+made per resource.
 
 The spec is read with the ConfigMap's validators and never written; an invalid spec changes
 nothing that runs (its problems go to the status and an Event); of two resources that want
