@@ -26,23 +26,23 @@ import structlog
 
 from imagepuller import daemonset as ds
 from imagepuller import exitcodes
+from imagepuller.apierrors import (
+    ConfigRejected,
+    Conflict,
+    DaemonSetInTheWay,
+    Forbidden,
+    Invalid,
+    KubeError,
+    NamespaceTerminating,
+    Stopped,
+)
 from imagepuller.apitime import format_time
 from imagepuller.config import Config
 from imagepuller.events import EventRecorder, involved
 from imagepuller.health import Health
 from imagepuller.imagelists import merge_images
 from imagepuller.informer import Informer, WakeUp
-from imagepuller.kube import (
-    DAEMONSETS,
-    Conflict,
-    Forbidden,
-    Invalid,
-    Kube,
-    KubeError,
-    NamespaceTerminating,
-    Stopped,
-    Terminal,
-)
+from imagepuller.kube import DAEMONSETS, Kube
 from imagepuller.listsource import ImageListSource, ListReader
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import Metrics
@@ -102,14 +102,6 @@ class Step:
     failed: bool = False  # it failed: tried again after a pause that grows per failure
     conflict: bool = False  # a write met a newer DaemonSet: looked at again at once
     exit_code: int | None = None  # the controller is over, with this exit code
-
-
-class DaemonSetInTheWay(KubeError):
-    """A DaemonSet of our name exists and belongs to something else; we leave it alone."""
-
-
-class ConfigRejected(Terminal):
-    """The API refuses the DaemonSet this configuration makes (found by a dry run)."""
 
 
 def controller_client(

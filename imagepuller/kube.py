@@ -33,6 +33,17 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.watch.watch import iter_resp_lines
 
+from imagepuller.apierrors import (
+    KubeError,
+    NotFound,
+    NotLeader,
+    Stopped,
+    Transient,
+    error_from_api_exception,
+    error_from_response,
+    error_from_status,
+)
+
 log = structlog.get_logger("imagepuller.kube")
 
 OPENSHIFT_API_GROUP = "route.openshift.io"
@@ -70,65 +81,6 @@ def _path(kind: tuple[str, str], namespace: str, name: str = "") -> str:
         return kind[1].replace("/namespaces/{namespace}", "")
     collection = kind[1].format(namespace=namespace)
     return f"{collection}/{name}" if name else collection
-
-
-class KubeError(Exception):
-    """A call to the API failed; ``status`` is the HTTP status (0 when none came back)."""
-
-    def __init__(self, message: str, *, status: int = 0, reason: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
-
-
-class Transient(KubeError):
-    """Connection refused or reset, 5xx, 429, timeouts: worth trying again."""
-
-
-class NamespaceTerminating(KubeError):
-    """403 because the namespace is being deleted: nothing can be created in it any more."""
-
-
-class Forbidden(KubeError):
-    """403: the puller's ServiceAccount lacks a permission; ``permission`` names it."""
-
-    def __init__(self, message: str, *, permission: str, **kwargs: Any):
-        super().__init__(message, **kwargs)
-        self.permission = permission
-
-
-class NotFound(KubeError):
-    pass
-
-
-class Conflict(KubeError):
-    """409: already exists, or a precondition (uid) no longer holds."""
-
-
-class Invalid(KubeError):
-    """422: the API rejected the object; the message is the API's own."""
-
-
-class Expired(KubeError):
-    """410: a watch's resourceVersion is too old; list again."""
-
-
-class Stopped(Exception):
-    """The stop event was set while waiting."""
-
-
-class Terminal(Exception):
-    """Trying again cannot help (controller-runtime's ``TerminalError``): the work stops until
-    what it was given changes. Not a ``KubeError``: nothing failed to answer, the answer is
-    no (a configuration the API refuses, for example)."""
-
-
-class NotLeader(Stopped, KubeError):
-    """A write refused before it was sent: this process does not hold its leader Lease now.
-
-    A ``Stopped``, so a controller's loop ends as on a stop (the lost Lease is stopping the
-    whole operator); a ``KubeError`` too, so a writer that logs API failures and goes on (a
-    status, an Event) logs this one the same way, without a traceback."""
 
 
 # Methods that change something: each waits for the write guard's word (reads never do).
@@ -494,9 +446,7 @@ class Kube:
                         f"watch of {resource} in {namespace} broke: an event cut short"
                     ) from None
                 if event.get("type") == "ERROR":
-                    raise _error_from_status(
-                        event.get("object") or {}, "watch", resource, namespace
-                    )
+                    raise error_from_status(event.get("object") or {}, "watch", resource, namespace)
                 yield event["type"], event["object"]
         except (urllib3.exceptions.HTTPError, OSError) as err:
             self._check_stop()  # an interrupted stream is a stop, not an error
@@ -590,7 +540,7 @@ class Kube:
             response = func(*args, _preload_content=False, **kwargs)
         except ApiException as err:
             self._told(verb, resource, str(err.status or "error"), started)
-            raise _error_from_api_exception(err, verb, resource, namespace) from None
+            raise error_from_api_exception(err, verb, resource, namespace) from None
         except (urllib3.exceptions.HTTPError, OSError) as err:
             self._told(verb, resource, "error", started)
             raise Transient(f"cannot reach the API server to {verb} {resource}: {err}") from None
@@ -598,7 +548,7 @@ class Kube:
         if not 200 <= response.status <= 299:
             body = response.data
             response.release_conn()
-            raise _error_from_response(
+            raise error_from_response(
                 response.status, response.reason, body, verb, resource, namespace
             )
         return response
@@ -616,73 +566,3 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
         wait_seconds=round(state.upcoming_sleep, 2),
         error=str(error),
     )
-
-
-def _error_from_api_exception(
-    err: ApiException, verb: str, resource: str, namespace: str
-) -> KubeError:
-    return _error_from_response(
-        err.status or 0, err.reason or "", err.body, verb, resource, namespace
-    )
-
-
-def _error_from_response(
-    status: int, reason: str, body: bytes | str | None, verb: str, resource: str, namespace: str
-) -> KubeError:
-    try:
-        payload = json.loads(body) if body else {}
-    except (ValueError, TypeError):
-        payload = {}
-    if not isinstance(payload, dict):
-        payload = {}
-    payload.setdefault("code", status)
-    payload.setdefault("reason", reason)
-    return _error_from_status(payload, verb, resource, namespace)
-
-
-def _error_from_status(
-    status: dict[str, Any], verb: str, resource: str, namespace: str
-) -> KubeError:
-    code = int(status.get("code") or 0)
-    message = status.get("message") or status.get("reason") or f"HTTP {code}"
-    reason = status.get("reason") or ""
-    where = f" in namespace {namespace}" if namespace else ""
-    if code == 403 and _is_namespace_terminating(status):
-        return NamespaceTerminating(
-            f"namespace {namespace} is being deleted, so nothing can be created in it; "
-            f"recreate the namespace or point NAMESPACE elsewhere (API said: {message})",
-            status=code,
-            reason=reason,
-        )
-    if code == 403:
-        permission = f"{verb} {resource}{where}"
-        return Forbidden(
-            f"permission denied: the puller may not {permission}; grant it in the puller's Role "
-            f"(API said: {message})",
-            permission=permission,
-            status=code,
-            reason=reason,
-        )
-    if code == 404:
-        return NotFound(message, status=code, reason=reason)
-    if code == 409:
-        return Conflict(message, status=code, reason=reason)
-    if code == 410:
-        return Expired(message, status=code, reason=reason)
-    if code in (400, 422):
-        return Invalid(f"the API rejected the {resource}: {message}", status=code, reason=reason)
-    if code == 429 or code >= 500 or code == 0:
-        return Transient(
-            f"{verb} {resource}{where} failed (HTTP {code}): {message}", status=code, reason=reason
-        )
-    return KubeError(
-        f"{verb} {resource}{where} failed (HTTP {code}): {message}", status=code, reason=reason
-    )
-
-
-def _is_namespace_terminating(status: dict[str, Any]) -> bool:
-    # The API says so in a cause (NamespaceLifecycle admission); older servers only in the text.
-    causes = (status.get("details") or {}).get("causes") or []
-    if any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes):
-        return True
-    return "because it is being terminated" in str(status.get("message") or "")

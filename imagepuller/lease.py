@@ -31,8 +31,9 @@ from typing import Any
 
 import structlog
 
+from imagepuller.apierrors import Conflict, KubeError, Stopped
 from imagepuller.apitime import micro_time
-from imagepuller.kube import LEASES, Conflict, Kube, KubeError, Stopped
+from imagepuller.kube import LEASES, Kube
 
 log = structlog.get_logger("imagepuller.lease")
 
@@ -123,7 +124,7 @@ class LeaderElector:
 
         True when we hold the Lease afterwards. False when another holder's Lease has not
         expired, or when another replica wrote the Lease since we read it (409). Any other
-        :class:`~imagepuller.kube.KubeError` is raised (:meth:`run` counts it as a failed
+        :class:`~imagepuller.apierrors.KubeError` is raised (:meth:`run` counts it as a failed
         attempt).
         """
         with self._lock:

@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from imagepuller import cachestatus, exitcodes
+from imagepuller.apierrors import Forbidden, KubeError
 from imagepuller.cachestatus import PullerStatus
 from imagepuller.config import DEFAULT_NAME, DEFAULT_NAMESPACE
 from imagepuller.daemonset import MANAGED_SELECTOR
-from imagepuller.kube import Forbidden, Kube, KubeError, load_api_client
+from imagepuller.kube import Kube, load_api_client
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output
