@@ -15,9 +15,10 @@ The semantics are client-go's (``k8s.io/client-go/tools/leaderelection``), writt
   over at once instead of after the lease duration.
 * Between renewals, the leader is only known to hold the Lease for ``renew_deadline`` after
   its last successful renewal *started* (:meth:`LeaderElector.refusal`, by the monotonic
-  clock). The operator asks that before every write it sends (``kube.guard_writes``), so a
-  leader paused past its Lease (SIGSTOP, a long GC pause, a frozen VM) sends nothing when it
-  runs again, even before its renew loop has looked at the Lease.
+  clock). The operator asks that before every write it sends
+  (``apitransport.guard_writes``), so a leader paused past its Lease (SIGSTOP, a long GC
+  pause, a frozen VM) sends nothing when it runs again, even before its renew loop has looked
+  at the Lease.
 """
 
 from __future__ import annotations

@@ -18,10 +18,11 @@ from typing import Any
 
 from imagepuller import cachestatus, exitcodes
 from imagepuller.apierrors import Forbidden, KubeError
+from imagepuller.apitransport import load_api_client
 from imagepuller.cachestatus import PullerStatus
 from imagepuller.config import DEFAULT_NAME, DEFAULT_NAMESPACE
 from imagepuller.daemonset import MANAGED_SELECTOR
-from imagepuller.kube import Kube, load_api_client
+from imagepuller.kube import Kube
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output

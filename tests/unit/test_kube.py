@@ -21,7 +21,8 @@ from imagepuller.apierrors import (
     Stopped,
     Transient,
 )
-from imagepuller.kube import EVENTS_V1, LEASES, PODS, PULLERS, Kube, guard_writes, load_api_client
+from imagepuller.apitransport import guard_writes, load_api_client
+from imagepuller.kube import EVENTS_V1, LEASES, PODS, PULLERS, Kube
 
 
 class Response:
