@@ -115,5 +115,8 @@ def test_run_loads_neither_the_status_nor_the_operator_command():
         "imagepuller.operatorcmd",
         "imagepuller.operator",
         "imagepuller.lease",
+        "imagepuller.leaserecord",
+        "imagepuller.nodepods",
+        "imagepuller.nodeselection",
         "prometheus_client",  # only with METRICS_PORT set
     }
