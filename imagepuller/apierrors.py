@@ -19,12 +19,15 @@ The tree::
     └── Terminal                   trying again cannot help until the input changes
         └── ConfigRejected         the API refuses the DaemonSet a configuration makes
 
-Retried: only ``Transient``, by the client's one policy (exponential backoff, bounded in
-time, cut short by a stop). Every other ``KubeError`` reaches the caller at once; a
-controller backs off and looks again later, since the cluster may change (a Role granted,
-a namespace recreated). ``Terminal`` is not a ``KubeError``: nothing failed to answer, the
-answer was no, so looking again is pointless until what was given changes; a refused
-configuration is one. ``Stopped`` ends a loop as a stop does, never as a failure.
+Retried: only ``Transient``, inside the client, by its one policy (exponential backoff,
+bounded in time, cut short by a stop); once that gives up it reaches the caller like any
+other. Every other ``KubeError`` reaches the caller at once, and the caller decides: a
+controller looks again after its backoff, since the cluster may change (a Role granted, a
+namespace recreated), or at once after a ``Conflict``. ``Terminal`` is not a ``KubeError``:
+nothing failed to answer, the answer was no, so trying the same again cannot help until
+what was given changes; a configuration the API refuses (``ConfigRejected``) is one: what
+already runs is left as it is, and the refusal reported. ``Stopped`` ends a loop as a stop
+does, never as a failure.
 
 From an answer (:func:`error_from_status`, reached from an ``ApiException`` through
 :func:`error_from_api_exception` or from a raw response through :func:`error_from_response`):
