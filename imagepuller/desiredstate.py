@@ -16,8 +16,9 @@ from typing import Any
 import structlog
 
 from imagepuller import daemonset as ds
+from imagepuller.apierrors import ConfigRejected, Conflict, Forbidden, Invalid
 from imagepuller.config import Config
-from imagepuller.kube import ConfigRejected, Conflict, Forbidden, Invalid, Kube
+from imagepuller.kube import Kube
 from imagepuller.reconciler import Desired
 
 log = structlog.get_logger("imagepuller.controller")

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from imagepuller.apierrors import KubeError, NotFound
 from imagepuller.apitime import micro_time
-from imagepuller.kube import EVENTS_V1, Kube, KubeError, NotFound
+from imagepuller.kube import EVENTS_V1, Kube
 
 log = structlog.get_logger("imagepuller.events")
 

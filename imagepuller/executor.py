@@ -18,11 +18,12 @@ from typing import Any
 import structlog
 
 from imagepuller import daemonset as ds
+from imagepuller.apierrors import DaemonSetInTheWay
 from imagepuller.apitime import format_time
 from imagepuller.config import Config
 from imagepuller.desiredstate import DesiredState
 from imagepuller.events import PullerEvent
-from imagepuller.kube import Kube, KubeError
+from imagepuller.kube import Kube
 from imagepuller.ownership import Ownership, classify, controller_reference
 from imagepuller.reconciler import Action, Desired, Do, rollout, spec_hash_of
 from imagepuller.rolloutreport import RolloutReport
@@ -33,10 +34,6 @@ log = structlog.get_logger("imagepuller.controller")
 # nothing is decided from it (a DaemonSet just created would look deleted); past this long the
 # cache is trusted again whatever it shows (the watch may have missed it, and relists).
 CATCH_UP_SECONDS = 5.0
-
-
-class DaemonSetInTheWay(KubeError):
-    """A DaemonSet of our name exists and belongs to something else; we leave it alone."""
 
 
 class WriteWatch:

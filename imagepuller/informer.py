@@ -19,7 +19,8 @@ from typing import Any
 
 import structlog
 
-from imagepuller.kube import Expired, Kube, KubeError, Stopped, Transient
+from imagepuller.apierrors import Expired, KubeError, Stopped, Transient
+from imagepuller.kube import Kube
 
 log = structlog.get_logger("imagepuller.informer")
 

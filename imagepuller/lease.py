@@ -15,15 +15,14 @@ The semantics are client-go's (``k8s.io/client-go/tools/leaderelection``), writt
   over at once instead of after the lease duration.
 * Between renewals, the leader is only known to hold the Lease for ``renew_deadline`` after
   its last successful renewal *started* (:meth:`LeaderElector.refusal`, by the monotonic
-  clock). The operator asks that before every write it sends (``kube.guard_writes``), so a
-  leader paused past its Lease (SIGSTOP, a long GC pause, a frozen VM) sends nothing when it
-  runs again, even before its renew loop has looked at the Lease.
+  clock). The operator asks that before every write it sends
+  (``apitransport.guard_writes``), so a leader paused past its Lease (SIGSTOP, a long GC
+  pause, a frozen VM) sends nothing when it runs again, even before its renew loop has looked
+  at the Lease.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -31,13 +30,20 @@ from typing import Any
 
 import structlog
 
+from imagepuller.apierrors import Conflict, KubeError, Stopped
 from imagepuller.apitime import micro_time
-from imagepuller.kube import LEASES, Conflict, Kube, KubeError, Stopped
+from imagepuller.kube import LEASES, Kube
+from imagepuller.leaserecord import (
+    RecordWatch,
+    lease_seconds,
+    new_lease,
+    released,
+    renewed,
+    taken_over,
+    transitions,
+)
 
 log = structlog.get_logger("imagepuller.lease")
-
-# (holderIdentity, renewTime, resourceVersion): what tells us the holder is alive.
-_Record = tuple[str, str, str]
 
 
 class LeaderElector:
@@ -86,8 +92,7 @@ class LeaderElector:
         # When (monotonic) the last successful acquire or renew started.
         self._renewed_at = 0.0
         # The last record we read and when (monotonic) we first saw it as it is.
-        self._observed: _Record | None = None
-        self._observed_at = 0.0
+        self._watch = RecordWatch(clock, lease_duration)
         # The other holder we last logged waiting for (logged once per change of holder).
         self._waiting_for: str | None = None
 
@@ -123,7 +128,7 @@ class LeaderElector:
 
         True when we hold the Lease afterwards. False when another holder's Lease has not
         expired, or when another replica wrote the Lease since we read it (409). Any other
-        :class:`~imagepuller.kube.KubeError` is raised (:meth:`run` counts it as a failed
+        :class:`~imagepuller.apierrors.KubeError` is raised (:meth:`run` counts it as a failed
         attempt).
         """
         with self._lock:
@@ -137,20 +142,19 @@ class LeaderElector:
             if self._read_too_long_ago(started):
                 return False
             try:
-                written = self.kube.create_object(LEASES, self.namespace, self._new_lease(now))
+                body = new_lease(self.name, self.namespace, self.identity, now, self._lease_seconds)
+                written = self.kube.create_object(LEASES, self.namespace, body)
             except Conflict:
                 return False  # another replica created it first; we read it next time
             return self._holding(written, started)
 
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        observed = self._observe(lease)
-        body = copy.deepcopy(lease)
-        new_spec = body.setdefault("spec", {})
+        observed = self._watch.observe(lease)
         if holder == self.identity:
-            new_spec["renewTime"] = now
+            body = renewed(lease, now, self._lease_seconds)
         else:
-            if holder and not self._expired(spec, observed):
+            if holder and not self._watch.expired(spec, observed):
                 self._is_leader = False
                 if self._waiting_for != holder:
                     self._waiting_for = holder
@@ -159,11 +163,7 @@ class LeaderElector:
                     )
                 return False
             # Released (empty holder) or expired: ours, unless someone beats us to the PUT.
-            new_spec["holderIdentity"] = self.identity
-            new_spec["acquireTime"] = now
-            new_spec["renewTime"] = now
-            new_spec["leaseTransitions"] = _int(spec.get("leaseTransitions")) + 1
-        new_spec["leaseDurationSeconds"] = self._lease_seconds()
+            body = taken_over(lease, self.identity, now, self._lease_seconds)
         if self._read_too_long_ago(started):
             return False
         try:
@@ -180,7 +180,7 @@ class LeaderElector:
 
     def _holding(self, lease: dict[str, Any], started: float) -> bool:
         """We just wrote ``lease`` as its holder."""
-        self._observe(lease)
+        self._watch.observe(lease)
         self._renewed_at = started
         if not self._is_leader:
             self._is_leader = True
@@ -190,51 +190,13 @@ class LeaderElector:
                 identity=self.identity,
                 lease=self.name,
                 namespace=self.namespace,
-                transitions=_int((lease.get("spec") or {}).get("leaseTransitions")),
+                transitions=transitions(lease),
             )
         return True
 
-    def _observe(self, lease: dict[str, Any]) -> float:
-        """Note the Lease's record; returns when (monotonic) we first saw it as it is now."""
-        spec = lease.get("spec") or {}
-        record: _Record = (
-            spec.get("holderIdentity") or "",
-            str(spec.get("renewTime") or ""),
-            str((lease.get("metadata") or {}).get("resourceVersion") or ""),
-        )
-        if record != self._observed:
-            self._observed = record
-            self._observed_at = self._clock()
-        return self._observed_at
-
-    def _expired(self, spec: dict[str, Any], observed_at: float) -> bool:
-        # Expiry is judged on OUR monotonic clock, from when WE first saw the holder's current
-        # record, never from the renewTime it wrote: that is a reading of the holder's wall
-        # clock, and machines' clocks disagree (a holder whose clock runs an hour slow would
-        # look expired while renewing every two seconds; one running fast would never look
-        # expired). A record that has not changed for a whole lease duration of our own time
-        # means its holder stopped renewing, whatever the clocks say. The cost: a candidate
-        # that has just started waits one full lease duration before it can take over.
-        duration = spec.get("leaseDurationSeconds")
-        seconds = float(duration) if isinstance(duration, int | float) and duration > 0 else None
-        return self._clock() - observed_at >= (seconds or self.lease_duration)
-
-    def _new_lease(self, now: str) -> dict[str, Any]:
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "spec": {
-                "holderIdentity": self.identity,
-                "leaseDurationSeconds": self._lease_seconds(),
-                "acquireTime": now,
-                "renewTime": now,
-                "leaseTransitions": 0,
-            },
-        }
-
+    @property
     def _lease_seconds(self) -> int:
-        return max(1, math.ceil(self.lease_duration))
+        return lease_seconds(self.lease_duration)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -272,7 +234,7 @@ class LeaderElector:
             # exists to prevent, so the lost leader stops (the caller exits, as
             # controller-runtime does) and, if it wants to lead again, campaigns anew from a
             # clean start. Seeing another holder is a definite loss: no point waiting.
-            lost_to = "" if self._is_leader else (self._observed or ("",))[0]
+            lost_to = "" if self._is_leader else self._watch.holder
             if lost_to or self._clock() - self._renewed_at >= self.renew_deadline:
                 self._is_leader = False
                 log.error(
@@ -318,11 +280,7 @@ class LeaderElector:
                     self.identity
                 ):
                     return  # not ours any more: nothing to give up
-                body = copy.deepcopy(lease)
-                spec = body.setdefault("spec", {})
-                spec["holderIdentity"] = ""
-                spec["leaseDurationSeconds"] = 1
-                spec["renewTime"] = micro_time(self._wall())
+                body = released(lease, micro_time(self._wall()))
                 self.kube.replace_object(LEASES, self.namespace, self.name, body)
             except (KubeError, Stopped) as err:
                 log.warning(
@@ -333,7 +291,3 @@ class LeaderElector:
                 )
                 return
             log.info("lease_released", identity=self.identity, lease=self.name)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -11,8 +11,9 @@ from typing import Any
 
 import structlog
 
+from imagepuller.apierrors import Conflict, KubeError
 from imagepuller.config import Config
-from imagepuller.kube import Conflict, Kube, KubeError
+from imagepuller.kube import Kube
 
 log = structlog.get_logger("imagepuller.controller")
 

@@ -18,8 +18,8 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from imagepuller.apierrors import Stopped
 from imagepuller.health import Health
-from imagepuller.kube import Stopped
 from imagepuller.workqueue import WorkQueue
 
 log = structlog.get_logger("imagepuller.manager")

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import structlog
 
+from imagepuller.apierrors import ConfigRejected, KubeError, Stopped
 from imagepuller.config import Config
-from imagepuller.kube import ConfigRejected, KubeError, Stopped
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import Metrics
 

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 import structlog
 
 from imagepuller import __version__
+from imagepuller.apitransport import guard_writes
 from imagepuller.config import ConfigError, load_operator_settings
 from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
 from imagepuller.exitcodes import OK as EXIT_OK
-from imagepuller.kube import Kube, guard_writes
+from imagepuller.kube import Kube
 from imagepuller.lease import LeaderElector
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import metrics_for

@@ -11,8 +11,9 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from imagepuller.apierrors import KubeError
+from imagepuller.apitransport import load_api_client
 from imagepuller.endpoints import Endpoints, Probes
-from imagepuller.kube import KubeError, load_api_client
 from imagepuller.metrics import Metrics
 
 # After a stop is asked for, the work gets this long to finish on its own. If a call it is

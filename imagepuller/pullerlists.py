@@ -17,10 +17,10 @@ from typing import Any
 import structlog
 
 from imagepuller import daemonset as ds
+from imagepuller.apierrors import ConfigRejected
 from imagepuller.config import Config
 from imagepuller.events import EventRecorder, about_owner, involved
 from imagepuller.imagelists import merge_images
-from imagepuller.kube import ConfigRejected
 from imagepuller.listsource import ImageListSource, ListReader
 from imagepuller.metrics import Metrics
 from imagepuller.reconciler import Action, Do

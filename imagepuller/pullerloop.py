@@ -17,18 +17,18 @@ from typing import Protocol
 import structlog
 
 from imagepuller import exitcodes
-from imagepuller.config import Config
-from imagepuller.executor import DaemonSetInTheWay
-from imagepuller.health import Health
-from imagepuller.informer import WakeUp
-from imagepuller.kube import (
+from imagepuller.apierrors import (
     ConfigRejected,
     Conflict,
+    DaemonSetInTheWay,
     Forbidden,
     KubeError,
     NamespaceTerminating,
     Stopped,
 )
+from imagepuller.config import Config
+from imagepuller.health import Health
+from imagepuller.informer import WakeUp
 from imagepuller.metrics import Metrics
 
 log = structlog.get_logger("imagepuller.controller")

@@ -12,7 +12,8 @@ from typing import Any
 
 import structlog
 
-from imagepuller.kube import Kube, KubeError
+from imagepuller.apierrors import KubeError
+from imagepuller.kube import Kube
 from imagepuller.pods import pull_failures
 from imagepuller.reconciler import generation_observed, rollout
 

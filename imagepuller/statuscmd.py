@@ -3,8 +3,8 @@ scripts, with an exit code that can gate a rollout. Its arguments are ``cli``'s;
 imported only when the command runs.
 
 Reading only: get/list daemonsets and list pods; list nodes is optional (without it, nodes with
-no pod are not shown). The model and its rendering are ``cachestatus``'s; this module reads the
-objects, picks the output and the exit code.
+no pod are not shown). The model is ``cachestatus``'s and its text ``cachetable``'s; this
+module reads the objects, picks the output and the exit code.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from imagepuller import cachestatus, exitcodes
+from imagepuller import cachestatus, cachetable, exitcodes
+from imagepuller.apierrors import Forbidden, KubeError
+from imagepuller.apitransport import load_api_client
 from imagepuller.cachestatus import PullerStatus
 from imagepuller.config import DEFAULT_NAME, DEFAULT_NAMESPACE
 from imagepuller.daemonset import MANAGED_SELECTOR
-from imagepuller.kube import Forbidden, Kube, KubeError, load_api_client
+from imagepuller.kube import Kube
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output
@@ -102,8 +104,8 @@ def render(statuses: list[PullerStatus], output: str, *, many: bool) -> str:
     if output == "table":
         now = time.time()
         if many:
-            return cachestatus.render_many(statuses, now=now)
-        return cachestatus.render_table(statuses[0], now=now)
+            return cachetable.render_many(statuses, now=now)
+        return cachetable.render_table(statuses[0], now=now)
     document = {
         "ready": all(status.ready for status in statuses),
         "pullers": [status.to_dict() for status in statuses],

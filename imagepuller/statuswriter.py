@@ -17,10 +17,11 @@ from typing import Any
 
 import structlog
 
+from imagepuller.apierrors import KubeError, NotFound
 from imagepuller.cachestatus import summarize
 from imagepuller.config import Config
 from imagepuller.daemonset import selector_labels
-from imagepuller.kube import PULLERS, Kube, KubeError, NotFound
+from imagepuller.kube import PULLERS, Kube
 from imagepuller.status import why_not_ready
 
 log = structlog.get_logger("imagepuller.operator")

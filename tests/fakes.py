@@ -8,9 +8,10 @@ from __future__ import annotations
 import itertools
 import threading
 
+from imagepuller.apierrors import Conflict
 from imagepuller.config import load_config
 from imagepuller.controller import Controller
-from imagepuller.kube import EVENTS_V1, Conflict
+from imagepuller.kube import EVENTS_V1
 
 ENV = {
     "IMAGES": "a=quay.io/a:1;b=quay.io/b:1",

@@ -13,9 +13,11 @@ import time
 import pytest
 from kubernetes import client
 
+from imagepuller.apierrors import Invalid
+from imagepuller.apitransport import load_api_client
 from imagepuller.config import load_config
 from imagepuller.daemonset import build_daemonset
-from imagepuller.kube import Invalid, Kube, load_api_client
+from imagepuller.kube import Kube
 from tests.cluster.conftest import NAME, make_refresh_due, read_ds
 from tests.waiting import wait_until
 

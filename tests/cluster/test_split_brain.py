@@ -175,7 +175,7 @@ def test_a_leader_paused_past_its_lease_sends_no_write_when_it_runs_again(
         sent_after_thaw.append([summary(entry) for entry in writes])
         refused.append(sum('"write_refused"' in line for line in leader.process.lines))
         log_text = "".join(leader.process.lines)
-        if "kube.NotLeader" in log_text:  # only a traceback names the class
+        if "apierrors.NotLeader" in log_text:  # only a traceback names the class
             tracebacks.append(log_text)
         leader = standby
 

@@ -111,8 +111,12 @@ def test_run_loads_neither_the_status_nor_the_operator_command():
     assert not modules & {
         "imagepuller.statuscmd",
         "imagepuller.cachestatus",
+        "imagepuller.cachetable",
         "imagepuller.operatorcmd",
         "imagepuller.operator",
         "imagepuller.lease",
+        "imagepuller.leaserecord",
+        "imagepuller.nodepods",
+        "imagepuller.nodeselection",
         "prometheus_client",  # only with METRICS_PORT set
     }

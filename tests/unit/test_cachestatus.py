@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from imagepuller import cachestatus as cs
+from imagepuller import cachetable, nodeselection
 from imagepuller.apitime import parse_time
 from imagepuller.cachestatus import Failure
+from imagepuller.nodepods import ImageStatus
 
 NAMESPACE = "k8s-image-puller"
 NAME = "kubernetes-image-puller"
@@ -134,7 +136,7 @@ def test_acceptance_counts_the_failure_and_the_tainted_node():
     ]
     assert (nodes["node-3"].holds, nodes["node-3"].of) == (1, 2)
     assert nodes["node-3"].images["a"].state == "held"
-    assert nodes["node-3"].images["b"] == cs.ImageStatus("failed", "ErrImagePull", PULL_MESSAGE)
+    assert nodes["node-3"].images["b"] == ImageStatus("failed", "ErrImagePull", PULL_MESSAGE)
     assert nodes["node-4"].selected is False
     assert nodes["node-4"].why == "taint dedicated=gpu:NoSchedule"
     assert status.counts == {"failed": 1, "pulling": 0, "not_scheduled": 1, "held": 3}
@@ -143,7 +145,7 @@ def test_acceptance_counts_the_failure_and_the_tainted_node():
 
 
 def test_acceptance_table_shows_the_failing_row_first_and_the_held_nodes_grouped():
-    table = cs.render_table(cs.summarize(*acceptance()), now=NOW)
+    table = cachetable.render_table(cs.summarize(*acceptance()), now=NOW)
     assert table == (
         "k8s-image-puller/kubernetes-image-puller: 3 of 4 selected nodes hold all 2 images; "
         "1 failing; 1 not scheduled; last refresh 2026-11-28T20:00:00.000Z (12m ago)\n"
@@ -217,7 +219,7 @@ def test_during_a_rolling_refresh_the_old_ready_pod_still_holds():
     assert status.failures == (
         Failure("node-1", "quay.io/a:1", "a", "ImagePullBackOff", "Back-off", still_held=True),
     )
-    assert status.nodes[1].images["a"] == cs.ImageStatus("held", "ImagePullBackOff", "Back-off")
+    assert status.nodes[1].images["a"] == ImageStatus("held", "ImagePullBackOff", "Back-off")
     assert status.nodes[1].detail == "refresh failing: a: ImagePullBackOff: Back-off"
     assert status.nodes[0].detail == ""
 
@@ -237,10 +239,12 @@ def test_a_new_pod_alone_is_pulling_with_the_kubelets_reason():
     status = cs.summarize(daemonset(desired=1), pods, [node("node-0")])
     node_0 = status.nodes[0]
     assert (node_0.state, node_0.holds) == ("pulling", 0)
-    assert node_0.images["a"] == cs.ImageStatus("pulling", "ContainerCreating", "")
+    assert node_0.images["a"] == ImageStatus("pulling", "ContainerCreating", "")
     assert node_0.images["b"].reason == "NotReady"
     assert status.ready is False and status.failures == ()
-    assert "node-0  0/2     pulling  a: ContainerCreating (+1 more)" in cs.render_table(status)
+    assert "node-0  0/2     pulling  a: ContainerCreating (+1 more)" in cachetable.render_table(
+        status
+    )
 
 
 def test_pods_being_deleted_hold_nothing():
@@ -296,7 +300,7 @@ def test_a_failing_init_container_fails_the_node_and_names_its_own_image():
     assert status.failures == (
         Failure("node-0", "quay.io/kip:1", "copy-sleep", "ImagePullBackOff", "Back-off"),
     )
-    assert status.nodes[0].images["a"] == cs.ImageStatus(
+    assert status.nodes[0].images["a"] == ImageStatus(
         "failed", "ImagePullBackOff", "init container copy-sleep: Back-off"
     )
 
@@ -419,12 +423,12 @@ def test_required_node_affinity_selects_nodes(expression, selected):
 )
 def test_taints_and_tolerations(taint, tolerations, why):
     pod_spec = {"tolerations": tolerations} if tolerations else {}
-    assert cs.why_not_selected(pod_spec, node("n", taints=[taint])) == why
+    assert nodeselection.why_not_selected(pod_spec, node("n", taints=[taint])) == why
 
 
 def test_every_reason_a_node_is_left_out_is_given():
     pod_spec = {"nodeSelector": {"disktype": "ssd"}, **affinity({"key": "z", "operator": "Exists"})}
-    why = cs.why_not_selected(pod_spec, node("n", taints=[GPU_TAINT]))
+    why = nodeselection.why_not_selected(pod_spec, node("n", taints=[GPU_TAINT]))
     assert why == (
         "selector disktype=ssd; affinity: no required node affinity term matches; "
         "taint dedicated=gpu:NoSchedule"
@@ -435,7 +439,7 @@ def test_no_desired_node_is_not_ready_nothing_is_cached():
     ds = daemonset(desired=0, pod_spec={"nodeSelector": {"disktype": "ssd"}})
     status = cs.summarize(ds, [], [node("node-0")])
     assert (status.desired, status.holding, status.ready) == (0, 0, False)
-    assert cs.summary_line(status, now=NOW).startswith(
+    assert cachetable.summary_line(status, now=NOW).startswith(
         f"{NAMESPACE}/{NAME}: 0 of 0 selected nodes hold all 2 images; 1 not scheduled;"
     )
 
@@ -450,7 +454,7 @@ def test_without_nodes_only_nodes_with_a_pod_are_shown_and_a_note_says_so():
     assert (status.desired, status.holding, status.ready) == (3, 1, False)
     assert status.nodes_without_pods_shown is False
     assert len(status.notes) == 1 and "1 of the 3 desired nodes have no pod yet" in status.notes[0]
-    table = cs.render_table(status, now=NOW)
+    table = cachetable.render_table(status, now=NOW)
     assert table.splitlines()[-1] == f"note: {status.notes[0]}"
     assert status.to_dict()["nodes_without_pods_shown"] is False
 
@@ -479,7 +483,7 @@ def test_a_thousand_nodes_fit_in_a_few_rows_failing_first():
             pods.append(pod(f"node-{i}", ALL_READY))
     status = cs.summarize(daemonset(desired=1000), pods, nodes)
     assert (status.desired, status.holding, len(status.failures)) == (1000, 997, 2)
-    lines = cs.render_table(status, now=NOW).splitlines()
+    lines = cachetable.render_table(status, now=NOW).splitlines()
     assert lines[0].startswith(
         f"{NAMESPACE}/{NAME}: 997 of 1000 selected nodes hold all 2 images; 2 failing; 1 pulling;"
     )
@@ -497,7 +501,7 @@ def test_rows_beyond_max_rows_are_left_off_and_counted_failing_ones_kept():
         pod(f"node-{i}", {"a": READY, "b": ("ErrImagePull", f"error {i}")}) for i in range(10)
     ] + [pod(f"node-{i}", ALL_READY) for i in range(10, 30)]
     status = cs.summarize(daemonset(desired=30), pods, nodes)
-    lines = cs.render_table(status, max_rows=4, now=NOW).splitlines()
+    lines = cachetable.render_table(status, max_rows=4, now=NOW).splitlines()
     rows = lines[2:-1]
     assert len(rows) == 4 and all(" failed " in row for row in rows)
     assert rows[0].startswith("node-0 ") and "error 0" in rows[0]
@@ -508,7 +512,7 @@ def test_long_messages_are_cut_to_one_line():
     message = "first line\n" + "x" * 300
     pods = [pod("node-0", {"a": READY, "b": ("ErrImagePull", message)})]
     status = cs.summarize(daemonset(desired=1), pods, [node("node-0")])
-    row = cs.render_table(status, now=NOW).splitlines()[2]
+    row = cachetable.render_table(status, now=NOW).splitlines()[2]
     detail = row.split("failed  ", 1)[1]
     assert detail.startswith("b: ErrImagePull: first line xxx") and detail.endswith("...")
     assert len(detail) == cs.DETAIL_WIDTH
@@ -523,20 +527,20 @@ def test_render_many_gives_one_block_per_puller_and_counts_the_ready_ones():
         daemonset(namespace="team-a", desired=1), [pod("node-0", ALL_READY)], [node("node-0")]
     )
     not_ready = cs.summarize(daemonset(namespace="team-b", desired=1), [], [node("node-0")])
-    text = cs.render_many([ready, not_ready], now=NOW)
+    text = cachetable.render_many([ready, not_ready], now=NOW)
     blocks = text.split("\n\n")
     assert len(blocks) == 3
     assert blocks[0].startswith(f"team-a/{NAME}: 1 of 1 selected node holds all 2 images")
     assert blocks[1].startswith(f"team-b/{NAME}: 0 of 1 selected node holds all 2 images")
     assert blocks[2] == "1 of 2 pullers ready\n"
-    assert cs.render_many([]) == "no puller found\n"
+    assert cachetable.render_many([]) == "no puller found\n"
 
 
 def test_no_refresh_recorded_is_said():
     status = cs.summarize(daemonset(refreshed=None), [], [])
     assert status.last_refresh is None
-    assert cs.summary_line(status).endswith("; no refresh recorded")
-    assert cs.render_table(status).splitlines()[1] == "(no node to show)"
+    assert cachetable.summary_line(status).endswith("; no refresh recorded")
+    assert cachetable.render_table(status).splitlines()[1] == "(no node to show)"
 
 
 @pytest.mark.parametrize(
@@ -544,7 +548,7 @@ def test_no_refresh_recorded_is_said():
     [(45, "45s ago"), (12 * 60 + 5, "12m ago"), (3 * 3600, "3h ago"), (2 * 86400 + 1, "2d ago")],
 )
 def test_age(seconds, shown):
-    assert cs.age(1000.0, 1000.0 + seconds) == shown
+    assert cachetable.age(1000.0, 1000.0 + seconds) == shown
 
 
 def test_nodes_sort_naturally_and_images_leave_out_the_init_container():

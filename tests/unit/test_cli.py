@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagepuller.cli import EXIT_CONFIG, EXIT_OK, format_bytes, main
+from imagepuller.cli import EXIT_CONFIG, EXIT_OK, main
 from imagepuller.config import load_config
 from imagepuller.daemonset import build_daemonset
+from imagepuller.offlinecmd import format_bytes
 from tests.unit.test_manifest_yaml import strict_load
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,9 +16,10 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagepuller.cli import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, MAX_NODES, format_bytes, main
+from imagepuller.cli import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, MAX_NODES, main
 from imagepuller.config import load_config
 from imagepuller.daemonset import build_daemonset
+from imagepuller.offlinecmd import format_bytes
 from tests.unit.test_manifest_yaml import strict_load
 
 TRICKY = ["", " ", "0", "-1", "1e3", "0o17", "+.5", "yes", "~", "null", "nan", "inf", "\x00", "é"]

@@ -13,19 +13,19 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from imagepuller.apitime import format_time, parse_time
-from imagepuller.config import load_config
-from imagepuller.controller import Controller
-from imagepuller.daemonset import build_daemonset
-from imagepuller.executor import DaemonSetInTheWay
-from imagepuller.kube import (
+from imagepuller.apierrors import (
     ConfigRejected,
     Conflict,
+    DaemonSetInTheWay,
     Forbidden,
     Invalid,
     NamespaceTerminating,
     Transient,
 )
+from imagepuller.apitime import format_time, parse_time
+from imagepuller.config import load_config
+from imagepuller.controller import Controller
+from imagepuller.daemonset import build_daemonset
 from imagepuller.ownership import classify
 from tests.fakes import (
     CONTROLLER,

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from imagepuller.apierrors import Invalid
 from imagepuller.config import load_config
 from imagepuller.imagelists import MAX_PROBLEMS_KEPT, ImageList, ListUnavailable, read_source
-from imagepuller.kube import Invalid
 from imagepuller.listsource import RETRY_SECONDS, ImageListSource
 from tests import fakes as controller
 from tests.fakes import ME, NAME, events

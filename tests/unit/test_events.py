@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from imagepuller.apierrors import Forbidden, NotFound
 from imagepuller.apitime import micro_time
 from imagepuller.events import REPORTING_CONTROLLER, EventRecorder
-from imagepuller.kube import Forbidden, NotFound
 from tests.fakes import Clock, FakeKube, failing_pod, make
 
 DEPLOYMENT = {

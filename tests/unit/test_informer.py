@@ -7,16 +7,9 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
+from imagepuller.apierrors import Expired, Forbidden, NotFound, Stopped, Transient
 from imagepuller.informer import MAX_RETRY_PAUSE, Informer, WakeUp, _Failures
-from imagepuller.kube import (
-    DAEMONSETS,
-    PULLERS,
-    Expired,
-    Forbidden,
-    NotFound,
-    Stopped,
-    Transient,
-)
+from imagepuller.kube import DAEMONSETS, PULLERS
 
 
 def obj(name, rv="1", ready=0):

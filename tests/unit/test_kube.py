@@ -12,22 +12,17 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from imagepuller.kube import (
-    EVENTS_V1,
-    LEASES,
-    PODS,
-    PULLERS,
+from imagepuller.apierrors import (
     Forbidden,
     Invalid,
-    Kube,
     KubeError,
     NamespaceTerminating,
     NotLeader,
     Stopped,
     Transient,
-    guard_writes,
-    load_api_client,
 )
+from imagepuller.apitransport import guard_writes, load_api_client
+from imagepuller.kube import EVENTS_V1, LEASES, PODS, PULLERS, Kube
 
 
 class Response:

@@ -13,18 +13,10 @@ import pytest
 from kubernetes import client as k8s
 from structlog.testing import capture_logs
 
+from imagepuller.apierrors import Conflict, Forbidden, NotFound, NotLeader, Transient
 from imagepuller.apitime import micro_time
-from imagepuller.kube import (
-    LEASES,
-    PODS,
-    Conflict,
-    Forbidden,
-    Kube,
-    NotFound,
-    NotLeader,
-    Transient,
-    guard_writes,
-)
+from imagepuller.apitransport import guard_writes
+from imagepuller.kube import LEASES, PODS, Kube
 from imagepuller.lease import LeaderElector
 
 NS, NAME = "ns", "kubernetes-image-puller"

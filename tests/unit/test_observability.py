@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
+from imagepuller.apierrors import Invalid
 from imagepuller.config import load_config
 from imagepuller.endpoints import Endpoints
 from imagepuller.health import Health
-from imagepuller.kube import Invalid
 from imagepuller.metrics import PrometheusMetrics
 from tests import fakes as controller
 from tests.fakes import ENV, Clock, failing_pod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagepuller.kube import Forbidden
+from imagepuller.apierrors import Forbidden
 from imagepuller.status import why_not_ready
 
 DAEMONSET = {

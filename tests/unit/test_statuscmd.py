@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from imagepuller import statuscmd
+from imagepuller.apierrors import Forbidden, Transient
 from imagepuller.cli import build_parser
-from imagepuller.kube import Forbidden, Transient
 from tests.unit.test_cachestatus import (
     ALL_READY,
     NAME,
