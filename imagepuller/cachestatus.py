@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagepuller.apitime import parse_time
-from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.imageparsers import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.ownership import controller_reference
 from imagepuller.pods import container_failure
 

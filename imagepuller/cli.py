@@ -14,7 +14,17 @@ from decimal import Decimal
 from typing import Any
 
 from imagepuller import __version__, exitcodes, imagelists
-from imagepuller.config import (
+from imagepuller.config import Config, ConfigError, load_config, memory_limit_bytes, parse_images
+from imagepuller.daemonset import MANAGED_SELECTOR, build_daemonset
+from imagepuller.durations import format_duration
+from imagepuller.imageparsers import (
+    check_ca_bundle,
+    parse_images_from_timeout,
+    parse_max_bytes,
+    parse_max_images,
+)
+from imagepuller.output import write_output
+from imagepuller.settings import (
     DEFAULT_IMAGES_FROM_MAX_BYTES,
     DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
     DEFAULT_IMAGES_FROM_MAX_IMAGES,
@@ -22,19 +32,7 @@ from imagepuller.config import (
     DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS,
     DEFAULT_NAME,
     DEFAULT_NAMESPACE,
-    Config,
-    ConfigError,
-    check_ca_bundle,
-    load_config,
-    memory_limit_bytes,
-    parse_images,
-    parse_images_from_timeout,
-    parse_max_bytes,
-    parse_max_images,
 )
-from imagepuller.daemonset import MANAGED_SELECTOR, build_daemonset
-from imagepuller.durations import format_duration
-from imagepuller.output import write_output
 
 EXIT_OK = exitcodes.OK
 EXIT_CONFIG = exitcodes.CONFIG

@@ -23,11 +23,7 @@ from typing import Any
 
 import structlog
 
-from imagepuller.config import (
-    DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
-    Config,
-    ConfigError,
-)
+from imagepuller.config import Config, ConfigError
 from imagepuller.controller import ERROR_BACKOFF, Controller, controller_client
 from imagepuller.events import EventRecorder, involved
 from imagepuller.health import WorkerHealth
@@ -45,6 +41,7 @@ from imagepuller.resourcewatch import (
     ResourceWatches,
     generation_of,
 )
+from imagepuller.settings import DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS
 from imagepuller.statuswriter import FAILURES_EVERY, RolloutPods, StatusWriter
 from imagepuller.workqueue import WorkQueue
 

@@ -82,8 +82,8 @@ def test_every_logged_event_is_in_the_readme_logs_table():
 
 
 def test_refresh_strategies_follow_the_table_and_name_what_the_code_does():
-    from imagepuller.config import REFRESH_STRATEGIES
     from imagepuller.daemonset import REFRESH_ANNOTATION
+    from imagepuller.valueparsers import REFRESH_STRATEGIES
 
     section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     after_table = section.split("| `KUBECONFIG` |", 1)[1].split("\n\n", 2)[1]
