@@ -7,6 +7,7 @@ import pytest
 
 from imagepuller.cli import build_parser
 from imagepuller.config import load_config
+from imagepuller.settings import TABLE
 from tests.recording_env import RecordingEnv
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -23,6 +24,10 @@ def test_the_table_lists_exactly_the_variables_the_code_reads():
     env = RecordingEnv(REQUIRED)
     load_config(env)
     assert set(config_table()) == env.asked
+
+
+def test_the_readme_table_is_the_field_table():
+    assert config_table() == {setting.variable: setting.documented_default for setting in TABLE}
 
 
 @pytest.mark.parametrize("variable", sorted(config_table()))
