@@ -147,8 +147,8 @@ def read_config(given: Mapping[str, str | None], labels: Mapping[str, str]) -> C
     holds the name of every attribute the source can set, as the source calls it; problems
     use it, and cross-checks mention only settings the source has."""
     problems = Problems(given, labels)
+    _check_required(given, problems)  # first: nothing else matters much without images
     values = {s.attribute: problems.get(s.attribute, s.default_value, s.parse) for s in TABLE}
-    _check_required(given, problems)
     _check_requests_within_limits(values, problems)
     _check_list_hosts(values["images_from"], values["images_from_hosts"], problems)
     if problems.items:
