@@ -15,9 +15,7 @@ from imagepuller.valueparsers import ValueProblems, is_dns_subdomain, show, show
 
 # Label and annotation keys: [prefix/]name, prefix a DNS-1123 subdomain.
 _QUALIFIED_NAME = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)")
-
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-
 LABEL_VALUE_MAX = 63
 
 # The API's limit on all of an object's annotations: keys and values, in bytes of UTF-8.
@@ -30,18 +28,14 @@ RESERVED_ANNOTATION_PREFIX = "imagepuller.io/"
 # JSON settings deeper than this are refused: a real affinity is about 8 levels deep, and deep
 # values would later break deepcopy, YAML and JSON serialisation with RecursionError.
 JSON_MAX_DEPTH = 32
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
 _INT64 = (-(2**63), 2**63 - 1)
 
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
-
 _TOLERATION_STRINGS = ("key", "operator", "value", "effect")
 
 # The API treats an empty operator as Equal.
 _TOLERATION_OPERATORS = ("Exists", "Equal", "")
-
 _TAINT_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 
 

@@ -22,7 +22,6 @@ from imagepuller.durations import DurationError, parse_duration
 
 # Every pattern is used with fullmatch: `$` would also match before a final newline.
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 # Kubernetes' own quantity syntax (ASCII digits only, one suffix or exponent).
@@ -38,7 +37,6 @@ _QUANTITY_FACTORS = {
 }
 
 _QUANTITY_MAX = Decimal(2**63) / 1000  # what Kubernetes can hold (int64 milli-units)
-
 _DECIMAL = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)")
 
 # Problems quote the offending value; longer values are shortened to this many characters.
@@ -46,16 +44,13 @@ _SHOWN_MAX = 200
 
 # Bounds that keep every duration a real, schedulable time (and out of float overflow).
 INTERVAL_HOURS_RANGE = (0.001, 8760.0)  # 3.6 seconds .. one year
-
 READY_TIMEOUT_RANGE = (1.0, 86400.0)  # one second .. one day
 
 # maxSurge is an IntOrString: a count (int32) or a percentage of the nodes.
 _SURGE_COUNT_MAX = 2**31 - 1
-
 _SURGE = re.compile(r"(?P<number>[0-9]+)(?P<percent>%?)")
 
 LOG_FORMATS = ("auto", "json", "console")
-
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 # rolling: each refresh rolls the pods in place (maxUnavailable 0, maxSurge REFRESH_MAX_SURGE);
