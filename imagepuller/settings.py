@@ -93,16 +93,13 @@ class Setting:
     # How Config.summary() shows the value; None: not shown.
     shown: Callable[[Any], Any] | None = plain
 
+    def __post_init__(self) -> None:
+        if self.scope == "process" and self.spec_field is not None:
+            raise ValueError(f"{self.variable}: a process setting has no resource field")
+
     @property
     def default_value(self) -> Any:
         return self.empty if self.default == "" else self.parse(self.default)
-
-    @property
-    def documented_default(self) -> str:
-        """The default as the README's configuration table writes it."""
-        if self.required:
-            return "required"
-        return "empty" if self.default == "" else f"`{self.default}`"
 
 
 TABLE: tuple[Setting, ...] = (

@@ -7,7 +7,7 @@ import pytest
 
 from imagepuller.cli import build_parser
 from imagepuller.config import load_config
-from imagepuller.settings import TABLE
+from imagepuller.settings import TABLE, Setting
 from tests.recording_env import RecordingEnv
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -26,8 +26,14 @@ def test_the_table_lists_exactly_the_variables_the_code_reads():
     assert set(config_table()) == env.asked
 
 
+def documented_default(setting: Setting) -> str:
+    if setting.required:
+        return "required"
+    return "empty" if setting.default == "" else f"`{setting.default}`"
+
+
 def test_the_readme_table_is_the_field_table():
-    assert config_table() == {setting.variable: setting.documented_default for setting in TABLE}
+    assert config_table() == {setting.variable: documented_default(setting) for setting in TABLE}
 
 
 @pytest.mark.parametrize("variable", sorted(config_table()))

@@ -6,7 +6,7 @@ import pytest
 
 from imagepuller.config import Config, OperatorSettings, load_config
 from imagepuller.resource import SPEC_FIELDS, SPEC_SETTINGS
-from imagepuller.settings import BY_SPEC_FIELD, ENV_ONLY_VARIABLES, SETTINGS, TABLE
+from imagepuller.settings import BY_SPEC_FIELD, ENV_ONLY_VARIABLES, SETTINGS, TABLE, Setting
 
 BASE = {"IMAGES": "a=quay.io/a:1"}
 
@@ -34,6 +34,11 @@ def test_the_operator_shares_the_process_rows_defaults():
     assert {"metrics_port", "healthz_stuck_after_seconds", "log_level", "kubeconfig"} <= shared
     for attribute in shared:
         assert getattr(OperatorSettings(), attribute) == process[attribute].default_value
+
+
+def test_a_process_setting_with_a_resource_field_is_refused():
+    with pytest.raises(ValueError, match="a process setting has no resource field"):
+        Setting("LOG_LEVEL", "log_level", "info", str, "", scope="process", spec_field="logLevel")
 
 
 def test_a_resource_can_set_only_puller_settings():
