@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from imagepuller.imageparsers import IMAGES_FORM, CachedImage, host_allowed
-from imagepuller.settings import BY_ATTRIBUTE, TABLE, default_of
+from imagepuller.settings import BY_ATTRIBUTE, POD_NAME, TABLE, default_of
 from imagepuller.valueparsers import (
     Problem,
     ValueProblems,
@@ -248,7 +248,7 @@ def load_operator_settings(env: Mapping[str, str]) -> OperatorSettings:
     settings = OperatorSettings(
         watch_namespaces=problems.get("WATCH_NAMESPACES", (), namespace_list),
         namespace=problems.get("POD_NAMESPACE", DEFAULT_OPERATOR_NAMESPACE, dns_label),
-        pod_name=env.get("POD_NAME") or None,
+        pod_name=env.get(POD_NAME) or None,
         **shared,
     )
     if problems.items:

@@ -54,12 +54,12 @@ Scope = Literal["puller", "process"]
 DEFAULT_NAME = "kubernetes-image-puller"
 
 
-def plain(value: Any) -> Any:
+def _plain(value: Any) -> Any:
     """A value as `check` and the start-up log show it: JSON types only."""
     if isinstance(value, Mapping):
         return dict(value)
     if isinstance(value, tuple):
-        return [plain(item) for item in value]
+        return [_plain(item) for item in value]
     return value
 
 
@@ -91,7 +91,7 @@ class Setting:
     # Required unless another setting says otherwise (IMAGES, unless IMAGES_FROM is given).
     required: bool = False
     # How Config.summary() shows the value; None: not shown.
-    shown: Callable[[Any], Any] | None = plain
+    shown: Callable[[Any], Any] | None = _plain
 
     def __post_init__(self) -> None:
         if self.scope == "process" and self.spec_field is not None:
@@ -264,7 +264,8 @@ def default_of(attribute: str) -> Any:
 # Every variable load_config reads (a key of the ConfigMap that is none of these is not a setting).
 SETTINGS = frozenset(BY_VARIABLE)
 
-# The operator's own name in its leader-election Lease: the process's, never a puller setting.
+# This replica's identity in the operator's Lease, set by the Deployment: the process's own,
+# read by the operator's settings and never a puller setting.
 POD_NAME = "POD_NAME"
 
 # Variables that describe the controller's process rather than the DaemonSet: read from the
@@ -286,4 +287,3 @@ DEFAULT_IMAGES_FROM_MAX_IMAGES: int = default_of("images_from_max_images")
 DEFAULT_IMAGES_FROM_MAX_BYTES: str = BY_VARIABLE["IMAGES_FROM_MAX_BYTES"].default
 DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE: int = default_of("images_from_max_bytes")
 DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS: float = default_of("healthz_stuck_after_seconds")
-DEFAULT_METRICS_PORT: int = default_of("metrics_port")
