@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.imageparsers import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.nodepods import (
     FAILED,
     HELD,

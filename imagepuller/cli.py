@@ -12,7 +12,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from imagepuller import __version__, exitcodes
-from imagepuller.config import (
+from imagepuller.config import ConfigError, load_config
+from imagepuller.daemonset import MANAGED_SELECTOR
+from imagepuller.imageparsers import (
+    check_ca_bundle,
+    parse_images_from_timeout,
+    parse_max_bytes,
+    parse_max_images,
+)
+from imagepuller.output import write_output
+from imagepuller.settings import (
     DEFAULT_IMAGES_FROM_MAX_BYTES,
     DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
     DEFAULT_IMAGES_FROM_MAX_IMAGES,
@@ -20,15 +29,7 @@ from imagepuller.config import (
     DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS,
     DEFAULT_NAME,
     DEFAULT_NAMESPACE,
-    ConfigError,
-    check_ca_bundle,
-    load_config,
-    parse_images_from_timeout,
-    parse_max_bytes,
-    parse_max_images,
 )
-from imagepuller.daemonset import MANAGED_SELECTOR
-from imagepuller.output import write_output
 
 EXIT_OK = exitcodes.OK
 EXIT_CONFIG = exitcodes.CONFIG

@@ -24,7 +24,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from imagepuller.config import INIT_CONTAINER_NAME, RESERVED_ANNOTATION_PREFIX, Config
+from imagepuller.config import Config
+from imagepuller.imageparsers import INIT_CONTAINER_NAME
+from imagepuller.jsonparsers import RESERVED_ANNOTATION_PREFIX
 
 APP_NAME = "kubernetes-image-puller"
 MANAGED_BY = "imagepuller"

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from imagepuller.config import DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS
+from imagepuller.settings import DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS
 
 
 class Health:

@@ -26,14 +26,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from imagepuller.config import (
+from imagepuller.imageparsers import INIT_CONTAINER_NAME, CachedImage, load_ca_bundle
+from imagepuller.imageref import check_image_reference
+from imagepuller.settings import (
     DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
     DEFAULT_IMAGES_FROM_TIMEOUT_SECONDS,
-    INIT_CONTAINER_NAME,
-    CachedImage,
-    load_ca_bundle,
 )
-from imagepuller.imageref import check_image_reference
 
 NAME_MAX = 63
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

@@ -31,8 +31,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from imagepuller.config import host_allowed
 from imagepuller.imagelists import ListUnavailable, read_limited, ssl_context
+from imagepuller.imageparsers import host_allowed
 
 # Redirects followed for one list (a route or a CDN in front of a registry needs one or two).
 MAX_REDIRECTS = 5

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagepuller.apitime import parse_time
-from imagepuller.config import CachedImage
+from imagepuller.imageparsers import CachedImage
 from imagepuller.pods import container_failure
 
 HELD = "held"

@@ -23,9 +23,6 @@ from typing import Any
 
 import structlog
 
-from imagepuller.config import (
-    DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS,
-)
 from imagepuller.events import EventRecorder
 from imagepuller.health import WorkerHealth
 from imagepuller.kube import Kube
@@ -41,6 +38,7 @@ from imagepuller.resourcewatch import (
     Key,
     ResourceWatches,
 )
+from imagepuller.settings import DEFAULT_HEALTHZ_STUCK_AFTER_SECONDS
 from imagepuller.statuswriter import FAILURES_EVERY, RolloutPods, StatusWriter
 from imagepuller.workqueue import WorkQueue
 

@@ -22,17 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from imagepuller.config import (
-    DEFAULT_KIP_IMAGE,
-    Config,
-    ConfigError,
-    Problems,
-    choice,
-    positive_quantity,
-    quantity_value,
-    whole_number,
-)
+from imagepuller.config import Config, ConfigError, Problems
 from imagepuller.imageref import check_image_reference
+from imagepuller.settings import DEFAULT_KIP_IMAGE
+from imagepuller.valueparsers import choice, positive_quantity, quantity_value, whole_number
 
 # The Che / Dev Spaces operator's default `imagePullerImage` (older releases write it).
 CHE_OPERATOR_KIP_IMAGE = "quay.io/eclipse/kubernetes-image-puller:next"

@@ -1,9 +1,10 @@
-"""The `KubernetesImagePuller` resource's spec read as settings: one table, the same validators.
+"""The `KubernetesImagePuller` resource's spec read as settings: one table, the same parsers.
 
 Every spec field is a string, as in the community operator's CRD (the Che operator writes them
-that way), and maps to one setting of the ConfigMap's table; ``load_config`` judges them, so a
+that way), and maps to one puller setting of ``settings.TABLE``; ``read_config`` judges them, so a
 resource and a ConfigMap accept and refuse exactly the same values. Problems are reported in
-the resource's own words (``spec.cachingMemoryLimit``, not ``CACHING_MEMORY_LIMIT``).
+the resource's own words (``spec.cachingMemoryLimit``, not ``CACHING_MEMORY_LIMIT``): the
+reader names each field it gives, and the parsers know no names.
 
 ``NAMESPACE`` is always the resource's own namespace: a puller never reaches into another one.
 ``configMapName`` and ``deploymentName`` are accepted and unused (the Che operator fills them
@@ -13,53 +14,25 @@ operator keeps the DaemonSet itself). ``imagePullerImage`` is the init image (``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from imagepuller.config import Config, ConfigError, load_config
+from imagepuller.config import Config, ConfigError, read_config
 from imagepuller.policy import ResourcePolicy
+from imagepuller.settings import BY_SPEC_FIELD, BY_VARIABLE
 
 GROUP = "che.eclipse.org"
 VERSION = "v1alpha1"
 KIND = "KubernetesImagePuller"
 PLURAL = "kubernetesimagepullers"
 
-# spec field -> setting. The casing of cachingCPU* is the community operator's.
-SPEC_SETTINGS = {
-    "images": "IMAGES",
-    "daemonsetName": "DAEMONSET_NAME",
-    "cachingIntervalHours": "CACHING_INTERVAL_HOURS",
-    "cachingMemoryRequest": "CACHING_MEMORY_REQUEST",
-    "cachingMemoryLimit": "CACHING_MEMORY_LIMIT",
-    "cachingCPURequest": "CACHING_CPU_REQUEST",
-    "cachingCPULimit": "CACHING_CPU_LIMIT",
-    "nodeSelector": "NODE_SELECTOR",
-    "affinity": "AFFINITY",
-    "tolerations": "TOLERATIONS",
-    "imagePullSecrets": "IMAGE_PULL_SECRETS",
-    "imagePullerImage": "KIP_IMAGE",
-}
+# spec field -> the variable of its setting (settings.TABLE holds the pairs).
+SPEC_SETTINGS = {field: setting.variable for field, setting in BY_SPEC_FIELD.items()}
 # Filled by the Che operator for the community operator's own objects; nothing to do here.
 ACCEPTED_UNUSED = frozenset({"configMapName", "deploymentName"})
 SPEC_FIELDS = frozenset(SPEC_SETTINGS) | ACCEPTED_UNUSED
 
-_SETTING_NAMES = re.compile(
-    r"\b("
-    + "|".join(sorted(map(re.escape, SPEC_SETTINGS.values()), key=len, reverse=True))
-    + r")\b"
-)
-_FIELD_OF = {setting: field for field, setting in SPEC_SETTINGS.items()}
-
-
-def settings_from_spec(spec: Mapping[str, Any], namespace: str) -> dict[str, str]:
-    """The environment ``load_config`` reads for this spec (string fields only)."""
-    environment = {"NAMESPACE": namespace}
-    for field, setting in SPEC_SETTINGS.items():
-        value = spec.get(field)
-        if isinstance(value, str):
-            environment[setting] = value
-    return environment
+_NAMESPACE = BY_VARIABLE["NAMESPACE"].attribute
 
 
 def _type_problems(spec: Mapping[str, Any]) -> list[str]:
@@ -72,12 +45,6 @@ def _type_problems(spec: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def in_spec_words(problem: str) -> str:
-    """A problem of ``load_config`` with each setting's name replaced by its spec field."""
-    problem = problem.replace("IMAGES is required (or IMAGES_FROM)", "IMAGES is required")
-    return _SETTING_NAMES.sub(lambda match: f"spec.{_FIELD_OF[match.group(1)]}", problem)
-
-
 def config_from_resource(
     resource: Mapping[str, Any], policy: ResourcePolicy | None = None
 ) -> Config:
@@ -88,10 +55,16 @@ def config_from_resource(
     if not isinstance(spec, Mapping):
         raise ConfigError(["spec: expected an object of string fields"])
     problems = _type_problems(spec)
+    given: dict[str, str | None] = {_NAMESPACE: str(meta.get("namespace") or "")}
+    labels = {_NAMESPACE: "metadata.namespace"}
+    for field, setting in BY_SPEC_FIELD.items():
+        value = spec.get(field)
+        given[setting.attribute] = value if isinstance(value, str) else None
+        labels[setting.attribute] = f"spec.{field}"
     try:
-        config = load_config(settings_from_spec(spec, str(meta.get("namespace") or "")))
+        config = read_config(given, labels)
     except ConfigError as err:
-        problems += [in_spec_words(problem) for problem in err.problems]
+        problems += err.problems
     else:
         if policy is not None:
             problems += policy.problems(config)

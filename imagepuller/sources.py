@@ -18,10 +18,11 @@ from typing import Any
 
 import structlog
 
-from imagepuller.config import ENV_ONLY_VARIABLES, SETTINGS, Config, ConfigError, load_config
+from imagepuller.config import Config, ConfigError, load_config
 from imagepuller.events import EventRecorder, involved
 from imagepuller.informer import Informer
 from imagepuller.kube import CONFIGMAPS, Kube
+from imagepuller.settings import ENV_ONLY_VARIABLES, SETTINGS
 
 log = structlog.get_logger("imagepuller.sources")
 

@@ -20,12 +20,12 @@ from imagepuller import cachestatus, cachetable, exitcodes
 from imagepuller.apierrors import Forbidden, KubeError
 from imagepuller.apitransport import load_api_client
 from imagepuller.cachestatus import PullerStatus
-from imagepuller.config import DEFAULT_NAME, DEFAULT_NAMESPACE
 from imagepuller.daemonset import MANAGED_SELECTOR
 from imagepuller.kube import Kube
 from imagepuller.logs import configure_logging
 from imagepuller.manifest_yaml import dump_manifest
 from imagepuller.output import write_output
+from imagepuller.settings import DEFAULT_NAME, DEFAULT_NAMESPACE
 
 # Exit codes: 0 every selected node holds every image, 1 not (or no puller found), 2 the
 # command line is wrong or the cluster could not be read. Nothing else can be told apart by a

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from imagepuller.cli import main
-from imagepuller.config import CachedImage, load_config, parse_images
+from imagepuller.config import load_config, parse_images
+from imagepuller.imageparsers import CachedImage
 from tests.listserver import ListServer
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4

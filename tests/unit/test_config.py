@@ -4,13 +4,10 @@ import json
 
 import pytest
 
-from imagepuller.config import (
-    DEFAULT_KIP_IMAGE,
-    CachedImage,
-    ConfigError,
-    load_config,
-    quantity_value,
-)
+from imagepuller.config import ConfigError, load_config
+from imagepuller.imageparsers import CachedImage
+from imagepuller.settings import DEFAULT_KIP_IMAGE
+from imagepuller.valueparsers import quantity_value
 from tests.recording_env import RecordingEnv
 
 BASE = {"IMAGES": "java=quay.io/eclipse/java:17;"}
@@ -524,21 +521,21 @@ def test_a_trailing_newline_does_not_slip_through_a_pattern(variable, value):
 
 
 def test_parsers_match_whole_values_not_up_to_a_final_newline():
-    from imagepuller import config
+    from imagepuller import imageref, jsonparsers, valueparsers
 
     for parse, good in [
-        (config._dns_label, "cache"),
-        (config._dns_subdomain, "puller.v2"),
-        (config.check_image_reference, "quay.io/a/b:1"),
-        (config._memory_quantity, "20Mi"),
-        (config._cpu_quantity, "200m"),
-        (config._parse_hours, "1"),
+        (valueparsers.dns_label, "cache"),
+        (valueparsers.dns_subdomain, "puller.v2"),
+        (imageref.check_image_reference, "quay.io/a/b:1"),
+        (valueparsers.memory_quantity, "20Mi"),
+        (valueparsers.cpu_quantity, "200m"),
+        (valueparsers.parse_hours, "1"),
     ]:
         assert parse(good)
         with pytest.raises(ValueError):
             parse(good + "\n")
-    assert config._is_qualified_name("a") and not config._is_qualified_name("a\n")
-    assert config._is_label_value("a") and not config._is_label_value("a\n")
+    assert jsonparsers.is_qualified_name("a") and not jsonparsers.is_qualified_name("a\n")
+    assert jsonparsers.is_label_value("a") and not jsonparsers.is_label_value("a\n")
 
 
 @pytest.mark.parametrize(
@@ -1054,7 +1051,7 @@ def test_summary_has_the_refresh_settings():
 
 
 def test_env_only_variables_are_the_process_settings():
-    from imagepuller.config import ENV_ONLY_VARIABLES
+    from imagepuller.settings import ENV_ONLY_VARIABLES
 
     process = {"DEPLOYMENT_NAME", "POD_NAMESPACE", "POD_NAME", "CONFIGMAP_NAME", "KUBECONFIG"}
     # The endpoints are bound once, at start: a live edit cannot move them.
@@ -1080,7 +1077,7 @@ def test_other_prefixes_that_contain_imagepuller_are_fine():
 
 
 def test_settings_is_every_variable_load_config_reads():
-    from imagepuller.config import ENV_ONLY_VARIABLES, SETTINGS
+    from imagepuller.settings import ENV_ONLY_VARIABLES, SETTINGS
 
     env = RecordingEnv(BASE)
     load_config(env)
@@ -1093,7 +1090,7 @@ def test_settings_is_every_variable_load_config_reads():
 
 
 def test_the_byte_default_is_its_quantity():
-    from imagepuller.config import (
+    from imagepuller.settings import (
         DEFAULT_IMAGES_FROM_MAX_BYTES,
         DEFAULT_IMAGES_FROM_MAX_BYTES_VALUE,
     )

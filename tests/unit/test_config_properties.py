@@ -12,7 +12,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from imagepuller.config import SETTINGS, Config, ConfigError, load_config
+from imagepuller.config import Config, ConfigError, load_config
+from imagepuller.settings import SETTINGS
 
 # Bounded so that the file runs in seconds; no example database in the repository.
 BOUNDED = settings(

@@ -7,6 +7,7 @@ import pytest
 
 from imagepuller.cli import build_parser
 from imagepuller.config import load_config
+from imagepuller.settings import TABLE, Setting
 from tests.recording_env import RecordingEnv
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -23,6 +24,16 @@ def test_the_table_lists_exactly_the_variables_the_code_reads():
     env = RecordingEnv(REQUIRED)
     load_config(env)
     assert set(config_table()) == env.asked
+
+
+def documented_default(setting: Setting) -> str:
+    if setting.required:
+        return "required"
+    return "empty" if setting.default == "" else f"`{setting.default}`"
+
+
+def test_the_readme_table_is_the_field_table():
+    assert config_table() == {setting.variable: documented_default(setting) for setting in TABLE}
 
 
 @pytest.mark.parametrize("variable", sorted(config_table()))
@@ -82,8 +93,8 @@ def test_every_logged_event_is_in_the_readme_logs_table():
 
 
 def test_refresh_strategies_follow_the_table_and_name_what_the_code_does():
-    from imagepuller.config import REFRESH_STRATEGIES
     from imagepuller.daemonset import REFRESH_ANNOTATION
+    from imagepuller.valueparsers import REFRESH_STRATEGIES
 
     section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     after_table = section.split("| `KUBECONFIG` |", 1)[1].split("\n\n", 2)[1]

@@ -14,7 +14,6 @@ import time
 import pytest
 
 from imagepuller import imagelists
-from imagepuller.config import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.imagelists import (
     ListUnavailable,
     format_images,
@@ -28,6 +27,7 @@ from imagepuller.imagelists import (
     ssl_context,
     too_many,
 )
+from imagepuller.imageparsers import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.imageref import check_image_reference
 from tests.listserver import ListServer
 

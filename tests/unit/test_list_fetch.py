@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from imagepuller.config import (
-    IMAGES_FROM_MAX_LISTS,
-    ConfigError,
-    host_allowed,
-    load_config,
-)
+from imagepuller.config import ConfigError, load_config
 from imagepuller.imagelists import MAX_PROBLEMS_KEPT, ListUnavailable, parse_list, read_source
+from imagepuller.imageparsers import IMAGES_FROM_MAX_LISTS, host_allowed
 from imagepuller.listfetch import MAX_REDIRECTS
 from imagepuller.listsource import ImageListSource, ListReader
 from imagepuller.sources import effective_environment

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagepuller.config import ENV_ONLY_VARIABLES, load_config
+from imagepuller.config import load_config
 from imagepuller.daemonset import build_daemonset
+from imagepuller.settings import ENV_ONLY_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests/unit has no __init__.py; make `tests.templates` importable

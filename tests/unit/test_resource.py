@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagepuller.config import SETTINGS, ConfigError, load_config
+from imagepuller.config import ConfigError, load_config
 from imagepuller.resource import (
     ACCEPTED_UNUSED,
     GROUP,
@@ -18,8 +18,8 @@ from imagepuller.resource import (
     SPEC_SETTINGS,
     VERSION,
     config_from_resource,
-    in_spec_words,
 )
+from imagepuller.settings import SETTINGS
 
 CRD = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "manifests" / "operator" / "crd.yaml").read_text()
@@ -151,5 +151,12 @@ def test_a_value_that_is_not_a_string_is_refused_with_the_value_shown():
     ]
 
 
-def test_in_spec_words_replaces_whole_names_only():
-    assert in_spec_words("IMAGES_FROM is not IMAGES") == "IMAGES_FROM is not spec.images"
+@pytest.mark.parametrize("field", sorted(SPEC_SETTINGS))
+def test_each_fields_problem_is_named_by_its_field(field):
+    # "{" is no valid value of any field; each problem must name the field, never a variable.
+    spec = {"images": "a=quay.io/a:1", field: "{"}
+    with pytest.raises(ConfigError) as caught:
+        config_from_resource(resource(**spec))
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"spec.{field}=") or problem.startswith(f"spec.{field} entry ")
+    assert SPEC_SETTINGS[field] not in problem
