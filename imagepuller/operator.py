@@ -254,7 +254,8 @@ class Operator:
         held: int | None = None
         if rollout(daemonset)[0]:
             self.pods.complete(key)
-            failures = controller.last_failures
+            # From the report itself: Controller.last_failures still gives them as dicts.
+            failures = controller.report.failures
         else:
             failures, held = self.pods.read(key, controller.config, daemonset)
         seen = Observation(

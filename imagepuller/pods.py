@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from imagepuller.failures import Failure
+
 # Waiting reasons that only mean "not there yet", not "something is wrong".
 _PROGRESS_REASONS = {"ContainerCreating", "PodInitializing"}
 
@@ -23,26 +25,26 @@ def container_failure(status: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def pull_failures(pods: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One entry per failing container: node, pod, container, image, reason, message.
+def pull_failures(pods: list[dict[str, Any]]) -> list[Failure]:
+    """One per failing container, and one per pod not scheduled (on no node yet).
 
     Sorted by node and container so the log reads the same way every time.
     """
-    failures: list[dict[str, str]] = []
+    failures: list[Failure] = []
     for pod in pods:
         meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
         node = spec.get("nodeName") or ""
         if not node:
             condition = _condition(status, "PodScheduled")
             failures.append(
-                {
-                    "node": "(not scheduled)",
-                    "pod": meta["name"],
-                    "container": "",
-                    "image": "",
-                    "reason": (condition or {}).get("reason") or "Pending",
-                    "message": (condition or {}).get("message") or "",
-                }
+                Failure(
+                    node="(not scheduled)",
+                    pod=meta["name"],
+                    container="",
+                    image="",
+                    reason=(condition or {}).get("reason") or "Pending",
+                    message=(condition or {}).get("message") or "",
+                )
             )
             continue
         images = {
@@ -58,16 +60,16 @@ def pull_failures(pods: list[dict[str, Any]]) -> list[dict[str, str]]:
                 continue
             reason, message = problem
             failures.append(
-                {
-                    "node": node,
-                    "pod": meta["name"],
-                    "container": container["name"],
-                    "image": images.get(container["name"]) or container.get("image", ""),
-                    "reason": reason,
-                    "message": message,
-                }
+                Failure(
+                    node=node,
+                    pod=meta["name"],
+                    container=container["name"],
+                    image=images.get(container["name"]) or container.get("image", ""),
+                    reason=reason,
+                    message=message,
+                )
             )
-    return sorted(failures, key=lambda f: (f["node"], f["container"], f["pod"]))
+    return sorted(failures, key=lambda f: (f.node, f.container, f.pod))
 
 
 def _condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:

@@ -9,19 +9,19 @@ case is a row of a table test (tests/unit/test_resource_status.py).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from imagepuller.apitime import format_time, whole_seconds
 from imagepuller.daemonset import REFRESH_ANNOTATION, template_containers
+from imagepuller.failures import Failure
 from imagepuller.reconciler import rollout
 from imagepuller.status import all_held, failure_summary
 
 # At most this many failures are listed in a status (failuresTotal counts them all).
 FAILURES_SHOWN = 20
-# A condition's message and a failure's message are cut to these lengths.
+# A condition's message is cut to this length (a failure's: failures.FAILURE_MESSAGE_MAX).
 CONDITION_MESSAGE_MAX = 32768
-FAILURE_MESSAGE_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Observation:
     observed_generation: int | None = None  # the newest looked at (None: ``applied``)
     daemonset: dict[str, Any] | None = None  # as last observed; None: not made yet
     current: bool = False  # the DaemonSet has this spec's template
-    failures: list[dict[str, Any]] = field(default_factory=list)  # as status.why_not_ready
+    failures: Sequence[Failure] = ()  # as status.why_not_ready
     held_from_pods: int | None = None  # during a rollout: nodes whose pods hold every image
     kip_image: str = ""
 
@@ -121,15 +121,7 @@ def resource_status(seen: Observation, now: float) -> dict[str, Any]:
         imagePullerImage=seen.kip_image,
         nodes={"desired": desired, "ready": holding},
         images=images,
-        failures=[
-            {
-                "node": str(f.get("node") or ""),
-                "image": str(f.get("image") or ""),
-                "reason": str(f.get("reason") or ""),
-                "message": str(f.get("message") or "")[:FAILURE_MESSAGE_MAX],
-            }
-            for f in seen.failures[:FAILURES_SHOWN]
-        ],
+        failures=[f.status_entry() for f in seen.failures[:FAILURES_SHOWN]],
         failuresTotal=len(seen.failures),
     )
     refreshed = seen.stored.get("lastRefreshTime")

@@ -9,7 +9,7 @@ it keeps in memory only decides what is news; what the pods are is read from the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,6 +17,7 @@ import structlog
 from imagepuller import daemonset as ds
 from imagepuller.config import Config
 from imagepuller.events import PullerEvent
+from imagepuller.failures import Failure
 from imagepuller.kube import Kube
 from imagepuller.metrics import Metrics
 from imagepuller.reconciler import rollout
@@ -56,7 +57,7 @@ class RolloutReport:
         self._failures_logged: set[tuple[str, str]] = set()
         self._failures_read_at: float | None = None
         # The failing containers last read (operator mode's status shows them).
-        self.last_failures: list[dict[str, Any]] = []
+        self.failures: list[Failure] = []
 
     def start(self, reason: str) -> None:
         """A rollout of ours begins (created, adopted, updated, refreshed)."""
@@ -142,7 +143,7 @@ class RolloutReport:
             )
             self._refresh_started = None
         self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, {})
-        self.last_failures = []
+        self.failures = []
         log.info("daemonset_ready", name=cfg.daemonset_name, **fields)
         images = len(ds.template_containers(observed))
         self.event(
@@ -159,19 +160,25 @@ class RolloutReport:
         self._started = None
         self._reason = ""
 
-    def _read_failures(self, cfg: Config, last: dict[str, Any]) -> list[dict[str, Any]]:
+    @property
+    def last_failures(self) -> list[dict[str, Any]]:
+        """``failures`` in the shape they had before ``Failure``: only for
+        ``Controller.last_failures``, whose annotation still says so; to go with it."""
+        return [failure.log_fields() for failure in self.failures]
+
+    def _read_failures(self, cfg: Config, last: dict[str, Any]) -> list[Failure]:
         """The failing containers now, into the metrics (by the kubelet's reason)."""
         failures = why_not_ready(self.kube, cfg.namespace, ds.selector_labels(cfg), last)
         self._failures_read_at = self.clock()
         by_reason: dict[str, int] = {}
         nodes: dict[str, str] = {}
         for failure in failures:
-            reason = str(failure.get("reason") or "Unknown")
-            by_reason[reason] = by_reason.get(reason, 0) + int(failure.get("times") or 1)
-            nodes.setdefault(str(failure.get("node") or "(unknown)"), reason)
+            reason = failure.reason or "Unknown"
+            by_reason[reason] = by_reason.get(reason, 0) + failure.count
+            nodes.setdefault(failure.node or "(unknown)", reason)
         self.metrics.failing_pods(cfg.namespace, cfg.daemonset_name, by_reason, nodes)
-        self.last_failures = list(failures)
-        return self.last_failures
+        self.failures = list(failures)
+        return self.failures
 
     def _read_failures_again(self, cfg: Config, last: dict[str, Any]) -> None:
         """Still not ready after READY_TIMEOUT: the metrics follow the pods, and a failure not
@@ -181,7 +188,7 @@ class RolloutReport:
             # ErrImagePull and ImagePullBackOff, which is not news.
             if _failure_key(failure) not in self._failures_logged:
                 self._failures_logged.add(_failure_key(failure))
-                log.warning("image_not_cached", **failure)
+                log.warning("image_not_cached", **failure.log_fields())
 
     def _report_not_ready(self, cfg: Config, last: dict[str, Any]) -> None:
         _, ready, desired = rollout(last)
@@ -200,7 +207,7 @@ class RolloutReport:
             + ("; nodes whose new pod cannot pull keep their old one" if ready else ""),
         )
         for failure in failures:
-            log.warning("image_not_cached", **failure)
+            log.warning("image_not_cached", **failure.log_fields())
         self.event(
             warning=True,
             reason="NotReady",
@@ -210,5 +217,5 @@ class RolloutReport:
         )
 
 
-def _failure_key(failure: Mapping[str, Any]) -> tuple[str, str]:
-    return (str(failure.get("node")), str(failure.get("container")))
+def _failure_key(failure: Failure) -> tuple[str, str]:
+    return (failure.node, failure.container)

@@ -7,12 +7,13 @@ DaemonSet controller says why in FailedCreate events instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
 
 from imagepuller.apierrors import KubeError
+from imagepuller.failures import Failure
 from imagepuller.kube import Kube
 from imagepuller.pods import pull_failures
 from imagepuller.reconciler import generation_observed, rollout
@@ -26,8 +27,8 @@ def why_not_ready(
     selector: Mapping[str, str],
     daemonset: dict[str, Any],
     pods: list[dict[str, Any]] | None = None,
-) -> list[dict[str, str]]:
-    """One entry per failing container, then one per distinct reason pods were not created.
+) -> list[Failure]:
+    """One per failing container, then one per distinct reason pods were not created.
     ``pods``: the DaemonSet's pods when the caller has just listed them (else listed here)."""
     desired = rollout(daemonset)[2]
     if pods is None:
@@ -47,13 +48,13 @@ def why_not_ready(
     return failures
 
 
-def controller_warnings(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:
+def controller_warnings(kube: Kube, namespace: str, uid: str) -> list[Failure]:
     """The DaemonSet's Warning events of any reason, one entry per reason and message."""
     selector = f"involvedObject.uid={uid},type=Warning"
     return _event_failures(kube, namespace, selector, pod="(none)", reason="Warning")
 
 
-def creation_failures(kube: Kube, namespace: str, uid: str) -> list[dict[str, str]]:
+def creation_failures(kube: Kube, namespace: str, uid: str) -> list[Failure]:
     """The DaemonSet's FailedCreate events, one entry per message with how many times."""
     selector = f"involvedObject.uid={uid},reason=FailedCreate"
     return _event_failures(kube, namespace, selector, pod="(not created)", reason="FailedCreate")
@@ -61,7 +62,7 @@ def creation_failures(kube: Kube, namespace: str, uid: str) -> list[dict[str, st
 
 def _event_failures(
     kube: Kube, namespace: str, field_selector: str, *, pod: str, reason: str
-) -> list[dict[str, str]]:
+) -> list[Failure]:
     """The events ``field_selector`` finds, one failure per reason (``reason`` when an event
     has none) and message, counted."""
     try:
@@ -74,15 +75,7 @@ def _event_failures(
         key = (str(event.get("reason") or reason), str(event.get("message") or ""))
         seen[key] = seen.get(key, 0) + int(event.get("count") or 1)
     return [
-        {
-            "node": "",
-            "pod": pod,
-            "container": "",
-            "image": "",
-            "reason": why,
-            "message": message,
-            "times": str(times),
-        }
+        Failure(node="", pod=pod, container="", image="", reason=why, message=message, times=times)
         for (why, message), times in seen.items()
     ]
 
@@ -92,13 +85,12 @@ def all_held(images: int, holding: int, desired: int) -> str:
     return f"All {images} images held on {holding}/{desired} nodes"
 
 
-def failure_summary(failures: list[dict[str, Any]], shown: int = 5) -> str:
+def failure_summary(failures: Sequence[Failure], shown: int = 5) -> str:
     """``node image: reason`` for the first few failures, and how many more."""
     if not failures:
         return "no failure reported yet (pods still pulling or being created)"
     parts = [
-        f"{f.get('node') or '?'} {f.get('image') or f.get('container') or ''}: "
-        f"{f.get('reason') or 'unknown'}".replace("  ", " ")
+        f"{f.node or '?'} {f.image or f.container}: {f.reason or 'unknown'}".replace("  ", " ")
         for f in failures[:shown]
     ]
     more = f" and {len(failures) - shown} more" if len(failures) > shown else ""

@@ -21,6 +21,7 @@ from imagepuller.apierrors import KubeError, NotFound
 from imagepuller.cachestatus import summarize
 from imagepuller.config import Config
 from imagepuller.daemonset import selector_labels
+from imagepuller.failures import Failure
 from imagepuller.kube import PULLERS, Kube
 from imagepuller.status import why_not_ready
 
@@ -97,13 +98,13 @@ class RolloutPods:
         self.kube = kube
         self.clock = clock
         # (read at, failures, nodes holding every image; None: the pods could not be read)
-        self._read: dict[Key, tuple[float, list[dict[str, Any]], int | None]] = {}
+        self._read: dict[Key, tuple[float, list[Failure], int | None]] = {}
         self.rolling: set[Key] = set()  # read during the current look: look again soon
         self._readers = threading.BoundedSemaphore(POD_READERS)
 
     def read(
         self, key: Key, config: Config, daemonset: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[Failure], int | None]:
         self.rolling.add(key)
         now = self.clock()
         cached = self._read.get(key)
@@ -123,7 +124,7 @@ class RolloutPods:
 
     def _list(
         self, key: Key, config: Config, daemonset: dict[str, Any]
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[Failure], int | None]:
         labels = selector_labels(config)
         pods: list[dict[str, Any]] | None
         try:

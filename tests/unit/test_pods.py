@@ -1,5 +1,6 @@
 """Failure reasons read from pod status, per node and image."""
 
+from imagepuller.failures import Failure
 from imagepuller.pods import pull_failures
 
 
@@ -40,22 +41,22 @@ def test_reports_node_image_and_reason_for_each_failing_container():
         pod("p-a", "node-a", [running("good"), waiting("bad", "ErrImagePull", "not found")]),
     ]
     assert pull_failures(pods) == [
-        {
-            "node": "node-a",
-            "pod": "p-a",
-            "container": "bad",
-            "image": "registry.invalid/bad:1",
-            "reason": "ErrImagePull",
-            "message": "not found",
-        },
-        {
-            "node": "node-b",
-            "pod": "p-b",
-            "container": "bad",
-            "image": "registry.invalid/bad:1",
-            "reason": "ImagePullBackOff",
-            "message": "back-off",
-        },
+        Failure(
+            node="node-a",
+            pod="p-a",
+            container="bad",
+            image="registry.invalid/bad:1",
+            reason="ErrImagePull",
+            message="not found",
+        ),
+        Failure(
+            node="node-b",
+            pod="p-b",
+            container="bad",
+            image="registry.invalid/bad:1",
+            reason="ImagePullBackOff",
+            message="back-off",
+        ),
     ]
 
 
@@ -81,10 +82,10 @@ def test_init_container_failures_and_crashes_are_reported():
         )
     ]
     (failure,) = pull_failures(pods)
-    assert failure["container"] == "copy-sleep"
-    assert failure["image"] == "quay.io/kip:1"
-    assert failure["reason"] == "Error"
-    assert "127" in failure["message"]
+    assert failure.container == "copy-sleep"
+    assert failure.image == "quay.io/kip:1"
+    assert failure.reason == "Error"
+    assert "127" in failure.message
 
 
 def test_unscheduled_pods_report_the_scheduler_reason():
@@ -104,10 +105,10 @@ def test_unscheduled_pods_report_the_scheduler_reason():
         )
     ]
     (failure,) = pull_failures(pods)
-    assert failure["node"] == "(not scheduled)"
-    assert (failure["reason"], failure["message"]) == ("Unschedulable", "0/3 nodes")
+    assert failure.node == "(not scheduled)"
+    assert (failure.reason, failure.message) == ("Unschedulable", "0/3 nodes")
 
 
 def test_invalid_image_name_reason_is_kept():
     pods = [pod("p", "n", [waiting("bad", "InvalidImageName", "bad ref")])]
-    assert pull_failures(pods)[0]["reason"] == "InvalidImageName"
+    assert pull_failures(pods)[0].reason == "InvalidImageName"

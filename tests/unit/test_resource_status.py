@@ -9,6 +9,7 @@ import pytest
 
 from imagepuller.apitime import parse_time
 from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.failures import Failure
 from imagepuller.resourcestatus import (
     FAILURES_SHOWN,
     Observation,
@@ -41,8 +42,8 @@ def daemonset(
     }
 
 
-def failure(node: str, message: str = "not found") -> dict[str, str]:
-    return {"node": node, "image": "quay.io/x:1", "reason": "ErrImagePull", "message": message}
+def failure(node: str, message: str = "not found") -> Failure:
+    return Failure(node, "quay.io/x:1", "", "ErrImagePull", message)
 
 
 def conditions(body: dict[str, Any]) -> dict[str, tuple[str, str]]:

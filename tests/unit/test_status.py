@@ -40,11 +40,11 @@ def test_pods_that_could_not_be_created_are_reported_once_per_reason_with_a_coun
     quota = "pods is forbidden: exceeded quota: no-pods"
     kube = Kube([FAILING_POD], [{"message": quota, "count": 3}, {"message": quota}])
     failures = why_not_ready(kube, "ns", {"app": "x", "tier": "y"}, DAEMONSET)
-    assert [(f["node"], f["reason"]) for f in failures] == [
+    assert [(f.node, f.reason) for f in failures] == [
         ("node-1", "ErrImagePull"),
         ("", "FailedCreate"),
     ]
-    assert failures[1]["message"] == quota and failures[1]["times"] == "4"
+    assert failures[1].message == quota and failures[1].times == 4
     assert kube.selectors == ["app=x,tier=y", "involvedObject.uid=u1,reason=FailedCreate"]
 
 
@@ -52,7 +52,7 @@ def test_events_are_not_read_when_every_pod_exists_and_a_refusal_is_not_fatal():
     three = [FAILING_POD] * 3
     assert len(why_not_ready(Kube(three, []), "ns", {"a": "b"}, DAEMONSET)) == 3
     refused = Kube([FAILING_POD], [], refuse_events=True)
-    assert [f["reason"] for f in why_not_ready(refused, "ns", {"a": "b"}, DAEMONSET)] == [
+    assert [f.reason for f in why_not_ready(refused, "ns", {"a": "b"}, DAEMONSET)] == [
         "ErrImagePull"
     ]
 
@@ -65,8 +65,8 @@ def test_a_daemonset_its_controller_has_not_taken_in_is_reported_by_its_warnings
     too_large = {"reason": "FailedUpdate", "message": "etcdserver: request is too large"}
     kube = Kube([], [too_large, too_large])
     failures = why_not_ready(kube, "ns", {"a": "b"}, stuck)
-    assert [(f["reason"], f["message"], f["times"]) for f in failures] == [
-        ("FailedUpdate", "etcdserver: request is too large", "2")
+    assert [(f.reason, f.message, f.times) for f in failures] == [
+        ("FailedUpdate", "etcdserver: request is too large", 2)
     ]
     assert kube.selectors[-1] == "involvedObject.uid=u1,type=Warning"
     caught_up = Kube([], [too_large])
