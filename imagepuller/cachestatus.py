@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imagepuller.daemonset import REFRESH_ANNOTATION
+from imagepuller.failures import Failure
 from imagepuller.imageparsers import INIT_CONTAINER_NAME, CachedImage
 from imagepuller.nodepods import (
     FAILED,
@@ -49,17 +50,6 @@ DETAIL_WIDTH = 100
 
 # An image as the template has it: the container's name and the reference.
 Image = CachedImage
-
-
-@dataclass(frozen=True)
-class Failure:
-    node: str
-    image: str  # the reference
-    container: str  # empty when the whole pod failed (unschedulable, evicted)
-    reason: str
-    message: str
-    # An older pod on the node still holds the image; the newest one (a refresh's) fails.
-    still_held: bool = False
 
 
 @dataclass(frozen=True)
@@ -263,14 +253,8 @@ def _node_status(
         # the old one is being deleted, as a recreate refresh does).
         states = {i.name: ImageStatus(PULLING, "", "no pod yet") for i in images}
         return NodeStatus(name, True, PULLING, 0, len(images), None, states, "no pod yet"), []
-    states, failing = image_states(images, live)
-    held = {n for n, s in states.items() if s.state == HELD}
-    # A problem of the whole pod (no container) is "still held" when it blocks nothing else.
-    failures = [
-        Failure(name, *problem, still_held=(problem[1] or "") in held or len(held) == len(images))
-        for problem in failing
-    ]
-    holds = len(held)
+    states, failures = image_states(name, images, live)
+    holds = sum(1 for s in states.values() if s.state == HELD)
     if holds == len(images):
         state = HELD
         detail = ("refresh failing: " + _failure_detail(failures)) if failures else ""

@@ -9,10 +9,11 @@ starting (evicted, unschedulable, its init container failing), or progress.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from imagepuller.apitime import parse_time
+from imagepuller.failures import Failure
 from imagepuller.imageparsers import CachedImage
 from imagepuller.pods import container_failure
 
@@ -28,22 +29,17 @@ class ImageStatus:
     message: str = ""
 
 
-# (image reference, container, reason, message) of one failing container; container and
-# image are empty when the whole pod failed.
-Problem = tuple[str, str, str, str]
-
-
 def image_states(
-    images: Sequence[CachedImage], live: list[dict[str, Any]]
-) -> tuple[dict[str, ImageStatus], list[Problem]]:
-    """Per image (by container name), what the live pods of one node (at least one) say about
+    node: str, images: Sequence[CachedImage], live: list[dict[str, Any]]
+) -> tuple[dict[str, ImageStatus], list[Failure]]:
+    """Per image (by container name), what the live pods of ``node`` (at least one) say about
     it; and the failing containers: the init container or the pod itself when they block every
     image still missing, else each failing image's container."""
     held = {name for pod in live for name in _ready_containers(pod, images)}
     newest = max(live, key=_created)
-    blocked = _blocking_problem(newest)
+    blocked = _blocking_problem(node, newest)
     states: dict[str, ImageStatus] = {}
-    failing: list[Problem] = []
+    failing: list[Failure] = []
     for image in images:
         if image.name in held:
             # Held by this or an older pod; the newest may still fail to pull it (a refresh).
@@ -51,24 +47,29 @@ def image_states(
             if blocked is not None:
                 if blocked not in failing:
                     failing.append(blocked)
-                states[image.name] = ImageStatus(HELD, blocked[2], blocked[3])
+                states[image.name] = ImageStatus(HELD, blocked.reason, blocked.message)
             elif state.state == FAILED:
-                failing.append((image.image, image.name, state.reason, state.message))
+                failing.append(Failure(node, image.image, image.name, state.reason, state.message))
                 states[image.name] = ImageStatus(HELD, state.reason, state.message)
             else:
                 states[image.name] = ImageStatus(HELD)
         elif blocked is not None:
             # The whole pod cannot start (unschedulable, evicted, its init container failing):
             # every image still missing fails for that one reason, reported once.
-            _image, container, reason, message = blocked
-            where = f"init container {container}: " if container else ""
-            states[image.name] = ImageStatus(FAILED, reason, where + message)
+            where = f"init container {blocked.container}: " if blocked.container else ""
+            states[image.name] = ImageStatus(FAILED, blocked.reason, where + blocked.message)
             failing[:] = [blocked]
         else:
             states[image.name] = state = _container_state(newest, image.name)
             if state.state == FAILED:
-                failing.append((image.image, image.name, state.reason, state.message))
-    return states, failing
+                failing.append(Failure(node, image.image, image.name, state.reason, state.message))
+    # A failure is "still held" when an older pod holds its image, or, for one of the whole
+    # pod (no container), when every image is held and it blocks nothing.
+    every_image_held = len(held) == len(images)
+    return states, [
+        replace(failure, still_held=failure.container in held or every_image_held)
+        for failure in failing
+    ]
 
 
 def live_pods(pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -93,21 +94,17 @@ def _ready_containers(pod: Mapping[str, Any], images: Sequence[CachedImage]) -> 
     return {i.name for i in images if i.name in ready and specs.get(i.name) == i.image}
 
 
-def _blocking_problem(pod: Mapping[str, Any]) -> Problem | None:
-    """(image, container, reason, message) of what keeps the whole pod from starting, if
-    anything: failed (evicted), unschedulable, or an init container failing. Container and
-    image are empty when it is the pod itself."""
+def _blocking_problem(node: str, pod: Mapping[str, Any]) -> Failure | None:
+    """What keeps the whole pod on ``node`` from starting, if anything: failed (evicted),
+    unschedulable, or an init container failing. Container and image are empty when it is the
+    pod itself."""
     status = pod.get("status") or {}
     if status.get("phase") == "Failed":
-        return "", "", status.get("reason") or "Failed", status.get("message") or ""
+        return Failure(node, "", "", status.get("reason") or "Failed", status.get("message") or "")
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            return (
-                "",
-                "",
-                condition.get("reason") or "Unschedulable",
-                condition.get("message") or "",
-            )
+            reason = condition.get("reason") or "Unschedulable"
+            return Failure(node, "", "", reason, condition.get("message") or "")
     init_images = {
         c["name"]: c.get("image", "") for c in (pod.get("spec") or {}).get("initContainers") or []
     }
@@ -115,7 +112,8 @@ def _blocking_problem(pod: Mapping[str, Any]) -> Problem | None:
         problem = container_failure(container)
         if problem is not None:
             name = container["name"]
-            return init_images.get(name) or container.get("image", ""), name, *problem
+            image = init_images.get(name) or container.get("image", "")
+            return Failure(node, image, name, *problem)
     return None
 
 

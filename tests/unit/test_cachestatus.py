@@ -10,7 +10,7 @@ import pytest
 from imagepuller import cachestatus as cs
 from imagepuller import cachetable, nodeselection
 from imagepuller.apitime import parse_time
-from imagepuller.cachestatus import Failure
+from imagepuller.failures import Failure
 from imagepuller.nodepods import ImageStatus
 
 NAMESPACE = "k8s-image-puller"
