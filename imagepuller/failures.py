@@ -7,6 +7,7 @@ render it from here, so each keeps exactly the fields and types its readers know
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # A failure's message in a resource's status is cut to this length: a kubelet message can be
@@ -56,3 +57,15 @@ class Failure:
             "reason": self.reason,
             "message": self.message[:FAILURE_MESSAGE_MAX],
         }
+
+
+def failure_summary(failures: Sequence[Failure], shown: int = 5) -> str:
+    """``node image: reason`` for the first few failures, and how many more."""
+    if not failures:
+        return "no failure reported yet (pods still pulling or being created)"
+    parts = [
+        f"{f.node or '?'} {f.image or f.container}: {f.reason or 'unknown'}".replace("  ", " ")
+        for f in failures[:shown]
+    ]
+    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
+    return "failing: " + "; ".join(parts) + more

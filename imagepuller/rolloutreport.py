@@ -17,11 +17,11 @@ import structlog
 from imagepuller import daemonset as ds
 from imagepuller.config import Config
 from imagepuller.events import PullerEvent
-from imagepuller.failures import Failure
+from imagepuller.failures import Failure, failure_summary
 from imagepuller.kube import Kube
 from imagepuller.metrics import Metrics
 from imagepuller.reconciler import rollout
-from imagepuller.status import all_held, failure_summary, why_not_ready
+from imagepuller.status import all_held, why_not_ready
 
 log = structlog.get_logger("imagepuller.controller")
 

@@ -7,7 +7,7 @@ DaemonSet controller says why in FailedCreate events instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -83,15 +83,3 @@ def _event_failures(
 def all_held(images: int, holding: int, desired: int) -> str:
     """The Ready Event's note and the Ready condition's message."""
     return f"All {images} images held on {holding}/{desired} nodes"
-
-
-def failure_summary(failures: Sequence[Failure], shown: int = 5) -> str:
-    """``node image: reason`` for the first few failures, and how many more."""
-    if not failures:
-        return "no failure reported yet (pods still pulling or being created)"
-    parts = [
-        f"{f.node or '?'} {f.image or f.container}: {f.reason or 'unknown'}".replace("  ", " ")
-        for f in failures[:shown]
-    ]
-    more = f" and {len(failures) - shown} more" if len(failures) > shown else ""
-    return "failing: " + "; ".join(parts) + more

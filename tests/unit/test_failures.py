@@ -1,6 +1,6 @@
 """One failure, rendered for each reader: the log line, the metrics' count, a resource's status."""
 
-from imagepuller.failures import FAILURE_MESSAGE_MAX, Failure
+from imagepuller.failures import FAILURE_MESSAGE_MAX, Failure, failure_summary
 
 PULL = Failure("node-1", "quay.io/a:1", "a", "ErrImagePull", "not found", pod="p1")
 NOT_CREATED = Failure("", "", "", "FailedCreate", "quota", pod="(not created)", times=4)
@@ -38,3 +38,11 @@ def test_a_status_entry_has_node_image_reason_and_a_short_message():
         "reason": "ErrImagePull",
         "message": "x" * FAILURE_MESSAGE_MAX,
     }
+
+
+def test_a_summary_names_node_image_and_reason_of_the_first_few_and_counts_the_rest():
+    assert failure_summary([PULL, NOT_CREATED]) == (
+        "failing: node-1 quay.io/a:1: ErrImagePull; ? : FailedCreate"
+    )
+    assert failure_summary([PULL] * 7).endswith("; node-1 quay.io/a:1: ErrImagePull and 2 more")
+    assert failure_summary([]).startswith("no failure reported yet")
