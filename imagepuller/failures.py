@@ -1,8 +1,10 @@
 """Why a node does not hold an image, or why pods are missing: one ``Failure``, whoever reads it.
 
 The pods' container statuses, the DaemonSet's Events and one node's pods all say it in this
-shape; the controller's log line and metrics, a resource's status and `imagepuller status`
-render it from here, so each keeps exactly the fields and types its readers know.
+shape. The controller's log line and metrics, a resource's status and the summary in its
+Degraded condition and NotReady Event are rendered here, each with exactly the fields and types
+its readers know; `imagepuller status -o json` lists the fields with ``still_held``
+(cachestatus).
 """
 
 from __future__ import annotations
