@@ -32,6 +32,7 @@ from imagepuller.config import Config
 from imagepuller.desiredstate import DesiredState, OwnerLookup
 from imagepuller.events import EventRecorder, PullerEvents
 from imagepuller.executor import Executor, WriteWatch
+from imagepuller.failures import Failure
 from imagepuller.health import Health
 from imagepuller.informer import Informer, WakeUp
 from imagepuller.kube import DAEMONSETS, Kube
@@ -185,8 +186,8 @@ class Controller:
         return self.executor.conflict
 
     @property
-    def last_failures(self) -> list[dict[str, Any]]:
-        return self.report.last_failures
+    def last_failures(self) -> list[Failure]:
+        return self.report.failures
 
     @property
     def reading_lists(self) -> bool:

@@ -254,8 +254,7 @@ class Operator:
         held: int | None = None
         if rollout(daemonset)[0]:
             self.pods.complete(key)
-            # From the report itself: Controller.last_failures still gives them as dicts.
-            failures = controller.report.failures
+            failures = controller.last_failures
         else:
             failures, held = self.pods.read(key, controller.config, daemonset)
         seen = Observation(

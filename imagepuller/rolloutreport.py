@@ -160,12 +160,6 @@ class RolloutReport:
         self._started = None
         self._reason = ""
 
-    @property
-    def last_failures(self) -> list[dict[str, Any]]:
-        """``failures`` in the shape they had before ``Failure``: only for
-        ``Controller.last_failures``, whose annotation still says so; to go with it."""
-        return [failure.log_fields() for failure in self.failures]
-
     def _read_failures(self, cfg: Config, last: dict[str, Any]) -> list[Failure]:
         """The failing containers now, into the metrics (by the kubelet's reason)."""
         failures = why_not_ready(self.kube, cfg.namespace, ds.selector_labels(cfg), last)

@@ -241,7 +241,7 @@ def observing(observed, *, current=True, conflict=None) -> Puller:
         refused=None,
         refused_by_api=False,
         applied_tag=1,
-        report=SimpleNamespace(failures=[]),
+        last_failures=[],
         config=SimpleNamespace(kip_image="quay.io/kip:1", daemonset_name="cache"),
     )
     return Puller(controller, 1)  # type: ignore[arg-type]
