@@ -196,26 +196,3 @@ class _Failures:
                 "watch_recovered", kind=self.kind, namespace=self.namespace, failures=self.in_a_row
             )
         self.in_a_row, self._last, self._not_logged = 0, None, 0
-
-
-class WakeUp:
-    """The reconciler's queue for one key: ``poke`` says look now, ``wait`` sleeps until a
-    poke or ``timeout``. Pokes that arrive while it works are kept, so a change during a
-    reconcile is never lost (and many of them make one more look, not many). Whoever sets the
-    stop event pokes too (``Controller.request_stop``), so an idle wait takes no CPU at all."""
-
-    def __init__(self, stop: threading.Event):
-        self.stop = stop
-        self._poked = threading.Event()
-
-    def poke(self) -> None:
-        self._poked.set()
-
-    def wait(self, timeout: float | None) -> bool:
-        """True when poked (the poke is consumed), False on timeout or stop."""
-        if self.stop.is_set():
-            return False
-        poked = self._poked.wait(timeout)
-        if poked:
-            self._poked.clear()
-        return poked and not self.stop.is_set()
