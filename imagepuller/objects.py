@@ -110,6 +110,18 @@ def uid(obj: Mapping[str, Any]) -> str | None:
     return metadata(obj).get("uid") or None
 
 
+def stored_uid(obj: Mapping[str, Any]) -> str:
+    """The uid of an object read from the API, which always has one: a write guarded by it
+    must never go out unguarded, so a missing one is a KeyError, not None."""
+    return metadata(obj)["uid"]
+
+
+def stored_resource_version(obj: Mapping[str, Any]) -> str:
+    """The resourceVersion of an object read from the API, for a write guarded by it (a
+    replace): missing, it is a KeyError, never an unguarded write."""
+    return metadata(obj)["resourceVersion"]
+
+
 def resource_version(obj: Mapping[str, Any]) -> str | None:
     return metadata(obj).get("resourceVersion") or None
 

@@ -107,3 +107,13 @@ def test_selector_labels_of_a_half_built_daemonset_are_empty() -> None:
     assert objects.selector_labels({"spec": {"selector": {"matchLabels": {"a": "b"}}}}) == {
         "a": "b"
     }
+
+
+def test_a_guarded_write_never_reads_a_missing_uid_or_version_as_none() -> None:
+    stored = {"metadata": {"uid": "u1", "resourceVersion": "7"}}
+    assert objects.stored_uid(stored) == "u1"
+    assert objects.stored_resource_version(stored) == "7"
+    with pytest.raises(KeyError):
+        objects.stored_uid({"metadata": {}})
+    with pytest.raises(KeyError):
+        objects.stored_resource_version({"metadata": {"uid": "u1"}})
