@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.config import Config
 from imagepuller.imageparsers import INIT_CONTAINER_NAME
 from imagepuller.jsonparsers import RESERVED_ANNOTATION_PREFIX
@@ -79,8 +80,8 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": owner.get("apiVersion") or "apps/v1",
         "kind": owner.get("kind") or "Deployment",
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
+        "name": objects.name(owner),
+        "uid": objects.stored_uid(owner),
         "controller": True,
         # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on (OpenShift)
         # setting it needs `update deployments/finalizers`, a permission we do not want. The
