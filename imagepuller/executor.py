@@ -25,7 +25,7 @@ from imagepuller.config import Config
 from imagepuller.desiredstate import DesiredState
 from imagepuller.events import PullerEvent
 from imagepuller.kube import Kube
-from imagepuller.objects import controller_reference, rollout
+from imagepuller.objects import DaemonSet, controller_reference, rollout
 from imagepuller.ownership import Ownership, classify
 from imagepuller.reconciler import Action, Desired, Do, spec_hash_of
 from imagepuller.rolloutreport import RolloutReport
@@ -47,7 +47,7 @@ class WriteWatch:
         self.clock = clock
         self._expected: tuple[str, int, float] | None = None  # uid, generation, when
 
-    def wrote(self, written: dict[str, Any]) -> None:
+    def wrote(self, written: DaemonSet) -> None:
         """Remember what a write returned, so a cache that lags behind it is not acted on."""
         uid = objects.uid(written)
         if uid:
