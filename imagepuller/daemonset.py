@@ -101,10 +101,9 @@ def spec_hash(daemonset: Mapping[str, Any]) -> str:
     time on the pod template. Owner, controller, refresh time and anything the API adds to
     metadata do not count. Compare it with the SPEC_HASH_ANNOTATION of a DaemonSet read back,
     not with the hash of that body: the API fills in defaults throughout the spec."""
-    metadata = daemonset.get("metadata") or {}
     annotations = {
         key: value
-        for key, value in (metadata.get("annotations") or {}).items()
+        for key, value in objects.annotations_of(daemonset).items()
         if key not in VOLATILE_ANNOTATIONS
     }
     spec = copy.deepcopy(dict(daemonset.get("spec") or {}))
@@ -115,7 +114,7 @@ def spec_hash(daemonset: Mapping[str, Any]) -> str:
         if not template_annotations:
             del template_metadata["annotations"]  # none left: the same as none given
     canonical = json.dumps(
-        {"labels": metadata.get("labels") or {}, "annotations": annotations, "spec": spec},
+        {"labels": objects.labels_of(daemonset), "annotations": annotations, "spec": spec},
         sort_keys=True,
         separators=(",", ":"),
     )

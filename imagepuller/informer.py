@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.apierrors import Expired, KubeError, Stopped, Transient
 from imagepuller.kube import Kube
 
@@ -114,7 +115,7 @@ class Informer:
                         if self._stopped():
                             return
                         self._failures.ended()  # the watch delivers
-                        version = obj.get("metadata", {}).get("resourceVersion") or version
+                        version = objects.resource_version(obj) or version
                         if kind != "BOOKMARK":
                             self._apply(kind, obj)
                     self._failures.ended()  # the server closed the watch in time, as it does
@@ -132,8 +133,7 @@ class Informer:
             self.kube.stop.wait(self._failures.pause())
 
     def _key(self, obj: dict[str, Any]) -> tuple[str, str]:
-        meta = obj["metadata"]
-        return meta.get("namespace") or self.namespace, meta["name"]
+        return objects.namespace(obj) or self.namespace, objects.name(obj)
 
     def _replace(self, items: list[dict[str, Any]]) -> None:
         with self._lock:

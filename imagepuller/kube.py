@@ -213,7 +213,7 @@ class Kube(ApiTransport):
             query=query,
             deadline=deadline,
         )
-        return result.get("items") or [], result["metadata"]["resourceVersion"]
+        return result.get("items") or [], objects.stored_resource_version(result)
 
     def watch_objects(
         self,

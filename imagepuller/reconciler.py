@@ -61,7 +61,7 @@ class Desired:
 
     @property
     def spec_hash(self) -> str:
-        return str(self.body["metadata"]["annotations"][ds.SPEC_HASH_ANNOTATION])
+        return str(objects.annotations_of(self.body)[ds.SPEC_HASH_ANNOTATION])
 
 
 @dataclass(frozen=True)
