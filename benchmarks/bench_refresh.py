@@ -59,7 +59,7 @@ from kubernetes import config  # noqa: E402
 from benchmarks.machine import describe  # noqa: E402
 from imagepuller.apitime import format_time  # noqa: E402
 from imagepuller.daemonset import refresh_patch  # noqa: E402
-from imagepuller.reconciler import rollout  # noqa: E402
+from imagepuller.objects import rollout  # noqa: E402
 from localcluster.cluster import LocalCluster  # noqa: E402
 from localcluster.process import rss_mib  # noqa: E402
 from tests.controller_process import ControllerProcess  # noqa: E402

@@ -34,7 +34,7 @@ from imagepuller.events import EventRecorder, PullerEvents
 from imagepuller.executor import Executor, WriteWatch
 from imagepuller.failures import Failure
 from imagepuller.health import Health
-from imagepuller.informer import Informer, WakeUp
+from imagepuller.informer import Informer
 from imagepuller.kube import DAEMONSETS, Kube
 from imagepuller.leaving import leave_daemonset
 from imagepuller.listsource import ImageListSource
@@ -42,9 +42,10 @@ from imagepuller.metrics import Metrics
 from imagepuller.offers import ConfigOffers, config_applied
 from imagepuller.ownership import Ownership, Whose
 from imagepuller.pullerlists import ListsContext, PullerLists
-from imagepuller.pullerloop import PullerLoop, Step
+from imagepuller.pullerloop import ERROR_BACKOFF, PULLER, PullerLoop, Step
 from imagepuller.reconciler import decide, spec_hash_of
 from imagepuller.rolloutreport import RolloutReport
+from imagepuller.workqueue import WorkQueue
 
 log = structlog.get_logger("imagepuller.controller")
 
@@ -104,10 +105,14 @@ class Controller:
         self.wall = wall  # for the refresh schedule, kept in the cluster as a time of day
         # Names this controller in the DaemonSets it keeps (host name and pid by default).
         self.identity = identity
-        self.wake = WakeUp(stop)
-        # Says "look again" (a watch event, a list read): this controller's own loop, or in
-        # operator mode the work queue with this resource's key.
-        self.poke = poke or self.wake.poke
+        # Single mode's work queue, with its one key; the pause a growing backoff waits on
+        # the clock above (tests replace ``queue.pause`` to move their clock instead).
+        self.queue: WorkQueue[str] = WorkQueue(
+            clock, base_delay=ERROR_BACKOFF[0], max_delay=ERROR_BACKOFF[1]
+        )
+        # Says "look again" (a watch event, a list read): this controller's own queue, or in
+        # operator mode the operator's work queue with this resource's key.
+        self.poke = poke or self.look_again
         # The watch of our DaemonSet's namespace (tests give a fake informer).
         self.watch = DaemonSetWatch(kube, informer, self.poke)
         self.metrics = metrics or Metrics()
@@ -196,7 +201,8 @@ class Controller:
     # --- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Reconcile until the stop event is set; then shut down. Returns the exit code."""
+        """Single mode: the manager with this puller's one key, until the stop event is set;
+        then shut down. Returns the exit code."""
         code = self.loop.run()
         self.shutdown()
         self.watch.end()
@@ -208,16 +214,20 @@ class Controller:
 
     def request_stop(self) -> None:
         """Stop from another thread (a signal): set the stop event, cut every watch and call
-        short, and wake the loop from its wait for the next look."""
+        short, and end the wait for the next look."""
         self.stop.set()
         self.kube.interrupt()
-        self.wake.poke()
+        self.queue.shutdown()
+
+    def look_again(self) -> None:
+        """Single mode: look at the puller again as soon as the worker is free."""
+        self.queue.add(PULLER)
 
     def offer(self, config: Config, tag: int | None = None) -> None:
         """A new configuration (a ConfigMap edit, a resource's new generation: ``tag``):
         applied at the next reconcile once the API accepts it; called from another thread."""
         self.offers.offer(config, tag)
-        self.wake.poke()
+        self.look_again()
 
     # --- one look -----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.config import Config
 from imagepuller.imageparsers import INIT_CONTAINER_NAME
 from imagepuller.jsonparsers import RESERVED_ANNOTATION_PREFIX
@@ -79,8 +80,8 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": owner.get("apiVersion") or "apps/v1",
         "kind": owner.get("kind") or "Deployment",
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
+        "name": objects.name(owner),
+        "uid": objects.stored_uid(owner),
         "controller": True,
         # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on (OpenShift)
         # setting it needs `update deployments/finalizers`, a permission we do not want. The
@@ -100,10 +101,9 @@ def spec_hash(daemonset: Mapping[str, Any]) -> str:
     time on the pod template. Owner, controller, refresh time and anything the API adds to
     metadata do not count. Compare it with the SPEC_HASH_ANNOTATION of a DaemonSet read back,
     not with the hash of that body: the API fills in defaults throughout the spec."""
-    metadata = daemonset.get("metadata") or {}
     annotations = {
         key: value
-        for key, value in (metadata.get("annotations") or {}).items()
+        for key, value in objects.annotations_of(daemonset).items()
         if key not in VOLATILE_ANNOTATIONS
     }
     spec = copy.deepcopy(dict(daemonset.get("spec") or {}))
@@ -114,7 +114,7 @@ def spec_hash(daemonset: Mapping[str, Any]) -> str:
         if not template_annotations:
             del template_metadata["annotations"]  # none left: the same as none given
     canonical = json.dumps(
-        {"labels": metadata.get("labels") or {}, "annotations": annotations, "spec": spec},
+        {"labels": objects.labels_of(daemonset), "annotations": annotations, "spec": spec},
         sort_keys=True,
         separators=(",", ":"),
     )

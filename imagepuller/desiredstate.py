@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from imagepuller import daemonset as ds
+from imagepuller import objects
 from imagepuller.apierrors import ConfigRejected, Conflict, Forbidden, Invalid
 from imagepuller.config import Config
 from imagepuller.kube import Kube
@@ -130,7 +131,7 @@ class DesiredState:
                 "nothing was changed"
             )
         probe = copy.deepcopy(desired.body)
-        name = probe["metadata"]["name"]
+        name = objects.name(probe)
         probe["metadata"]["name"] = name[: 63 - len(DRY_RUN_SUFFIX)] + DRY_RUN_SUFFIX
         try:
             self.kube.create_daemonset(probe, dry_run=True)

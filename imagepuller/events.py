@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.apierrors import KubeError, NotFound
 from imagepuller.apitime import micro_time
 from imagepuller.kube import EVENTS_V1, Kube
@@ -38,11 +39,11 @@ SERIES_REMEMBERED = 256
 
 def involved(obj: Mapping[str, Any], api_version: str, kind: str) -> dict[str, Any]:
     """An Event's reference (``regarding``/``related``) to ``obj``, as the API returned it."""
-    meta = obj["metadata"]
+    meta = objects.metadata(obj)
     reference = {
         "apiVersion": api_version,
         "kind": kind,
-        "name": meta["name"],
+        "name": objects.name(obj),
         "namespace": meta.get("namespace"),
         "uid": meta.get("uid"),
     }
@@ -112,7 +113,7 @@ class EventRecorder:
             except KubeError as err:
                 log.warning("event_not_recorded", reason=reason, error=str(err))
                 return
-            self._series[key] = (created["metadata"]["name"], 1)
+            self._series[key] = (objects.name(created), 1)
             while len(self._series) > SERIES_REMEMBERED:
                 self._series.popitem(last=False)
 

@@ -18,14 +18,16 @@ from typing import Any
 import structlog
 
 from imagepuller import daemonset as ds
+from imagepuller import objects
 from imagepuller.apierrors import DaemonSetInTheWay
 from imagepuller.apitime import format_time
 from imagepuller.config import Config
 from imagepuller.desiredstate import DesiredState
 from imagepuller.events import PullerEvent
 from imagepuller.kube import Kube
-from imagepuller.ownership import Ownership, classify, controller_reference
-from imagepuller.reconciler import Action, Desired, Do, rollout, spec_hash_of
+from imagepuller.objects import DaemonSet, controller_reference, rollout
+from imagepuller.ownership import Ownership, classify
+from imagepuller.reconciler import Action, Desired, Do, spec_hash_of
 from imagepuller.rolloutreport import RolloutReport
 
 log = structlog.get_logger("imagepuller.controller")
@@ -45,12 +47,11 @@ class WriteWatch:
         self.clock = clock
         self._expected: tuple[str, int, float] | None = None  # uid, generation, when
 
-    def wrote(self, written: dict[str, Any]) -> None:
+    def wrote(self, written: DaemonSet) -> None:
         """Remember what a write returned, so a cache that lags behind it is not acted on."""
-        metadata = written.get("metadata") or {}
-        if metadata.get("uid"):
-            generation = int(metadata.get("generation") or 0)
-            self._expected = (metadata["uid"], generation, self.clock())
+        uid = objects.uid(written)
+        if uid:
+            self._expected = (uid, objects.generation(written), self.clock())
 
     def caught_up(
         self, cfg: Config, observed: dict[str, Any] | None
@@ -62,12 +63,11 @@ class WriteWatch:
         if self._expected is None:
             return True, observed
         uid, generation, written_at = self._expected
-        metadata = (observed or {}).get("metadata") or {}
-        annotations = metadata.get("annotations") or {}
+        seen = observed or {}
         shows_ours = (
-            metadata.get("uid") == uid
-            and int(metadata.get("generation") or 0) >= generation
-            and annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity
+            objects.uid(seen) == uid
+            and objects.generation(seen) >= generation
+            and objects.annotation(seen, ds.CONTROLLER_ANNOTATION) == self.identity
         )
         if shows_ours:
             self._expected = None
@@ -75,9 +75,9 @@ class WriteWatch:
         if self.clock() - written_at <= CATCH_UP_SECONDS:
             return False, observed
         fresh = self.kube.get_daemonset(cfg.namespace, cfg.daemonset_name)
-        version = (observed or {}).get("metadata", {}).get("resourceVersion")
+        version = objects.resource_version(observed or {})
         if (fresh is None and observed is None) or (
-            version and version == (fresh or {}).get("metadata", {}).get("resourceVersion")
+            version and version == objects.resource_version(fresh or {})
         ):
             self._expected = None  # the cache shows what is there now (someone else's write)
         return True, fresh
@@ -121,7 +121,7 @@ class Executor:
     def notice(self, cfg: Config, observed: dict[str, Any] | None) -> bool:
         """Log a deletion of our DaemonSet since the last look; whether ``observed`` is the
         DaemonSet this process keeps."""
-        uid = (observed or {}).get("metadata", {}).get("uid")
+        uid = objects.uid(observed or {})
         if self._deleting_uid and uid != self._deleting_uid:
             log.info("daemonset_deleted", name=cfg.daemonset_name, uid=self._deleting_uid)
             if self.current_uid == self._deleting_uid:
@@ -185,7 +185,7 @@ class Executor:
         created = self.kube.create_daemonset(self.state.build(cfg, format_time(self.wall())))
         self.writes.wrote(created)
         self._claimed.add((cfg.namespace, cfg.daemonset_name))
-        self.current_uid = created["metadata"]["uid"]
+        self.current_uid = objects.stored_uid(created)
         self.report.start("created")
         log.info(
             "daemonset_created",
@@ -206,7 +206,7 @@ class Executor:
     def _claim(
         self, action: Action, desired: Desired, observed: dict[str, Any], cfg: Config
     ) -> float:
-        uid = observed["metadata"]["uid"]
+        uid = objects.stored_uid(observed)
         patch = {"metadata": {"annotations": {ds.CONTROLLER_ANNOTATION: self.identity}}}
         self.writes.wrote(
             self.kube.patch_daemonset(cfg.namespace, cfg.daemonset_name, patch, uid=uid)
@@ -228,9 +228,9 @@ class Executor:
     def _update(
         self, action: Action, desired: Desired, observed: dict[str, Any], cfg: Config
     ) -> None:
-        uid = observed["metadata"]["uid"]
+        uid = objects.stored_uid(observed)
         body = self.state.build(cfg, format_time(self.wall()))
-        body["metadata"]["resourceVersion"] = observed["metadata"]["resourceVersion"]
+        body["metadata"]["resourceVersion"] = objects.stored_resource_version(observed)
         body["metadata"]["uid"] = uid
         self.writes.wrote(self.kube.replace_daemonset(body))
         self.report.start("updated")
@@ -239,11 +239,12 @@ class Executor:
     def _refresh(
         self, action: Action, desired: Desired, observed: dict[str, Any], cfg: Config
     ) -> None:
-        uid = observed["metadata"]["uid"]
+        uid = objects.stored_uid(observed)
         log.info("refresh_due", name=cfg.daemonset_name, interval_hours=cfg.caching_interval_hours)
         at = format_time(self.wall())
-        template = observed["spec"]["template"]["metadata"].get("annotations") or {}
-        if template.get(ds.REFRESH_ANNOTATION) == at:  # the same millisecond: still roll
+        template = observed["spec"]["template"]
+        # The same millisecond: still roll.
+        if objects.annotation(template, ds.REFRESH_ANNOTATION) == at:
             at = format_time(self.wall() + 0.001)
         self.writes.wrote(
             self.kube.patch_daemonset(
@@ -266,7 +267,7 @@ class Executor:
         self, action: Action, desired: Desired, observed: dict[str, Any], cfg: Config
     ) -> None:
         # The replacement was validated before this look decided anything.
-        uid = observed["metadata"]["uid"]
+        uid = objects.stored_uid(observed)
         if action.refresh:
             log.info(
                 "refresh_due", name=cfg.daemonset_name, interval_hours=cfg.caching_interval_hours
@@ -317,7 +318,7 @@ class Executor:
             log.info(
                 "daemonset_of_deleted_owner",
                 name=cfg.daemonset_name,
-                uid=observed["metadata"]["uid"],
+                uid=objects.stored_uid(observed),
                 owner=action.other,
                 note="its owner was deleted; waiting for the garbage collector to remove it",
             )
@@ -344,7 +345,7 @@ class EarlierNames:
             old = self.kube.get_daemonset(namespace, name)
             if old is not None and self._kept_by_us(old, cfg):
                 self.kube.delete_daemonset(
-                    namespace, name, uid=old["metadata"]["uid"], foreground=False
+                    namespace, name, uid=objects.stored_uid(old), foreground=False
                 )
                 log.info("daemonset_retired", name=name, namespace=namespace)
             self.retiring.remove((namespace, name))
@@ -355,23 +356,21 @@ class EarlierNames:
         old name since is never deleted."""
         if controller_reference(daemonset) is not None:
             return self.is_ours(daemonset, cfg)  # by its controller owner's uid
-        annotations = daemonset["metadata"].get("annotations") or {}
-        return annotations.get(ds.CONTROLLER_ANNOTATION) == self.identity
+        return objects.annotation(daemonset, ds.CONTROLLER_ANNOTATION) == self.identity
 
 
 def in_the_way_message(cfg: Config, observed: dict[str, Any], owner: str) -> str:
     """Why the DaemonSet of our name is left alone, and what the administrator can do."""
-    meta = observed["metadata"]
-    uid = meta["uid"]
+    uid = objects.stored_uid(observed)
     if owner:
         return (
             f"DaemonSet {cfg.daemonset_name} in {cfg.namespace} (uid {uid}) is owned by "
             f"{owner}, so this puller leaves it alone; remove that owner's "
             "DaemonSet or give this puller another DaemonSet name"
         )
-    owners = [f"{r.get('kind')}/{r.get('name')}" for r in meta.get("ownerReferences") or []]
+    owners = [f"{r.get('kind')}/{r.get('name')}" for r in objects.owner_references(observed)]
     return (
         f"DaemonSet {cfg.namespace}/{cfg.daemonset_name} (uid {uid}, "
-        f"labels {meta.get('labels') or {}}, owners {owners}) was not made by this "
+        f"labels {dict(objects.labels_of(observed))}, owners {owners}) was not made by this "
         "puller; remove it or set DAEMONSET_NAME to another name"
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.apierrors import Expired, KubeError, Stopped, Transient
 from imagepuller.kube import Kube
 
@@ -114,7 +115,7 @@ class Informer:
                         if self._stopped():
                             return
                         self._failures.ended()  # the watch delivers
-                        version = obj.get("metadata", {}).get("resourceVersion") or version
+                        version = objects.resource_version(obj) or version
                         if kind != "BOOKMARK":
                             self._apply(kind, obj)
                     self._failures.ended()  # the server closed the watch in time, as it does
@@ -132,8 +133,7 @@ class Informer:
             self.kube.stop.wait(self._failures.pause())
 
     def _key(self, obj: dict[str, Any]) -> tuple[str, str]:
-        meta = obj["metadata"]
-        return meta.get("namespace") or self.namespace, meta["name"]
+        return objects.namespace(obj) or self.namespace, objects.name(obj)
 
     def _replace(self, items: list[dict[str, Any]]) -> None:
         with self._lock:
@@ -196,26 +196,3 @@ class _Failures:
                 "watch_recovered", kind=self.kind, namespace=self.namespace, failures=self.in_a_row
             )
         self.in_a_row, self._last, self._not_logged = 0, None, 0
-
-
-class WakeUp:
-    """The reconciler's queue for one key: ``poke`` says look now, ``wait`` sleeps until a
-    poke or ``timeout``. Pokes that arrive while it works are kept, so a change during a
-    reconcile is never lost (and many of them make one more look, not many). Whoever sets the
-    stop event pokes too (``Controller.request_stop``), so an idle wait takes no CPU at all."""
-
-    def __init__(self, stop: threading.Event):
-        self.stop = stop
-        self._poked = threading.Event()
-
-    def poke(self) -> None:
-        self._poked.set()
-
-    def wait(self, timeout: float | None) -> bool:
-        """True when poked (the poke is consumed), False on timeout or stop."""
-        if self.stop.is_set():
-            return False
-        poked = self._poked.wait(timeout)
-        if poked:
-            self._poked.clear()
-        return poked and not self.stop.is_set()

@@ -9,10 +9,12 @@ which keeps memory flat over many refresh cycles.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
+from imagepuller import objects
 from imagepuller.apierrors import NotFound
 from imagepuller.apitransport import CALL_TIMEOUT, ApiTransport
+from imagepuller.objects import DaemonSet
 
 OPENSHIFT_API_GROUP = "route.openshift.io"
 # Read timeout on top of a watch's own server-side timeout: a dead connection cannot hang us.
@@ -57,10 +59,11 @@ class Kube(ApiTransport):
     def get_daemonset(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get_object(DAEMONSETS, namespace, name)
 
-    def create_daemonset(self, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+    def create_daemonset(self, body: dict[str, Any], *, dry_run: bool = False) -> DaemonSet:
         """Create; ``dry_run`` has the API validate and admit it without storing anything."""
         extra = [("dryRun", "All")] if dry_run else []
-        return self._write("create", "POST", body["metadata"]["namespace"], "", body, extra)
+        namespace = objects.metadata(body)["namespace"]
+        return self._write("create", "POST", namespace, "", body, extra)
 
     def delete_daemonset(
         self,
@@ -92,15 +95,15 @@ class Kube(ApiTransport):
             return False
         return True
 
-    def replace_daemonset(self, body: dict[str, Any]) -> dict[str, Any]:
+    def replace_daemonset(self, body: dict[str, Any]) -> DaemonSet:
         """Replace (PUT) it; ``metadata.resourceVersion`` in ``body`` guards against writing
         over a change made since it was read (409 Conflict)."""
-        metadata = body["metadata"]
+        metadata = objects.metadata(body)
         return self._write("update", "PUT", metadata["namespace"], metadata["name"], body)
 
     def patch_daemonset(
         self, namespace: str, name: str, patch: dict[str, Any], *, uid: str | None = None
-    ) -> dict[str, Any]:
+    ) -> DaemonSet:
         """A JSON merge patch; with ``uid``, it only applies to that DaemonSet (409 if the
         name now holds another one)."""
         if uid:
@@ -117,19 +120,24 @@ class Kube(ApiTransport):
         extra_query: list[tuple[str, str]] | None = None,
         *,
         content_type: str = "application/json",
-    ) -> dict[str, Any]:
+    ) -> DaemonSet:
         """Every DaemonSet write: strict, so a misspelt field (say in AFFINITY) is an error
         from the API, not silently dropped."""
-        return self._call(
-            verb,
-            DAEMONSETS[0],
-            namespace,
-            self._send,
-            method,
-            _path(DAEMONSETS, namespace, name),
-            query=[("fieldValidation", "Strict"), *(extra_query or [])],
-            body=body,
-            content_type=content_type,
+        # Sound: this path is the DaemonSets collection, and the API answers a write there
+        # with the DaemonSet as stored (a dry run: as it would be), in the view's shape.
+        return cast(
+            DaemonSet,
+            self._call(
+                verb,
+                DAEMONSETS[0],
+                namespace,
+                self._send,
+                method,
+                _path(DAEMONSETS, namespace, name),
+                query=[("fieldValidation", "Strict"), *(extra_query or [])],
+                body=body,
+                content_type=content_type,
+            ),
         )
 
     def get_object(self, kind: tuple[str, str], namespace: str, name: str) -> dict[str, Any] | None:
@@ -205,7 +213,7 @@ class Kube(ApiTransport):
             query=query,
             deadline=deadline,
         )
-        return result.get("items") or [], result["metadata"]["resourceVersion"]
+        return result.get("items") or [], objects.stored_resource_version(result)
 
     def watch_objects(
         self,

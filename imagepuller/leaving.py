@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.apierrors import Conflict, KubeError
 from imagepuller.config import Config
 from imagepuller.kube import Kube
@@ -35,8 +36,8 @@ def leave_daemonset(
     if uid is None or not delete:
         log.info("shutdown", deleted=False)
         return
-    owners = list((current or {}).get("metadata", {}).get("ownerReferences") or [])
-    if current is not None and current["metadata"]["uid"] == uid and owners:
+    owners = objects.owner_references(current or {})
+    if current is not None and objects.stored_uid(current) == uid and owners:
         log.info(
             "shutdown",
             deleted=False,

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.config import Config, ConfigError
 from imagepuller.policy import ResourcePolicy
 from imagepuller.resource import KIND, config_from_resource
-from imagepuller.resourcewatch import API_VERSION, Key, generation_of, key_of
+from imagepuller.resourcewatch import API_VERSION, Key, key_of
 
 
 @dataclass
@@ -29,8 +30,7 @@ class Verdict:
 
 def _age(resource: dict[str, Any]) -> tuple[str, str]:
     """Older first: creation time (RFC 3339 sorts as text), then the name for a tie."""
-    meta = resource["metadata"]
-    return meta.get("creationTimestamp") or "", meta["name"]
+    return objects.creation_timestamp(resource), objects.name(resource)
 
 
 class NameClaims:
@@ -43,7 +43,7 @@ class NameClaims:
 
     def parse(self, key: Key, resource: dict[str, Any]) -> Config | ConfigError:
         """The resource's spec read as settings, once per generation."""
-        generation = generation_of(resource)
+        generation = objects.generation(resource)
         cached = self._parsed.get(key)
         if cached is not None and cached[0] == generation:
             return cached[1]

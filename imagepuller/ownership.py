@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagepuller import daemonset as ds
+from imagepuller import objects
 from imagepuller.config import Config
+from imagepuller.objects import controller_reference as controller_reference  # home: objects
 
 
 class Whose(enum.Enum):
@@ -43,15 +45,6 @@ class Ownership:
         return self.whose is Whose.OURS
 
 
-def controller_reference(obj: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The owner reference that says which object controls ``obj`` (None: no controller)."""
-    metadata = obj.get("metadata") or {}
-    for ref in metadata.get("ownerReferences") or []:
-        if isinstance(ref, dict) and ref.get("controller") is True:
-            return ref
-    return None
-
-
 def describe_owner(ref: Mapping[str, Any]) -> str:
     return f"{ref.get('kind') or 'object'} {ref.get('name') or '?'} (uid {ref.get('uid') or '?'})"
 
@@ -65,8 +58,7 @@ def classify(
 ) -> Ownership:
     """Whose ``observed`` is, for the puller of ``config`` whose DaemonSets ``owner`` owns
     (its Deployment, its KubernetesImagePuller resource, or None when running without one)."""
-    owner_meta = (owner or {}).get("metadata") or {}
-    owner_uid = owner_meta.get("uid")
+    owner_uid = objects.uid(owner or {})
     ref = controller_reference(observed)
     if ref is not None:
         if owner_uid and ref.get("uid") == owner_uid:
@@ -74,28 +66,23 @@ def classify(
         same_name = (
             owner is not None
             and ref.get("kind") == (owner.get("kind") or "Deployment")
-            and ref.get("name") == owner_meta.get("name")
+            and ref.get("name") == objects.metadata(owner).get("name")
         )
         return Ownership(
             Whose.EARLIER_OWNER if same_name else Whose.ANOTHER_OWNER, describe_owner(ref)
         )
-    metadata = observed.get("metadata") or {}
-    if created_uid and metadata.get("uid") == created_uid:
+    if created_uid and objects.uid(observed) == created_uid:
         return Ownership(Whose.OURS)
-    if owner_uid and any(
-        isinstance(r, dict) and r.get("uid") == owner_uid
-        for r in metadata.get("ownerReferences") or []
-    ):
+    if owner_uid and objects.owned_by(observed, owner_uid):
         return Ownership(Whose.OURS)
     return Ownership(Whose.OURS if _marked_as_ours(observed, config) else Whose.FOREIGN)
 
 
 def _marked_as_ours(observed: Mapping[str, Any], config: Config) -> bool:
-    metadata = observed.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    labels = objects.labels_of(observed)
     if labels.get(ds.MANAGED_BY_LABEL) == ds.MANAGED_BY:
         return True
-    selector = ((observed.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = objects.selector_labels(observed)
     # A selector is immutable, and only our DaemonSets select our image-cache pods by name.
     if selector == ds.selector_labels(config):
         return True

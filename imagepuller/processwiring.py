@@ -16,9 +16,9 @@ from imagepuller.apitransport import load_api_client
 from imagepuller.endpoints import Endpoints, Probes
 from imagepuller.metrics import Metrics
 
-# After a stop is asked for, the work gets this long to finish on its own. If a call it is
-# blocked in cannot be interrupted (an unanswered request), `run` deletes the DaemonSet itself
-# (at most 3 s connect + 10 s read), all well within the default 30 s grace period.
+# After a stop is asked for, the operator's work gets this long to finish on its own before
+# the Lease is released without it, well within the default 30 s grace period. (`run` waits
+# for its look as long: pullerloop.LOOK_STOP_SECONDS.)
 WORKER_STOP_SECONDS = 12.0
 
 

@@ -1,10 +1,12 @@
-"""Looking at one puller again and again: each look's errors classified, and the pause
-between looks.
+"""Looking at one puller again and again: each look's errors classified, and single mode
+as the manager with one key.
 
 ``step`` is one look that never raises: an error becomes a log line, the health's verdict and
 "try again after a growing pause"; a configuration the API refuses at start, or a stop, ends
-the puller with its exit code. ``run`` is single mode's loop over its one puller; operator
-mode's workers call ``step`` for each resource, with the work queue's per-key backoff.
+the puller with its exit code. Both modes serve their keys with ``manager.Manager``: single
+mode (``run``) one worker and one key, the puller; operator mode a few workers and a key per
+resource. Either way a failed look is retried after the work queue's per-key backoff, and a
+watch event or a list reading puts the key back in the queue.
 """
 
 from __future__ import annotations
@@ -28,13 +30,21 @@ from imagepuller.apierrors import (
 )
 from imagepuller.config import Config
 from imagepuller.health import Health
-from imagepuller.informer import WakeUp
+from imagepuller.manager import Manager, Result
 from imagepuller.metrics import Metrics
+from imagepuller.workqueue import WorkQueue
 
 log = structlog.get_logger("imagepuller.controller")
 
 # Pause after a failed reconcile: doubles from the first value up to the second.
 ERROR_BACKOFF = (2.0, 60.0)
+# Single mode's one key.
+PULLER = "puller"
+# After a stop, the look underway gets this long to end on its own. If a call it is blocked
+# in cannot be interrupted (an unanswered request), the shutdown goes on without it and
+# deletes the DaemonSet itself (at most 3 s connect + 10 s read), all well within the default
+# 30 s grace period.
+LOOK_STOP_SECONDS = 12.0
 # 403s in a row for this long are a missing permission, not an API server warming up.
 FORBIDDEN_PERSISTS_SECONDS = 10.0
 # After a write refused because the DaemonSet changed meanwhile: look again this soon.
@@ -59,7 +69,7 @@ class Looked(Protocol):
     metrics: Metrics
     clock: Callable[[], float]
     stop: threading.Event
-    wake: WakeUp
+    queue: WorkQueue[str]
     rejected: str | None
 
     def reconcile(self) -> float | None: ...
@@ -69,24 +79,31 @@ class PullerLoop:
     def __init__(self, puller: Looked):
         self.puller = puller
         self._forbidden_since: float | None = None  # (clock) when the 403s in a row began
+        self._exit_code = exitcodes.OK
 
     def run(self) -> int:
-        """Look until the stop event is set. Returns the exit code."""
+        """Single mode: the manager with one worker and one key, until the stop event is set
+        (a signal, or a look that ends the puller). Returns the exit code."""
         puller = self.puller
-        backoff = ERROR_BACKOFF[0]
-        while not puller.stop.is_set():
-            step = self.step()
-            if step.exit_code is not None:
-                return step.exit_code
-            if step.failed:
-                log.info("cycle_retry", wait_seconds=backoff)
-                puller.wake.wait(backoff)
-                backoff = min(backoff * 2, ERROR_BACKOFF[1])
-                continue
-            if not step.conflict:
-                backoff = ERROR_BACKOFF[0]
-            puller.wake.wait(step.requeue)
-        return exitcodes.OK
+        manager = Manager(self._look, puller.queue, workers=1, health=puller.health)
+        puller.queue.add(PULLER)
+        manager.start()
+        puller.stop.wait()
+        if not manager.stop(LOOK_STOP_SECONDS):
+            log.warning(
+                "shutdown_forced",
+                waited_seconds=LOOK_STOP_SECONDS,
+                note="the controller was blocked in an API call; deleting the DaemonSet now",
+            )
+        return self._exit_code
+
+    def _look(self, key: str) -> Result:
+        step = self.step()
+        if step.exit_code is not None:
+            self._exit_code = step.exit_code
+            self.puller.stop.set()  # the puller is over: ``run`` returns
+            return Result()
+        return Result(step.requeue, step.failed)
 
     def step(self) -> Step:
         """One reconcile with its errors classified: never raises. What it came to says when

@@ -11,11 +11,15 @@ the previous process stopped.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from imagepuller import daemonset as ds
+from imagepuller import objects
 from imagepuller.apitime import parse_time
+from imagepuller.objects import generation_observed as generation_observed  # see rollout
+from imagepuller.objects import rollout as rollout  # home: objects; kept for older importers
 from imagepuller.ownership import Ownership, Whose
 
 ROLLING = "rolling"
@@ -53,11 +57,11 @@ class Desired:
 
     @property
     def name(self) -> str:
-        return str(self.body["metadata"]["name"])
+        return objects.name(self.body)
 
     @property
     def spec_hash(self) -> str:
-        return str(self.body["metadata"]["annotations"][ds.SPEC_HASH_ANNOTATION])
+        return str(objects.annotations_of(self.body)[ds.SPEC_HASH_ANNOTATION])
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,7 @@ def decide(
     """
     if observed is None:
         return Action(Do.CREATE, "no DaemonSet of this name")
-    metadata = observed["metadata"]
-    if metadata.get("deletionTimestamp"):
+    if objects.being_deleted(observed):
         return Action(Do.WAIT, "being deleted")
     if whose.whose is Whose.EARLIER_OWNER:
         return Action(
@@ -106,7 +109,7 @@ def decide(
     if not whose.ours:
         why = f"owned by {whose.owner}" if whose.owner else "not made by this puller"
         return Action(Do.IN_THE_WAY, why, RETRY_SECONDS, other=whose.owner)
-    keeper = (metadata.get("annotations") or {}).get(ds.CONTROLLER_ANNOTATION)
+    keeper = objects.annotation(observed, ds.CONTROLLER_ANNOTATION)
     if keeper != identity:
         if claimed:
             return Action(Do.STAND_ASIDE, f"taken over by {keeper}", other=keeper or "")
@@ -130,44 +133,21 @@ def decide(
     return Action(Do.REFRESH, "refresh due")
 
 
-def spec_hash_of(daemonset: dict[str, Any]) -> str | None:
-    return (daemonset["metadata"].get("annotations") or {}).get(ds.SPEC_HASH_ANNOTATION)
+def spec_hash_of(daemonset: Mapping[str, Any]) -> str | None:
+    return objects.annotation(daemonset, ds.SPEC_HASH_ANNOTATION)
 
 
-def refreshed_at(daemonset: dict[str, Any]) -> float:
+def refreshed_at(daemonset: Mapping[str, Any]) -> float:
     """When its pods were last refreshed (wall-clock seconds): the annotation we keep, or the
     DaemonSet's creation for one made before we kept it (or by the Go original)."""
-    metadata = daemonset["metadata"]
-    for text in (
-        (metadata.get("annotations") or {}).get(ds.REFRESH_ANNOTATION),
-        metadata.get("creationTimestamp"),
+    for parsed in (
+        parse_time(objects.annotation(daemonset, ds.REFRESH_ANNOTATION)),
+        objects.created_at(daemonset),
     ):
-        parsed = parse_time(text)
         if parsed is not None:
             return parsed
     return 0.0  # unknown: refresh now
 
 
-def rollout(daemonset: dict[str, Any]) -> tuple[bool, int, int]:
-    """(complete, pods up to date and available, desired): complete when the DaemonSet
-    controller has seen this generation and every scheduled node runs an available pod of
-    the current template. ``numberReady`` alone is not enough: during a rolling refresh the
-    old pods are ready too."""
-    status = daemonset.get("status") or {}
-    desired = int(status.get("desiredNumberScheduled", 0))
-    updated = int(status.get("updatedNumberScheduled", 0))
-    available = int(status.get("numberAvailable", 0))
-    seen = generation_observed(daemonset)
-    complete = seen and updated == desired and available == desired
-    return complete, min(updated, available) if seen else 0, desired
-
-
-def generation_observed(daemonset: dict[str, Any]) -> bool:
-    """The DaemonSet controller has taken in the current generation (its status is of it)."""
-    status = daemonset.get("status") or {}
-    observed: int = status.get("observedGeneration", -1)
-    return observed >= int(daemonset["metadata"].get("generation", 0))
-
-
-def _selector(body: dict[str, Any]) -> Any:
+def _selector(body: Mapping[str, Any]) -> Any:
     return (body.get("spec") or {}).get("selector")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.config import Config, ConfigError, read_config
 from imagepuller.policy import ResourcePolicy
 from imagepuller.settings import BY_SPEC_FIELD, BY_VARIABLE
@@ -50,12 +51,11 @@ def config_from_resource(
 ) -> Config:
     """The configuration a resource asks for; ConfigError lists every problem in spec words,
     those of the operator's ``policy`` (what a resource may ask) included."""
-    meta = resource.get("metadata") or {}
     spec = resource.get("spec") or {}
     if not isinstance(spec, Mapping):
         raise ConfigError(["spec: expected an object of string fields"])
     problems = _type_problems(spec)
-    given: dict[str, str | None] = {_NAMESPACE: str(meta.get("namespace") or "")}
+    given: dict[str, str | None] = {_NAMESPACE: str(objects.namespace(resource))}
     labels = {_NAMESPACE: "metadata.namespace"}
     for field, setting in BY_SPEC_FIELD.items():
         value = spec.get(field)

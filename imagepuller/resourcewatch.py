@@ -16,9 +16,10 @@ resource's namespace and name) a change concerns:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.informer import Informer
 from imagepuller.kube import DAEMONSETS, PULLERS, Kube
 from imagepuller.resource import GROUP, KIND, VERSION
@@ -29,13 +30,12 @@ API_VERSION = f"{GROUP}/{VERSION}"
 Key = tuple[str, str]  # a resource's (namespace, name)
 
 
-def key_of(resource: dict[str, Any]) -> Key:
-    meta = resource["metadata"]
-    return meta.get("namespace") or "", meta["name"]
+# Home: objects.generation; named here for the modules that still import it from here.
+generation_of = objects.generation
 
 
-def generation_of(obj: dict[str, Any]) -> int:
-    return int(obj["metadata"].get("generation") or 0)
+def key_of(resource: Mapping[str, Any]) -> Key:
+    return objects.namespace(resource), objects.name(resource)
 
 
 class ResourceWatches:
@@ -112,7 +112,7 @@ class ResourceWatches:
             for informer in self._resources
             if namespace is None or informer.namespace in ("", namespace)
             for obj in informer.items()
-            if namespace is None or (obj["metadata"].get("namespace") or "") == namespace
+            if namespace is None or objects.namespace(obj) == namespace
         ]
 
     def resource(self, key: Key) -> dict[str, Any] | None:
@@ -157,14 +157,14 @@ class ResourceWatches:
         if daemonset is None:  # (re)listed
             keys = {key_of(obj) for obj in self.resources(namespace)}
         else:
-            meta = daemonset["metadata"]
             keys = {
                 (namespace, ref["name"])
-                for ref in meta.get("ownerReferences") or []
+                for ref in objects.owner_references(daemonset)
                 if ref.get("kind") == KIND and ref.get("name")
             }
             if not keys:  # not a resource's (yet): the resources that want its name
-                keys = self.wanting(namespace, str(meta.get("name") or ""))
+                name = objects.metadata(daemonset).get("name") or ""
+                keys = self.wanting(namespace, name)
         for key in keys:
             self.queue.add(key)
 

@@ -16,11 +16,9 @@ from imagepuller.config import Config
 from imagepuller.controller import Controller, controller_client
 from imagepuller.events import EventRecorder
 from imagepuller.exitcodes import CONFIG as EXIT_CONFIG
-from imagepuller.exitcodes import OK as EXIT_OK
 from imagepuller.logs import configure_logging
 from imagepuller.metrics import metrics_for
 from imagepuller.processwiring import (
-    WORKER_STOP_SECONDS,
     connect,
     process_identity,
     serve_endpoints,
@@ -82,30 +80,10 @@ def run(config: Config) -> int:
         controller.on_rejected = lambda _config, message: source.report_rejected(message)
 
     stop_on_signals(controller.request_stop, log)
-    # The controller runs in a worker thread so that the main thread is always free to take
-    # a signal and unblock the worker's watch at once, even mid-read on a TLS socket.
-    result: list[int] = []
-
-    def work() -> None:
-        try:
-            result.append(controller.run())
-        finally:
-            stop.set()  # the worker ended (it only does after a stop, or on a bug): wake main
-
-    # A daemon thread: if it is stuck in a call when the grace period runs out, the process
-    # can still exit.
-    worker = threading.Thread(target=work, name="controller", daemon=True)
-    worker.start()
-    stop.wait()
-    worker.join(WORKER_STOP_SECONDS)
-    if worker.is_alive():
-        log.warning(
-            "shutdown_forced",
-            waited_seconds=WORKER_STOP_SECONDS,
-            note="the controller was blocked in an API call; deleting the DaemonSet now",
-        )
-        controller.shutdown()
-        log.info("stopped")
-        return EXIT_OK
+    # The looks run on the manager's worker thread, so this (main) thread only waits for the
+    # stop: it is always free to take a signal and cut the worker's calls short at once, even
+    # mid-read on a TLS socket. A worker stuck past the wait is left behind (a daemon thread)
+    # and the DaemonSet is deleted from here.
+    code = controller.run()
     log.info("stopped")
-    return result[0] if result else EXIT_CONFIG
+    return code

@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.config import Config, ConfigError, load_config
 from imagepuller.events import EventRecorder, involved
 from imagepuller.informer import Informer
@@ -77,7 +78,7 @@ class ConfigMapSource:
                 )
             return
         self._missing_reported = False
-        version = configmap["metadata"].get("resourceVersion")
+        version = objects.resource_version(configmap)
         if version == self._seen_version:
             return
         self._seen_version = version

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from imagepuller import cachestatus, cachetable, exitcodes
+from imagepuller import cachestatus, cachetable, exitcodes, objects
 from imagepuller.apierrors import Forbidden, KubeError
 from imagepuller.apitransport import load_api_client
 from imagepuller.cachestatus import PullerStatus
@@ -94,7 +94,7 @@ def read_all(kube: Kube) -> list[PullerStatus]:
     if not daemonsets:
         return []
     nodes = _nodes(kube)
-    daemonsets.sort(key=lambda d: (d["metadata"].get("namespace", ""), d["metadata"]["name"]))
+    daemonsets.sort(key=lambda d: (objects.namespace(d), objects.name(d)))
     return [_summarize(kube, daemonset, nodes) for daemonset in daemonsets]
 
 
@@ -155,9 +155,8 @@ def _nodes(kube: Kube) -> list[dict[str, Any]] | None:
 def _summarize(
     kube: Kube, daemonset: dict[str, Any], nodes: list[dict[str, Any]] | None
 ) -> PullerStatus:
-    metadata = daemonset["metadata"]
     selector = label_selector((daemonset.get("spec") or {}).get("selector") or {})
-    pods = kube.list_pods(metadata["namespace"], selector)
+    pods = kube.list_pods(objects.metadata(daemonset)["namespace"], selector)
     return cachestatus.summarize(daemonset, pods, nodes)
 
 

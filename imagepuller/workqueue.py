@@ -22,6 +22,15 @@ K = TypeVar("K", bound=Hashable)
 BASE_DELAY = 0.005  # seconds: the first retry after a failure
 MAX_DELAY = 300.0  # seconds: the longest wait between retries of one key
 
+# How a ``get`` with nothing due passes the time until the next delayed key (None: until a
+# key is added): the condition's own wait, which an add or a shutdown cuts short. Tests give
+# one that moves their clock instead, so a growing backoff is tested without waiting.
+Pause = Callable[[threading.Condition, "float | None"], object]
+
+
+def wait_on(changed: threading.Condition, timeout: float | None) -> object:
+    return changed.wait(timeout)
+
 
 class WorkQueue(Generic[K]):
     def __init__(
@@ -30,8 +39,10 @@ class WorkQueue(Generic[K]):
         *,
         base_delay: float = BASE_DELAY,
         max_delay: float = MAX_DELAY,
+        pause: Pause = wait_on,
     ):
         self.clock = clock
+        self.pause = pause
         self.base_delay = base_delay
         self.max_delay = max_delay
         self._ready: deque[K] = deque()
@@ -109,7 +120,7 @@ class WorkQueue(Generic[K]):
                     if left <= 0:
                         return None
                     wait = left if wait is None else min(wait, left)
-                self._changed.wait(wait)
+                self.pause(self._changed, wait)
 
     def done(self, key: K) -> None:
         """The look at ``key`` is over; if it was added meanwhile, it is queued again."""

@@ -443,11 +443,11 @@ def test_a_configuration_the_api_refuses_at_start_exits_1_touching_nothing(contr
 
 def test_a_stop_request_wakes_a_loop_waiting_for_its_next_look(controller, kube):
     woke = []
-    waiter = threading.Thread(target=lambda: woke.append(controller.wake.wait(None)))
+    waiter = threading.Thread(target=lambda: woke.append(controller.queue.get()))
     waiter.start()
     controller.request_stop()
     waiter.join(timeout=5)
-    assert woke == [False]  # woken, and told it is a stop
+    assert woke == [None]  # woken, and told it is a stop
     assert kube.stop.is_set() and kube.interrupted
 
 
@@ -471,6 +471,18 @@ def test_sigterm_deletes_a_daemonset_nothing_owns(controller, kube):
 
 
 # --- the loop survives every failure -----------------------------------------------------------
+
+
+def passing(clock):
+    """A work-queue pause that passes on the injected clock at once (a pause until the next
+    key is added still waits for it)."""
+
+    def pause(changed, timeout):
+        if timeout is None:
+            return changed.wait()
+        clock.now += timeout
+
+    return pause
 
 
 class Once(Controller):
@@ -504,7 +516,7 @@ def test_a_failure_is_logged_as_what_it_is_and_tried_again(kube, clock, wall, fa
         load_config(ENV), kube, stop=kube.stop, clock=clock, wall=wall, identity=ME,
         informer=FakeInformer,
     )  # fmt: skip
-    controller.wake.wait = lambda timeout: False  # no real waiting
+    controller.queue.pause = passing(clock)  # no real waiting
     kube.fail_next = [failure]
     with capture_logs() as logs:
         assert controller.run() == 0
@@ -607,14 +619,7 @@ def test_a_403_is_called_a_missing_permission_only_when_it_persists(kube, clock,
         informer=FakeInformer,
     )  # fmt: skip
     controller.rounds = 6
-    waits: list[float] = []
-
-    def wait(timeout):  # the pause passes on the injected clock
-        waits.append(timeout)
-        clock.now += timeout or 0
-        return False
-
-    controller.wake.wait = wait
+    controller.queue.pause = passing(clock)
     denied = Forbidden("denied", permission="create daemonsets.apps in namespace ns")
     kube.fail_next = [denied] * 5
     with capture_logs() as logs:

@@ -74,10 +74,13 @@ def containers(kube) -> list[tuple[str, str]]:
 
 def settle(controller):
     """One look, then, while a reading of the lists is underway (on the controller's reader
-    thread), wait for the reader's wake-up and look again, as ``run()`` does."""
+    thread), wait for the reader to put the puller back in the queue and look again, as
+    ``run()`` does."""
     requeue = controller.reconcile()
     while controller.reading_lists:
-        assert controller.wake.wait(10), "the list reading never ended"
+        key = controller.queue.get(timeout=10)
+        assert key is not None, "the list reading never ended"
+        controller.queue.done(key)
         requeue = controller.reconcile()
     return requeue
 

@@ -1,4 +1,4 @@
-"""The informer: list, then watch; list again when the watch expires or breaks; and WakeUp."""
+"""The informer: list, then watch; list again when the watch expires or breaks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from imagepuller.apierrors import Expired, Forbidden, NotFound, Stopped, Transient
-from imagepuller.informer import MAX_RETRY_PAUSE, Informer, WakeUp, _Failures
+from imagepuller.informer import MAX_RETRY_PAUSE, Informer, _Failures
 from imagepuller.kube import DAEMONSETS, PULLERS
 
 
@@ -120,16 +120,6 @@ def test_one_name_is_watched_with_a_field_selector():
     kube = ScriptedKube(lists=[([], "1")], watches=[])
     run(kube, name="settings")
     assert kube.list_calls[0]["selector"] == "metadata.name=settings"
-
-
-def test_wake_up_keeps_a_poke_that_came_while_working():
-    stop = threading.Event()
-    wake = WakeUp(stop)
-    wake.poke()
-    assert wake.wait(5) is True  # at once
-    assert wake.wait(0.05) is False  # consumed
-    stop.set()
-    assert wake.wait(None) is False  # a stop ends even an open-ended wait
 
 
 # --- backing off while a watch keeps failing ------------------------------------------------

@@ -107,3 +107,20 @@ def test_len_counts_keys_waiting_now_and_later(queue):
     queue.add("a")
     queue.add_after("b", 5)
     assert len(queue) == 2
+
+
+def test_a_get_passes_the_time_to_a_delayed_key_through_the_pause_it_was_given(clock):
+    pauses: list[float | None] = []
+
+    def pause(changed, timeout):  # the time passes on the test's clock, at once
+        pauses.append(timeout)
+        clock.now += timeout
+
+    queue = WorkQueue(clock, base_delay=2.0, max_delay=60.0, pause=pause)
+    queue.add_rate_limited("k")
+    queue.add_after("other", 30.0)
+    assert queue.get() == "k"
+    assert pauses == [2.0] and clock.now == 102.0
+    queue.done("k")
+    assert queue.get() == "other"
+    assert pauses == [2.0, 28.0]
