@@ -38,7 +38,7 @@ from imagepuller.nodepods import (
     live_pods,
 )
 from imagepuller.nodeselection import required_affinity, why_not_selected
-from imagepuller.ownership import controller_reference
+from imagepuller.objects import controller_reference
 
 NOT_SCHEDULED = "not-scheduled"
 # The table's order: what needs someone's attention first.

@@ -29,10 +29,10 @@ from imagepuller.kube import Kube
 from imagepuller.manager import Manager, Result
 from imagepuller.metrics import Metrics
 from imagepuller.nameclaims import NameClaims
+from imagepuller.objects import rollout
 from imagepuller.policy import ResourcePolicy
 from imagepuller.pullerloop import ERROR_BACKOFF
 from imagepuller.pullerset import PullerSet, PullerWiring
-from imagepuller.reconciler import rollout
 from imagepuller.resourcestatus import Observation, resource_status
 from imagepuller.resourcewatch import (
     Key,

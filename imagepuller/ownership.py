@@ -20,7 +20,6 @@ from typing import Any
 from imagepuller import daemonset as ds
 from imagepuller import objects
 from imagepuller.config import Config
-from imagepuller.objects import controller_reference as controller_reference  # home: objects
 
 
 class Whose(enum.Enum):
@@ -59,7 +58,7 @@ def classify(
     """Whose ``observed`` is, for the puller of ``config`` whose DaemonSets ``owner`` owns
     (its Deployment, its KubernetesImagePuller resource, or None when running without one)."""
     owner_uid = objects.uid(owner or {})
-    ref = controller_reference(observed)
+    ref = objects.controller_reference(observed)
     if ref is not None:
         if owner_uid and ref.get("uid") == owner_uid:
             return Ownership(Whose.OURS)

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.config import Config, ConfigError
 from imagepuller.controller import Controller, controller_client
 from imagepuller.events import EventRecorder, involved
@@ -24,7 +25,7 @@ from imagepuller.health import WorkerHealth
 from imagepuller.informer import Informer
 from imagepuller.metrics import Metrics
 from imagepuller.resource import KIND
-from imagepuller.resourcewatch import API_VERSION, Key, generation_of
+from imagepuller.resourcewatch import API_VERSION, Key
 
 log = structlog.get_logger("imagepuller.operator")
 
@@ -93,7 +94,7 @@ class PullerSet:
 
     def ensure(self, key: Key, resource: dict[str, Any]) -> None:
         """The resource's controller runs its newest valid generation (or is offered it)."""
-        generation = generation_of(resource)
+        generation = objects.generation(resource)
         puller = self.by_key.get(key)
         if self.invalid.get(key, (None,))[0] == generation:
             return  # already judged invalid; what runs (if anything) keeps running

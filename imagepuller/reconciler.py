@@ -18,8 +18,6 @@ from typing import Any
 from imagepuller import daemonset as ds
 from imagepuller import objects
 from imagepuller.apitime import parse_time
-from imagepuller.objects import generation_observed as generation_observed  # see rollout
-from imagepuller.objects import rollout as rollout  # home: objects; kept for older importers
 from imagepuller.ownership import Ownership, Whose
 
 ROLLING = "rolling"
@@ -127,7 +125,7 @@ def decide(
     if desired.strategy == RECREATE:
         return Action(Do.DELETE, "refresh due (recreate strategy)", refresh=True)
     stuck_at = last + desired.ready_timeout_seconds
-    if not rollout(observed)[0] and now < stuck_at:
+    if not objects.rollout(observed)[0] and now < stuck_at:
         # An interval shorter than the rollout: let it finish rather than start over.
         return Action(Do.WAIT, "refresh due, the last one still rolling", stuck_at - now)
     return Action(Do.REFRESH, "refresh due")

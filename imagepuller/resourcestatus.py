@@ -15,7 +15,7 @@ from typing import Any
 from imagepuller.apitime import format_time, whole_seconds
 from imagepuller.daemonset import REFRESH_ANNOTATION, template_containers
 from imagepuller.failures import Failure, failure_summary
-from imagepuller.reconciler import rollout
+from imagepuller.objects import rollout
 from imagepuller.status import all_held
 
 # At most this many failures are listed in a status (failuresTotal counts them all).

@@ -31,7 +31,6 @@ Key = tuple[str, str]  # a resource's (namespace, name)
 
 
 # Home: objects.generation; named here for the modules that still import it from here.
-generation_of = objects.generation
 
 
 def key_of(resource: Mapping[str, Any]) -> Key:
@@ -144,10 +143,10 @@ class ResourceWatches:
         with self._lock:
             before = self._seen_generation.get(key)
             if present:
-                self._seen_generation[key] = generation_of(resource)
+                self._seen_generation[key] = objects.generation(resource)
             else:
                 self._seen_generation.pop(key, None)
-        if not present or before != generation_of(resource):
+        if not present or before != objects.generation(resource):
             # Created, deleted or edited: the DaemonSet name it claims may have changed, and
             # with it which resource of the namespace keeps a contested name.
             for peer in self.resources(key[0]):

@@ -20,7 +20,7 @@ from imagepuller.events import PullerEvent
 from imagepuller.failures import Failure, failure_summary
 from imagepuller.kube import Kube
 from imagepuller.metrics import Metrics
-from imagepuller.reconciler import rollout
+from imagepuller.objects import rollout
 from imagepuller.status import all_held, why_not_ready
 
 log = structlog.get_logger("imagepuller.controller")

@@ -15,8 +15,8 @@ import structlog
 from imagepuller.apierrors import KubeError
 from imagepuller.failures import Failure
 from imagepuller.kube import Kube
+from imagepuller.objects import generation_observed, rollout
 from imagepuller.pods import pull_failures
-from imagepuller.reconciler import generation_observed, rollout
 
 log = structlog.get_logger("imagepuller.status")
 

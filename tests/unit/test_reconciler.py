@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from imagepuller.apitime import format_time, parse_time
+from imagepuller.objects import rollout
 from imagepuller.ownership import Ownership, Whose
 from imagepuller.reconciler import (
     RETRY_SECONDS,
@@ -14,7 +15,6 @@ from imagepuller.reconciler import (
     Do,
     decide,
     refreshed_at,
-    rollout,
 )
 
 ME = "pod-b/1"
