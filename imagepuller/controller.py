@@ -166,17 +166,9 @@ class Controller:
     def openshift(self) -> bool | None:
         return self.state.openshift
 
-    @openshift.setter
-    def openshift(self, value: bool | None) -> None:
-        self.state.openshift = value  # operator mode: detected once for every resource
-
     @property
     def applied_tag(self) -> int | None:
         return self.offers.applied_tag
-
-    @applied_tag.setter
-    def applied_tag(self, value: int | None) -> None:
-        self.offers.applied_tag = value  # operator mode: the generation it started with
 
     @property
     def refused(self) -> tuple[int | None, str] | None:

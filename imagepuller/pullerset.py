@@ -156,9 +156,9 @@ class PullerSet:
             informer=lambda _kube, _kind, namespace, _poke: wiring.informer(namespace),
             poke=lambda: wiring.look_again(key),
         )
-        controller.applied_tag = generation
+        controller.offers.applied_tag = generation  # the generation it starts with
         # The platform is the cluster's: once a controller has asked, the others need not.
-        controller.openshift = self.openshift
+        controller.state.openshift = self.openshift
         with self.lock:
             self.by_key[key] = Puller(controller, generation)
         log.info("puller_started", resource=f"{key[0]}/{key[1]}", daemonset=config.daemonset_name)
