@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.daemonset import REFRESH_ANNOTATION
 from imagepuller.failures import Failure
 from imagepuller.imageparsers import INIT_CONTAINER_NAME, CachedImage
@@ -157,7 +158,7 @@ def summarize(
     ]
     statuses = tuple(node for node, _ in examined)
     failures = tuple(failure for _, node_failures in examined for failure in node_failures)
-    reported = int((daemonset.get("status") or {}).get("desiredNumberScheduled") or 0)
+    reported = int(objects.daemonset_status(daemonset).get("desiredNumberScheduled") or 0)
     desired = reported if nodes is None else sum(1 for n in statuses if n.selected)
     holding = sum(1 for n in statuses if n.selected and n.state == HELD)
     return PullerStatus(
@@ -166,7 +167,7 @@ def summarize(
         images=images,
         desired=desired,
         holding=holding,
-        last_refresh=(metadata.get("annotations") or {}).get(REFRESH_ANNOTATION),
+        last_refresh=objects.annotation(daemonset, REFRESH_ANNOTATION),
         nodes=statuses,
         failures=failures,
         nodes_without_pods_shown=nodes is not None,
@@ -197,7 +198,7 @@ def _notes(
         if without_pod:
             note += f"; {without_pod} of the {desired} desired nodes have no pod yet"
         return [note]
-    status = daemonset.get("status") or {}
+    status = objects.daemonset_status(daemonset)
     if "desiredNumberScheduled" in status and reported != desired:
         # Our reading of selector, affinity and taints against the DaemonSet controller's: a
         # node that just joined or changed is the usual cause.

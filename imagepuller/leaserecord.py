@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from imagepuller import objects
+
 # (holderIdentity, renewTime, resourceVersion): what tells us the holder is alive.
 Record = tuple[str, str, str]
 
@@ -22,7 +24,7 @@ def record_of(lease: dict[str, Any]) -> Record:
     return (
         spec.get("holderIdentity") or "",
         str(spec.get("renewTime") or ""),
-        str((lease.get("metadata") or {}).get("resourceVersion") or ""),
+        objects.resource_version(lease) or "",
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.apitime import parse_time
 from imagepuller.failures import Failure
 from imagepuller.imageparsers import CachedImage
@@ -74,7 +75,7 @@ def image_states(
 
 def live_pods(pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     # A pod being deleted is going: it no longer counts as holding anything.
-    return [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+    return [pod for pod in pods if not objects.being_deleted(pod)]
 
 
 def _created(pod: Mapping[str, Any]) -> tuple[float, str]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.events import EventRecorder
 from imagepuller.health import WorkerHealth
 from imagepuller.kube import Kube
@@ -210,7 +211,7 @@ class Operator:
         conflict_with: tuple[str, str] | None,
     ) -> dict[str, Any]:
         """The resource's status from what this look saw (resourcestatus.py decides)."""
-        generation = int(resource["metadata"].get("generation") or 0)
+        generation = objects.generation(resource)
         stored = resource.get("status") or {}
         puller = self.pullers.get(key)
         taken_by = puller.controller.conflict if puller is not None else None

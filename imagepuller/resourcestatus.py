@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imagepuller import objects
 from imagepuller.apitime import format_time, whole_seconds
 from imagepuller.daemonset import REFRESH_ANNOTATION, template_containers
 from imagepuller.failures import Failure, failure_summary
@@ -75,7 +76,7 @@ def resource_status(seen: Observation, now: float) -> dict[str, Any]:
     applied = seen.generation if seen.applied_generation is None else seen.applied_generation
     observed = applied if seen.observed_generation is None else seen.observed_generation
     complete, rolled, desired = rollout(daemonset)
-    holding = int((daemonset.get("status") or {}).get("numberAvailable") or 0)
+    holding = int(objects.daemonset_status(daemonset).get("numberAvailable") or 0)
     if not complete:
         # During a rollout numberAvailable counts the old pods too, and an old pod does not
         # hold an image the spec has just added: what the pods really hold counts.

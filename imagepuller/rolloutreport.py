@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from imagepuller import daemonset as ds
+from imagepuller import objects
 from imagepuller.config import Config
 from imagepuller.events import PullerEvent
 from imagepuller.failures import Failure, failure_summary
@@ -97,7 +98,7 @@ class RolloutReport:
     def notice(self, cfg: Config, observed: dict[str, Any]) -> None:
         """Our DaemonSet as the look saw it: report what is news."""
         complete, ready, desired = rollout(observed)
-        status = observed.get("status") or {}
+        status = objects.daemonset_status(observed)
         self.metrics.daemonset_observed(
             cfg.namespace,
             cfg.daemonset_name,
@@ -150,7 +151,7 @@ class RolloutReport:
             warning=False, reason="Ready", action="Pull", note=all_held(images, ready, desired)
         )
         if self._reason == "refreshed":
-            log.info("refresh_complete", name=cfg.daemonset_name, uid=observed["metadata"]["uid"])
+            log.info("refresh_complete", name=cfg.daemonset_name, uid=objects.uid(observed))
         if desired == 0:
             log.warning(
                 "no_nodes_selected",

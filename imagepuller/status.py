@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.apierrors import KubeError
 from imagepuller.failures import Failure
 from imagepuller.kube import Kube
@@ -40,11 +41,11 @@ def why_not_ready(
             log.warning("pod_status_unavailable", error=str(err))
     failures = pull_failures(pods)
     if len(pods) < desired:
-        failures.extend(creation_failures(kube, namespace, daemonset["metadata"]["uid"]))
+        failures.extend(creation_failures(kube, namespace, objects.stored_uid(daemonset)))
     if not failures and not generation_observed(daemonset):
         # The DaemonSet controller has not taken in this generation (a status it cannot
         # write, a template it cannot turn into pods): only its Warnings say why.
-        failures.extend(controller_warnings(kube, namespace, daemonset["metadata"]["uid"]))
+        failures.extend(controller_warnings(kube, namespace, objects.stored_uid(daemonset)))
     return failures
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from imagepuller import objects
 from imagepuller.apierrors import KubeError, NotFound
 from imagepuller.cachestatus import summarize
 from imagepuller.config import Config
@@ -62,7 +63,7 @@ class StatusWriter:
         written = self._written.get(key)
         if status == (resource.get("status") or {}):
             return None
-        version = str(resource["metadata"].get("resourceVersion") or "")
+        version = objects.resource_version(resource) or ""
         if written and written.status == status and version in (written.seen, written.made):
             return None  # ours, not in the cache yet (or normalised by the API)
         # Otherwise the stored status differs from what is so: someone else wrote it, or it was
@@ -79,7 +80,7 @@ class StatusWriter:
         except KubeError as err:
             log.warning("status_not_written", resource=f"{key[0]}/{key[1]}", error=str(err))
             return STATUS_MIN_INTERVAL
-        made_version = str((made.get("metadata") or {}).get("resourceVersion") or "")
+        made_version = objects.resource_version(made) or ""
         self._written[key] = _Written(status, now, version, made_version)
         return None
 
