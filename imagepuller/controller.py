@@ -38,6 +38,7 @@ from imagepuller.informer import Informer
 from imagepuller.kube import DAEMONSETS, Kube
 from imagepuller.leaving import leave_daemonset
 from imagepuller.listsource import ImageListSource
+from imagepuller.manager import sooner
 from imagepuller.metrics import Metrics
 from imagepuller.offers import ConfigOffers, config_applied
 from imagepuller.ownership import Ownership, Whose
@@ -229,7 +230,7 @@ class Controller:
         offered, offer_retry = self.offers.take(self.config, self._check)
         if offered is not None:
             self._apply(offered)
-        return _sooner(self._look(), offer_retry)
+        return sooner(self._look(), offer_retry)
 
     def _look(self) -> float | None:
         cfg = self.config
@@ -268,11 +269,11 @@ class Controller:
         )
         held = self.lists.hold(cfg, action, observed)
         if held is not None:
-            return _sooner(held, self.report.deadline(cfg))
+            return sooner(held, self.report.deadline(cfg))
         self.lists.images_found()
         requeue = self.executor.perform(action, desired, observed, effective)
         self.executor.earlier.retire(cfg, observed)
-        return _sooner(_sooner(requeue, self.report.deadline(cfg)), self.lists.seconds_to_retry())
+        return sooner(sooner(requeue, self.report.deadline(cfg)), self.lists.seconds_to_retry())
 
     # --- configuration ------------------------------------------------------------------
 
@@ -355,9 +356,3 @@ class DaemonSetWatch:
     def end(self) -> None:
         for informer in self._informers.values():
             informer.end()
-
-
-def _sooner(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return None if b is None else max(0.0, b)
-    return max(0.0, a if b is None else min(a, b))

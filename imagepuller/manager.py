@@ -35,6 +35,13 @@ class Result:
     failed: bool = False  # tried again after the key's growing pause
 
 
+def sooner(a: float | None, b: float | None) -> float | None:
+    """The earlier of two requeue times (None: no time, only a change brings the key back)."""
+    if a is None:
+        return None if b is None else max(0.0, b)
+    return max(0.0, a if b is None else min(a, b))
+
+
 class Manager(Generic[K]):
     def __init__(
         self,

@@ -27,7 +27,7 @@ from imagepuller import objects
 from imagepuller.events import EventRecorder
 from imagepuller.health import WorkerHealth
 from imagepuller.kube import Kube
-from imagepuller.manager import Manager, Result
+from imagepuller.manager import Manager, Result, sooner
 from imagepuller.metrics import Metrics
 from imagepuller.nameclaims import NameClaims
 from imagepuller.objects import rollout
@@ -188,9 +188,9 @@ class Operator:
                 self.set.openshift = puller.controller.openshift
         self.pods.rolling.discard(key)
         status = self._status(key, resource, conflict_with)
-        requeue = _sooner(requeue, self.statuses.write(key, resource, status))
+        requeue = sooner(requeue, self.statuses.write(key, resource, status))
         if key in self.pods.rolling:  # a rollout runs: its pods are read again for the status
-            requeue = _sooner(requeue, FAILURES_EVERY)
+            requeue = sooner(requeue, FAILURES_EVERY)
         return Result(requeue, failed)
 
     def _forget(self, key: Key) -> None:
@@ -272,9 +272,3 @@ class Operator:
             kip_image=controller.config.kip_image,
         )
         return resource_status(seen, self.wall())
-
-
-def _sooner(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    return a if b is None else min(a, b)
