@@ -108,6 +108,17 @@ class Executor:
         self.earlier = EarlierNames(kube, identity, self.is_ours)
         # Why the DaemonSet's name is not ours to use (another object owns it), while it is so.
         self.conflict: str | None = None
+        # What to do for each action on a DaemonSet that is there (WAIT and NOTHING: nothing).
+        self._acts: dict[Do, Callable[[Action, Desired, dict[str, Any], Config], float | None]]
+        self._acts = {
+            Do.CLAIM: self._claim,
+            Do.UPDATE: self._update,
+            Do.REFRESH: self._refresh,
+            Do.DELETE: self._delete,
+            Do.STAND_ASIDE: self._stand_aside,
+            Do.IN_THE_WAY: self._in_the_way,
+            Do.WAIT_FOR_COLLECTION: self._wait_for_collection,
+        }
 
     def whose(self, observed: dict[str, Any], cfg: Config) -> Ownership:
         return classify(observed, cfg, owner=self.state.owner(cfg), created_uid=self.current_uid)
@@ -167,16 +178,7 @@ class Executor:
         if action.do is Do.CREATE:
             return self._create(cfg)
         assert observed is not None
-        acts: dict[Do, Callable[[Action, Desired, dict[str, Any], Config], float | None]] = {
-            Do.CLAIM: self._claim,
-            Do.UPDATE: self._update,
-            Do.REFRESH: self._refresh,
-            Do.DELETE: self._delete,
-            Do.STAND_ASIDE: self._stand_aside,
-            Do.IN_THE_WAY: self._in_the_way,
-            Do.WAIT_FOR_COLLECTION: self._wait_for_collection,
-        }
-        act = acts.get(action.do)
+        act = self._acts.get(action.do)
         if act is None:
             return action.requeue_after  # WAIT, NOTHING
         return act(action, desired, observed, cfg)
