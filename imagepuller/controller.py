@@ -338,21 +338,21 @@ class DaemonSetWatch:
         self.kube = kube
         self._new = new
         self.poke = poke
-        self._informers: dict[str, Informer] = {}
+        self._watched: tuple[str, Informer] | None = None  # (namespace, its informer)
 
     def informer(self, namespace: str) -> Informer:
-        informer = self._informers.get(namespace)
-        if informer is None:
+        if self._watched is None or self._watched[0] != namespace:
             self.end()
             informer = self._new(self.kube, DAEMONSETS, namespace, self.poke).start()
-            self._informers = {namespace: informer}
-        return informer
+            self._watched = (namespace, informer)
+        return self._watched[1]
 
     def current(self, cfg: Config) -> dict[str, Any] | None:
         """The DaemonSet of ``cfg``'s name in the cache (None before the first look)."""
-        informer = self._informers.get(cfg.namespace)
-        return informer.get(cfg.daemonset_name) if informer else None
+        if self._watched is None or self._watched[0] != cfg.namespace:
+            return None
+        return self._watched[1].get(cfg.daemonset_name)
 
     def end(self) -> None:
-        for informer in self._informers.values():
-            informer.end()
+        if self._watched is not None:
+            self._watched[1].end()
