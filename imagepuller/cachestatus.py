@@ -140,16 +140,15 @@ def summarize(
 ) -> PullerStatus:
     """The cache of one puller: ``pods`` are the DaemonSet's (by its selector), ``nodes``
     every node, or None when they could not be read (then only nodes with a pod are known)."""
-    metadata = daemonset["metadata"]
     pod_spec = ((daemonset.get("spec") or {}).get("template") or {}).get("spec") or {}
     images = template_images(pod_spec)
-    by_node = _pods_by_node(_owned_by(pods, metadata.get("uid")))
+    by_node = _pods_by_node(_owned_by(pods, objects.uid(daemonset)))
 
     # Which nodes to show, and for each why the pods are not meant for it (None: they are).
     if nodes is None:
         whys: dict[str, str | None] = dict.fromkeys(by_node)
     else:
-        whys = {node["metadata"]["name"]: why_not_selected(pod_spec, node) for node in nodes}
+        whys = {objects.name(node): why_not_selected(pod_spec, node) for node in nodes}
         for name in by_node:
             whys.setdefault(name, "node no longer exists")
     examined = [
@@ -162,8 +161,8 @@ def summarize(
     desired = reported if nodes is None else sum(1 for n in statuses if n.selected)
     holding = sum(1 for n in statuses if n.selected and n.state == HELD)
     return PullerStatus(
-        namespace=metadata.get("namespace") or "",
-        name=metadata["name"],
+        namespace=objects.namespace(daemonset),
+        name=objects.name(daemonset),
         images=images,
         desired=desired,
         holding=holding,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from imagepuller import objects
-from imagepuller.apitime import parse_time
 from imagepuller.failures import Failure
 from imagepuller.imageparsers import CachedImage
 from imagepuller.pods import container_failure
@@ -79,8 +78,7 @@ def live_pods(pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _created(pod: Mapping[str, Any]) -> tuple[float, str]:
-    metadata = pod["metadata"]
-    return parse_time(metadata.get("creationTimestamp")) or 0.0, metadata.get("name") or ""
+    return objects.created_at(pod) or 0.0, objects.name(pod)
 
 
 def _ready_containers(pod: Mapping[str, Any], images: Sequence[CachedImage]) -> set[str]:

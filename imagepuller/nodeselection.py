@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from imagepuller import objects
+
 # The DaemonSet controller adds tolerations for these to every pod it creates (not-ready,
 # unreachable, disk-pressure, memory-pressure, pid-pressure, unschedulable, ...).
 _DAEMON_TOLERATED_PREFIX = "node.kubernetes.io/"
@@ -22,8 +24,7 @@ _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 def why_not_selected(pod_spec: Mapping[str, Any], node: Mapping[str, Any]) -> str | None:
     """Why the DaemonSet controller would not run a pod of ``pod_spec`` on ``node``: its node
     selector, its required node affinity or a taint it does not tolerate; None if it would."""
-    metadata = node.get("metadata") or {}
-    labels = metadata.get("labels") or {}
+    labels = objects.labels_of(node)
     reasons = [
         f"selector {key}={value}"
         for key, value in (pod_spec.get("nodeSelector") or {}).items()
@@ -31,7 +32,7 @@ def why_not_selected(pod_spec: Mapping[str, Any], node: Mapping[str, Any]) -> st
     ]
     required = required_affinity(pod_spec)
     if required is not None:
-        fields = {"metadata.name": metadata.get("name") or ""}
+        fields = {"metadata.name": objects.name(node)}
         terms = required.get("nodeSelectorTerms") or []
         # The terms are ORed; an empty list of terms, or an empty term, matches no node.
         if not any(_term_matches(term, labels, fields) for term in terms):
