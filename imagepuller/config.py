@@ -10,6 +10,7 @@ named in its reader's words: ``IMAGES`` for the ConfigMap, ``spec.images`` for a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -209,15 +210,6 @@ def parse_images(raw: str) -> tuple[CachedImage, ...]:
 # --- operator mode ---------------------------------------------------------------------------
 
 DEFAULT_OPERATOR_NAMESPACE = "imagepuller-operator"
-# The process settings `imagepuller operator` shares with `run`, read from the same rows.
-_OPERATOR_PROCESS_SETTINGS = (
-    "metrics_port",
-    "metrics_host",
-    "healthz_stuck_after_seconds",
-    "log_format",
-    "log_level",
-    "kubeconfig",
-)
 
 
 @dataclass(frozen=True)
@@ -241,10 +233,13 @@ class OperatorSettings:
 def load_operator_settings(env: Mapping[str, str]) -> OperatorSettings:
     """Every problem at once, as ``load_config`` does; raises ConfigError."""
     problems = Problems(env)
-    shared = {}
-    for attribute in _OPERATOR_PROCESS_SETTINGS:
-        setting = BY_ATTRIBUTE[attribute]
-        shared[attribute] = problems.get(setting.variable, setting.default_value, setting.parse)
+    # The process settings it shares with `run` (its fields named as a process row's
+    # attribute) are read from those rows.
+    shared = {
+        field.name: problems.get(setting.variable, setting.default_value, setting.parse)
+        for field in dataclasses.fields(OperatorSettings)
+        if (setting := BY_ATTRIBUTE.get(field.name)) is not None and setting.scope == "process"
+    }
     settings = OperatorSettings(
         watch_namespaces=problems.get("WATCH_NAMESPACES", (), namespace_list),
         namespace=problems.get("POD_NAMESPACE", DEFAULT_OPERATOR_NAMESPACE, dns_label),
