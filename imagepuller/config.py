@@ -137,10 +137,14 @@ class Problems:
             return default
 
 
+# What each attribute is called in the environment, for its problems.
+_VARIABLES = {setting.attribute: setting.variable for setting in TABLE}
+
+
 def load_config(env: Mapping[str, str]) -> Config:
     """Build a ``Config`` from ``env`` (normally ``os.environ``); raise ``ConfigError``."""
     given = {setting.attribute: env.get(setting.variable) for setting in TABLE}
-    return read_config(given, {setting.attribute: setting.variable for setting in TABLE})
+    return read_config(given, _VARIABLES)
 
 
 def read_config(given: Mapping[str, str | None], labels: Mapping[str, str]) -> Config:

@@ -34,6 +34,11 @@ ACCEPTED_UNUSED = frozenset({"configMapName", "deploymentName"})
 SPEC_FIELDS = frozenset(SPEC_SETTINGS) | ACCEPTED_UNUSED
 
 _NAMESPACE = BY_VARIABLE["NAMESPACE"].attribute
+# What each attribute a resource can set is called there, for its problems.
+_LABELS = {
+    _NAMESPACE: "metadata.namespace",
+    **{setting.attribute: f"spec.{field}" for field, setting in BY_SPEC_FIELD.items()},
+}
 
 
 def _type_problems(spec: Mapping[str, Any]) -> list[str]:
@@ -56,13 +61,11 @@ def config_from_resource(
         raise ConfigError(["spec: expected an object of string fields"])
     problems = _type_problems(spec)
     given: dict[str, str | None] = {_NAMESPACE: str(objects.namespace(resource))}
-    labels = {_NAMESPACE: "metadata.namespace"}
     for field, setting in BY_SPEC_FIELD.items():
         value = spec.get(field)
         given[setting.attribute] = value if isinstance(value, str) else None
-        labels[setting.attribute] = f"spec.{field}"
     try:
-        config = read_config(given, labels)
+        config = read_config(given, _LABELS)
     except ConfigError as err:
         problems += err.problems
     else:
