@@ -218,3 +218,20 @@ def rollout(daemonset: Mapping[str, Any]) -> tuple[bool, int, int]:
     seen = generation_observed(daemonset)
     complete = seen and updated == desired and available == desired
     return complete, min(updated, available) if seen else 0, desired
+
+
+def label_selector(selector: Mapping[str, Any]) -> str:
+    """A LabelSelector (matchLabels, matchExpressions) in the API's query syntax."""
+    terms = [f"{key}={value}" for key, value in (selector.get("matchLabels") or {}).items()]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression["key"], expression["operator"]
+        values = ",".join(expression.get("values") or [])
+        if operator == "In":
+            terms.append(f"{key} in ({values})")
+        elif operator == "NotIn":
+            terms.append(f"{key} notin ({values})")
+        elif operator == "Exists":
+            terms.append(key)
+        elif operator == "DoesNotExist":
+            terms.append(f"!{key}")
+    return ",".join(terms)

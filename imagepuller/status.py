@@ -33,7 +33,7 @@ def why_not_ready(
     ``pods``: the DaemonSet's pods when the caller has just listed them (else listed here)."""
     desired = rollout(daemonset)[2]
     if pods is None:
-        label_selector = ",".join(f"{k}={v}" for k, v in selector.items())
+        label_selector = objects.label_selector({"matchLabels": selector})
         try:
             pods = kube.list_pods(namespace, label_selector)
         except KubeError as err:

@@ -115,23 +115,6 @@ def render(statuses: list[PullerStatus], output: str, *, many: bool) -> str:
     return dump_manifest(document)
 
 
-def label_selector(selector: Mapping[str, Any]) -> str:
-    """A LabelSelector (matchLabels, matchExpressions) in the API's query syntax."""
-    terms = [f"{key}={value}" for key, value in (selector.get("matchLabels") or {}).items()]
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression["key"], expression["operator"]
-        values = ",".join(expression.get("values") or [])
-        if operator == "In":
-            terms.append(f"{key} in ({values})")
-        elif operator == "NotIn":
-            terms.append(f"{key} notin ({values})")
-        elif operator == "Exists":
-            terms.append(key)
-        elif operator == "DoesNotExist":
-            terms.append(f"!{key}")
-    return ",".join(terms)
-
-
 def _connect(env: Mapping[str, str]) -> Kube:
     return Kube(load_api_client(env.get("KUBECONFIG") or None), retry_for=RETRY_SECONDS)
 
@@ -155,7 +138,7 @@ def _nodes(kube: Kube) -> list[dict[str, Any]] | None:
 def _summarize(
     kube: Kube, daemonset: dict[str, Any], nodes: list[dict[str, Any]] | None
 ) -> PullerStatus:
-    selector = label_selector((daemonset.get("spec") or {}).get("selector") or {})
+    selector = objects.label_selector((daemonset.get("spec") or {}).get("selector") or {})
     pods = kube.list_pods(objects.metadata(daemonset)["namespace"], selector)
     return cachestatus.summarize(daemonset, pods, nodes)
 

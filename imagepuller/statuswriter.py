@@ -129,7 +129,8 @@ class RolloutPods:
         labels = selector_labels(config)
         pods: list[dict[str, Any]] | None
         try:
-            pods = self.kube.list_pods(key[0], ",".join(f"{k}={v}" for k, v in labels.items()))
+            query = objects.label_selector({"matchLabels": labels})
+            pods = self.kube.list_pods(key[0], query)
         except KubeError as err:
             log.warning("pod_status_unavailable", error=str(err))
             pods = None

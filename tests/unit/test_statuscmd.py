@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from imagepuller import statuscmd
+from imagepuller import objects, statuscmd
 from imagepuller.apierrors import Forbidden, Transient
 from imagepuller.cli import build_parser
 from tests.unit.test_cachestatus import (
@@ -288,7 +288,7 @@ def test_label_selector_in_the_apis_syntax():
             {"key": "not", "operator": "DoesNotExist"},
         ],
     }
-    assert statuscmd.label_selector(selector) == "app=x,tier in (a,b),env notin (dev),has,!not"
+    assert objects.label_selector(selector) == "app=x,tier in (a,b),env notin (dev),has,!not"
 
 
 def test_a_zero_node_puller_exits_1(cluster, capsys):
