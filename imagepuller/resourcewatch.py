@@ -162,8 +162,7 @@ class ResourceWatches:
                 if ref.get("kind") == KIND and ref.get("name")
             }
             if not keys:  # not a resource's (yet): the resources that want its name
-                name = objects.metadata(daemonset).get("name") or ""
-                keys = self.wanting(namespace, name)
+                keys = self.wanting(namespace, objects.name(daemonset))
         for key in keys:
             self.queue.add(key)
 
